@@ -1,1 +1,25 @@
-export {};
+/**
+ * grouped-query-attention: Keras's `GroupQueryAttention` for TensorFlow.js with Keras 3.6's exact
+ * numbers, the tfjs op under it, and a fused attention engine.
+ *
+ * Importing the package registers the layer for serialization and the op's gradient.
+ */
+import { registerGroupedQueryAttentionGradient } from './op/gradient.js';
+
+export { ValueError } from './errors.js';
+export {
+  defaultScale,
+  groupedQueryAttention,
+  groupedQueryAttentionReference,
+  hasFusedKernel,
+  type GroupedQueryAttentionOptions,
+} from './op/grouped_query_attention.js';
+export {
+  GroupedQueryAttention as GroupedQueryAttentionKernel,
+  type GroupedQueryAttentionAttrs,
+  type GroupedQueryAttentionInputs,
+} from './op/kernel_names.js';
+export { GroupedQueryAttention, GroupQueryAttention } from './layer/grouped_query_attention.js';
+export type { GroupedQueryAttentionArgs, GroupedQueryAttentionCallArgs } from './layer/args.js';
+
+registerGroupedQueryAttentionGradient();

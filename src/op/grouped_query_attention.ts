@@ -1,0 +1,264 @@
+/**
+ * `groupedQueryAttention`: attention on projected heads, with Keras 3.6's exact numbers.
+ *
+ * Shape letters:
+ *   B batch · T query length · S key/value length · U query heads · V key/value heads · H head size
+ *   G = U / V query heads per key/value head; query head u reads key/value head floor(u / G).
+ *
+ * Checks come first (shapes, dtypes, options, mask broadcast), then one dispatch: the fused kernel of
+ * the active backend when one is registered, else the composite path built from public tfjs ops.
+ * Both compute the same thing; dropout in training always takes the composite path.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { check, formatShape, formatValue } from '../errors.js';
+import { compositeAttention } from './composite.js';
+import {
+  GroupedQueryAttention,
+  type GroupedQueryAttentionAttrs,
+  type GroupedQueryAttentionInputs,
+} from './kernel_names.js';
+import { combinedAdder, expandMaskToRank4, maskShapeRank4, normalizeMask, type NormalizedMask } from './masks.js';
+
+/** Options of {@link groupedQueryAttention}. */
+export interface GroupedQueryAttentionOptions {
+  /**
+   * Mask broadcastable to (B, U, T, S) after Keras's rank expansion ((T,S), (B,T,S), (1,T,S), (B,1,S),
+   * (B,U,T,S), ...). Bool: true attends. Numeric: used as `(1 - mask) * -1e9` (Keras 3.6's non-binary
+   * quirk) unless `causal` or `slidingWindow` is set, in which case nonzero attends.
+   */
+  attentionMask?: tf.Tensor | null;
+  /** Causal mask, top-left aligned as in Keras: query i sees keys j <= i + queryOffset. Default false. */
+  causal?: boolean;
+  /** Absolute position of query row 0 for causal and window masks (a KV cache's length). Default 0. */
+  queryOffset?: number;
+  /** Sliding window w (Keras 3.15): query at position p sees keys with |p - j| < w. Default none. */
+  slidingWindow?: number | null;
+  /** Multiplies the query before Q·Kᵀ. Default: float32 1/sqrt(H) as Keras computes it. */
+  scale?: number;
+  /** Also return the attention probabilities (B, U, T, S), taken before dropout. Default false. */
+  returnScores?: boolean;
+  /** Dropout rate on the probabilities, in [0, 1). Acts only when `training`. Default 0. */
+  dropout?: number;
+  /** Default false. */
+  training?: boolean;
+  /** Seeds the dropout pattern. */
+  seed?: number | null;
+}
+
+/** Keras's query scale in float32: `1 / sqrt(float32(H))`, each step rounded to float32. */
+export function defaultScale(headDim: number): number {
+  return Math.fround(1 / Math.fround(Math.sqrt(headDim)));
+}
+
+interface Prepared {
+  attrs: GroupedQueryAttentionAttrs;
+  scoresShape: [number, number, number, number];
+  dropout: number;
+  training: boolean;
+  seed: number | undefined;
+}
+
+function isInteger(x: unknown): x is number {
+  return typeof x === 'number' && Number.isInteger(x);
+}
+
+/** Every check of the op, before any tensor is made. */
+function prepare(
+  where: string,
+  query: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  options: GroupedQueryAttentionOptions,
+): Prepared {
+  for (const [name, t] of [['query', query], ['key', key], ['value', value]] as const) {
+    check(t instanceof tf.Tensor, where, () => `${name} must be a tf.Tensor; received ${formatValue(t)}`);
+    check(t.rank === 4, where, () =>
+      `${name} must have rank 4 (${name === 'query' ? '(B, T, U, H)' : '(B, S, V, H)'}); received shape ${formatShape(t.shape)}`);
+    check(t.dtype === 'float32', where, () => `${name} must be float32; received dtype ${t.dtype}`);
+    check(t.size > 0, where, () => `${name} must not be empty; received shape ${formatShape(t.shape)}`);
+  }
+  const [b, t, u, h] = query.shape;
+  const [kb, s, v, kh] = key.shape;
+  check(kb === b && value.shape[0] === b, where, () =>
+    `query, key and value must have the same batch size; received query ${formatShape(query.shape)}, ` +
+    `key ${formatShape(key.shape)}, value ${formatShape(value.shape)}`);
+  check(value.shape[1] === s && value.shape[2] === v, where, () =>
+    `key and value must agree in length S and heads V; received key ${formatShape(key.shape)}, value ${formatShape(value.shape)}`);
+  check(kh === h && value.shape[3] === h, where, () =>
+    `query, key and value must have the same head size H; received query ${formatShape(query.shape)}, ` +
+    `key ${formatShape(key.shape)}, value ${formatShape(value.shape)}`);
+  check(u % v === 0, where, () =>
+    `the query heads U must be a multiple of the key/value heads V; received U=${u}, V=${v}`);
+
+  const causal = options.causal ?? false;
+  check(typeof causal === 'boolean', where, () => `causal must be a boolean; received ${formatValue(causal)}`);
+  const queryOffset = options.queryOffset ?? 0;
+  check(isInteger(queryOffset) && queryOffset >= 0, where, () =>
+    `queryOffset must be an integer >= 0; received ${formatValue(queryOffset)}`);
+  const slidingWindow = options.slidingWindow ?? 0;
+  check(isInteger(slidingWindow) && slidingWindow >= 0, where, () =>
+    `slidingWindow must be null or a positive integer; received ${formatValue(options.slidingWindow)}`);
+  const scale = options.scale ?? defaultScale(h);
+  check(typeof scale === 'number' && Number.isFinite(scale), where, () =>
+    `scale must be a finite number; received ${formatValue(scale)}`);
+  const returnScores = options.returnScores ?? false;
+  check(typeof returnScores === 'boolean', where, () =>
+    `returnScores must be a boolean; received ${formatValue(returnScores)}`);
+  const dropout = options.dropout ?? 0;
+  check(typeof dropout === 'number' && dropout >= 0 && dropout < 1, where, () =>
+    `dropout must be a number in [0, 1); received ${formatValue(dropout)}`);
+  const training = options.training ?? false;
+  check(typeof training === 'boolean', where, () => `training must be a boolean; received ${formatValue(training)}`);
+  const seed = options.seed ?? undefined;
+  check(seed === undefined || Number.isFinite(seed), where, () => `seed must be a number; received ${formatValue(seed)}`);
+
+  const scoresShape: [number, number, number, number] = [b, u, t, s];
+  const mask = options.attentionMask;
+  let maskKind: GroupedQueryAttentionAttrs['maskKind'] = 'none';
+  if (mask != null) {
+    check(mask instanceof tf.Tensor, where, () => `attentionMask must be a tf.Tensor; received ${formatValue(mask)}`);
+    maskShapeRank4(mask.shape, scoresShape, where, 'attentionMask');
+    maskKind = mask.dtype === 'bool' || causal || slidingWindow > 0 ? 'bool' : 'additive';
+  }
+  return {
+    attrs: { maskKind, causal, queryOffset, slidingWindow, scale, returnScores },
+    scoresShape,
+    dropout,
+    training,
+    seed,
+  };
+}
+
+function normalize(mask: tf.Tensor | null | undefined, p: Prepared, where: string): NormalizedMask | null {
+  if (mask == null) return null;
+  return normalizeMask(expandMaskToRank4(mask, p.scoresShape, where, 'attentionMask'), p.attrs);
+}
+
+/** Whether the active backend has a fused kernel for this op. */
+export function hasFusedKernel(backendName: string = tf.getBackend()): boolean {
+  return tf.getKernel(GroupedQueryAttention, backendName) != null;
+}
+
+function run(
+  where: string,
+  query: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  options: GroupedQueryAttentionOptions,
+  forceComposite: boolean,
+): tf.Tensor4D | [tf.Tensor4D, tf.Tensor4D] {
+  const p = prepare(where, query, key, value, options);
+  const q = query as tf.Tensor4D;
+  const k = key as tf.Tensor4D;
+  const v = value as tf.Tensor4D;
+  const { attrs } = p;
+  const dropoutActive = p.training && p.dropout > 0;
+  return tf.tidy(() => {
+    const mask = normalize(options.attentionMask, p, where);
+    if (forceComposite || dropoutActive || !hasFusedKernel()) {
+      const adder = combinedAdder(mask, p.scoresShape[2], p.scoresShape[3], attrs);
+      const [out, scores] = compositeAttention(q, k, v, adder, {
+        scale: attrs.scale,
+        returnScores: attrs.returnScores,
+        dropout: p.dropout,
+        training: p.training,
+        seed: p.seed,
+      });
+      return scores == null ? out : [out, scores];
+    }
+    // The kernel always receives a mask input so that its gradient can save it; with
+    // maskKind 'none' this (1,1,1,1) placeholder is ignored.
+    const inputs: GroupedQueryAttentionInputs = { query: q, key: k, value: v, mask: mask?.mask ?? tf.zeros([1, 1, 1, 1]) };
+    const outs = tf.engine().runKernel(
+      GroupedQueryAttention,
+      inputs as unknown as tf.NamedTensorMap,
+      attrs as unknown as tf.NamedAttrMap,
+    ) as tf.Tensor4D[];
+    return attrs.returnScores ? [outs[0]!, outs[1]!] : outs[0]!;
+  });
+}
+
+/**
+ * Grouped-query attention on projected heads, as Keras 3.6 `GroupQueryAttention` computes it after
+ * its projections: the query scaled by `scale`, each key/value head shared by G = U / V query heads
+ * (no copies on fused backends), a masked softmax, dropout, and the weighted sum of values.
+ *
+ * Differentiable with respect to query, key and value.
+ *
+ * @param query (B, T, U, H) float32.
+ * @param key (B, S, V, H) float32.
+ * @param value (B, S, V, H) float32.
+ * @returns output (B, T, U, H), or `[output, probabilities (B, U, T, S)]` with `returnScores`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import '@tensorflow/tfjs-backend-cpu';
+ * import { groupedQueryAttention } from 'grouped-query-attention';
+ *
+ * const q = tf.randomNormal([1, 5, 4, 8]) as tf.Tensor4D;   // 4 query heads
+ * const k = tf.randomNormal([1, 5, 2, 8]) as tf.Tensor4D;   // 2 key/value heads
+ * const v = tf.randomNormal([1, 5, 2, 8]) as tf.Tensor4D;
+ * const y = groupedQueryAttention(q, k, v, { causal: true });  // (1, 5, 4, 8)
+ * const [y2, p] = groupedQueryAttention(q, k, v, { returnScores: true }); // p: (1, 4, 5, 5)
+ * ```
+ */
+export function groupedQueryAttention(
+  query: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  options: GroupedQueryAttentionOptions & { returnScores: true },
+): [tf.Tensor4D, tf.Tensor4D];
+export function groupedQueryAttention(
+  query: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  options?: GroupedQueryAttentionOptions,
+): tf.Tensor4D;
+export function groupedQueryAttention(
+  query: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  options: GroupedQueryAttentionOptions = {},
+): tf.Tensor4D | [tf.Tensor4D, tf.Tensor4D] {
+  return run('groupedQueryAttention', query, key, value, options, false);
+}
+
+/**
+ * The composite reference of {@link groupedQueryAttention}: the same checks and results, computed the
+ * Keras way from public tfjs ops (K/V heads repeated, the (B, U, T, S) scores materialised). Kept as
+ * the oracle for every fused kernel.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import '@tensorflow/tfjs-backend-cpu';
+ * import { groupedQueryAttention, groupedQueryAttentionReference } from 'grouped-query-attention';
+ *
+ * const q = tf.randomNormal([2, 3, 6, 4]);
+ * const kv = tf.randomNormal([2, 7, 3, 4]);
+ * const fused = groupedQueryAttention(q, kv, kv);
+ * const reference = groupedQueryAttentionReference(q, kv, kv);
+ * tf.max(tf.abs(tf.sub(fused, reference))).print(); // ~1e-7
+ * ```
+ */
+export function groupedQueryAttentionReference(
+  query: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  options: GroupedQueryAttentionOptions & { returnScores: true },
+): [tf.Tensor4D, tf.Tensor4D];
+export function groupedQueryAttentionReference(
+  query: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  options?: GroupedQueryAttentionOptions,
+): tf.Tensor4D;
+export function groupedQueryAttentionReference(
+  query: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  options: GroupedQueryAttentionOptions = {},
+): tf.Tensor4D | [tf.Tensor4D, tf.Tensor4D] {
+  return run('groupedQueryAttentionReference', query, key, value, options, true);
+}
