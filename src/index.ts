@@ -5,6 +5,7 @@
  * Importing the package registers the layer for serialization and the op's gradient.
  */
 import { registerGroupedQueryAttentionGradient } from './op/gradient.js';
+import { registerKernels } from './op/kernels/register.js';
 
 export { ValueError } from './errors.js';
 export {
@@ -23,3 +24,4 @@ export { GroupedQueryAttention, GroupQueryAttention } from './layer/grouped_quer
 export type { GroupedQueryAttentionArgs, GroupedQueryAttentionCallArgs } from './layer/args.js';
 
 registerGroupedQueryAttentionGradient();
+registerKernels();

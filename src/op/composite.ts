@@ -22,8 +22,9 @@ export interface CompositeOptions {
 export function repeatHeads(x: tf.Tensor4D, groups: number): tf.Tensor4D {
   if (groups === 1) return x;
   const [b, s, v, h] = x.shape;
-  const x5 = tf.reshape(x, [b, s, v, 1, h]); // (B,S,V,1,H)
-  const tiled = tf.tile(x5, [1, 1, 1, groups, 1]); // (B,S,V,G,H): head u = g·G + r reads kv head g
+  // Rank 4 keeps tfjs's Tile gradient available (it stops at rank 4).
+  const x4 = tf.reshape(x, [b * s, v, 1, h]); // (B·S,V,1,H)
+  const tiled = tf.tile(x4, [1, 1, groups, 1]); // (B·S,V,G,H): head u = g·G + r reads kv head g
   return tf.reshape(tiled, [b, s, v * groups, h]) as tf.Tensor4D; // (B,S,U,H)
 }
 
