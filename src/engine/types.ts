@@ -67,3 +67,79 @@ export interface AttentionResult {
   /** (B, U, T, S) row-major, only when requested. */
   readonly probabilities?: Float32Array;
 }
+
+/**
+ * Float32 storage inside an engine's own memory (for example a KV cache): `attention()` reads it in
+ * place, with no copy. Allocate with {@link AttentionEngine.allocate}.
+ *
+ * The memory may grow during any later `allocate()` or `attention()` call, which replaces the
+ * underlying buffer: always take a fresh {@link EngineBuffer.view} after such calls instead of
+ * keeping an old one.
+ */
+export interface EngineBuffer {
+  /** Number of float32 elements. */
+  readonly length: number;
+  /** Byte offset inside the engine's memory (stable for the buffer's life). */
+  readonly byteOffset: number;
+  /** True after {@link EngineBuffer.free} (or after the engine was disposed). */
+  readonly freed: boolean;
+  /** A fresh Float32Array view of the storage (valid until the engine's memory next grows). */
+  view(): Float32Array;
+  /** Returns the storage to the engine. Using the buffer afterwards throws. */
+  free(): void;
+}
+
+/**
+ * An {@link AttentionProblem} whose query, key and value may also be {@link EngineBuffer}s of the
+ * engine that runs it (read in place). Every AttentionProblem is an EngineProblem.
+ */
+export interface EngineProblem extends Omit<AttentionProblem, 'query' | 'key' | 'value'> {
+  readonly query: Float32Array | EngineBuffer;
+  readonly key: Float32Array | EngineBuffer;
+  readonly value: Float32Array | EngineBuffer;
+}
+
+/** Options of {@link AttentionEngine} creation. */
+export interface AttentionEngineOptions {
+  /**
+   * Threads including the calling thread. Default: available cores
+   * (`os.availableParallelism()` in Node, `navigator.hardwareConcurrency` in browsers).
+   * Forced to 1 without SharedArrayBuffer.
+   */
+  readonly threads?: number;
+  /** `false` forces the plain-JS path. Default: WebAssembly SIMD when the runtime supports it. */
+  readonly simd?: boolean;
+  /** `false` forces a non-shared memory (single thread), as without SharedArrayBuffer. */
+  readonly sharedMemory?: boolean;
+  /** Milliseconds to wait for workers to start in synchronous creation (Node). Default 10000. */
+  readonly workerStartTimeoutMs?: number;
+  /** Testing hooks (fault injection). Not for production use. */
+  readonly testing?: {
+    /** Replace the worker source (e.g. one that throws at start). */
+    readonly workerSource?: string;
+    /** Workers throw when they see a job of this generation or later. */
+    readonly crashWorkersOnJob?: number;
+    /** Milliseconds without progress before a busy worker is declared lost. Default 2000. */
+    readonly stallMs?: number;
+  };
+}
+
+/** A ready attention engine (see `createAttentionEngine` / `getDefaultEngine`). */
+export interface AttentionEngine {
+  /** `'wasm'` (SIMD kernel) or `'js'` (plain JS). */
+  readonly kind: 'wasm' | 'js';
+  /** Threads currently used, the calling thread included (workers that failed are not counted). */
+  readonly threads: number;
+  /** Whether the engine memory is a shared WebAssembly.Memory (needed for threads). */
+  readonly sharedMemory: boolean;
+  /** Resolves when every worker has started (or failed to start). Calls work before that. */
+  readonly ready: Promise<void>;
+  /** Computes attention synchronously. Inputs are never modified. */
+  attention(problem: EngineProblem): AttentionResult;
+  /** Allocates `floats` float32 elements of engine memory (zeroed), e.g. for a KV cache. */
+  allocate(floats: number): EngineBuffer;
+  /** Current size of the engine memory in bytes (WebAssembly memory never shrinks). */
+  memoryBytes(): number;
+  /** Stops the workers and releases the memory. Further calls throw. */
+  dispose(): void;
+}

@@ -1,0 +1,165 @@
+/**
+ * The attention engine: fused grouped-query attention on Float32Arrays, with no TensorFlow.js import.
+ *
+ * Paths (same results within float rounding, all checked against {@link attentionReference}):
+ * - `'wasm'`: a WebAssembly SIMD128 flash-attention kernel (online softmax over key tiles, the G
+ *   query heads of a kv head packed in one tile, causal/window tiles skipped), on worker threads
+ *   that share one WebAssembly.Memory when SharedArrayBuffer exists;
+ * - `'js'`: plain JS, for runtimes without WebAssembly SIMD.
+ *
+ * @module
+ */
+import { JsEngine } from './js-engine.js';
+import {
+  compileKernel,
+  compileKernelSync,
+  defaultThreads,
+  sharedMemorySupported,
+  WasmEngine,
+  wasmSimdSupported,
+} from './wasm-engine.js';
+import type { AttentionEngine, AttentionEngineOptions } from './types.js';
+
+export type {
+  AttentionEngine,
+  AttentionEngineOptions,
+  AttentionProblem,
+  AttentionResult,
+  EngineBuffer,
+  EngineMask,
+  EngineProblem,
+} from './types.js';
+export { attentionReference } from './reference.js';
+export { defaultScale } from './problem.js';
+
+function plan(options: AttentionEngineOptions): { simd: boolean; shared: boolean; threads: number } {
+  const simd = options.simd !== false && wasmSimdSupported();
+  const shared = simd && options.sharedMemory !== false && sharedMemorySupported();
+  const threads = shared ? Math.max(1, Math.floor(options.threads ?? defaultThreads())) : 1;
+  return { simd, shared, threads };
+}
+
+/**
+ * Creates an engine synchronously: compiles the kernel and, in Node, starts the workers and waits
+ * for them with Atomics.wait. Browsers forbid synchronous compilation of large modules on the main
+ * thread; there, use {@link createAttentionEngine}.
+ *
+ * @example
+ * ```ts
+ * import { createAttentionEngineSync } from 'grouped-query-attention/engine';
+ * const engine = createAttentionEngineSync({ threads: 2 });
+ * console.log(engine.kind, engine.threads); // 'wasm' 2
+ * engine.dispose();
+ * ```
+ */
+export function createAttentionEngineSync(options: AttentionEngineOptions = {}): AttentionEngine {
+  const { simd, shared, threads } = plan(options);
+  if (!simd) return new JsEngine();
+  return new WasmEngine(compileKernelSync(shared), shared, threads, options);
+}
+
+/**
+ * Creates an engine. It is usable as soon as the promise resolves; in browsers, workers that are
+ * still starting join later (`engine.ready` resolves when all have started or failed), and until
+ * then the calling thread does all the work.
+ *
+ * @example
+ * ```ts
+ * import { createAttentionEngine } from 'grouped-query-attention/engine';
+ * const engine = await createAttentionEngine({ threads: 2 });
+ * const { output } = engine.attention({
+ *   batch: 1, queryLength: 1, keyLength: 2, numQueryHeads: 2, numKeyValueHeads: 1, headDim: 4,
+ *   query: new Float32Array(8).fill(1), key: new Float32Array(8).fill(1), value: new Float32Array(8).fill(2),
+ * });
+ * console.log(output); // Float32Array(8) [2, 2, 2, 2, 2, 2, 2, 2]
+ * engine.dispose();
+ * ```
+ */
+export async function createAttentionEngine(options: AttentionEngineOptions = {}): Promise<AttentionEngine> {
+  const { simd, shared, threads } = plan(options);
+  if (!simd) return new JsEngine();
+  const module = await compileKernel(shared);
+  return new WasmEngine(module, shared, threads, options);
+}
+
+let defaultEngine: AttentionEngine | null = null;
+let defaultPending: Promise<AttentionEngine> | null = null;
+
+/**
+ * The process-wide default engine (all cores, SIMD when available), created synchronously on first
+ * use. In Node this compiles the kernel and waits for the workers right away. Where synchronous
+ * compilation is refused (a browser main thread), it returns a plain-JS engine for the moment and
+ * swaps in the WebAssembly engine once its asynchronous creation finishes; await
+ * {@link defaultEngineReady} to avoid that.
+ *
+ * @example
+ * ```ts
+ * import { getDefaultEngine } from 'grouped-query-attention/engine';
+ * const engine = getDefaultEngine(); // ready now, in Node
+ * console.log(engine.kind, engine.threads);
+ * ```
+ */
+export function getDefaultEngine(): AttentionEngine {
+  if (defaultEngine !== null && (defaultEngine.kind === 'wasm' || defaultPending === null)) return defaultEngine;
+  if (defaultEngine !== null) return defaultEngine;
+  try {
+    defaultEngine = createAttentionEngineSync();
+  } catch {
+    defaultEngine = new JsEngine();
+    defaultPending = createAttentionEngine().then((e) => {
+      defaultEngine = e;
+      return e;
+    });
+  }
+  return defaultEngine;
+}
+
+/**
+ * Resolves to the default engine once it is fully ready (kernel compiled, workers started).
+ *
+ * @example
+ * ```ts
+ * import { defaultEngineReady } from 'grouped-query-attention/engine';
+ * const engine = await defaultEngineReady();
+ * console.log(engine.threads);
+ * ```
+ */
+export async function defaultEngineReady(): Promise<AttentionEngine> {
+  if (defaultEngine === null && defaultPending === null) {
+    if (typeof (globalThis as { document?: unknown }).document !== 'undefined') {
+      defaultPending = createAttentionEngine().then((e) => (defaultEngine = e));
+    } else getDefaultEngine();
+  }
+  if (defaultPending !== null) await defaultPending;
+  await defaultEngine!.ready;
+  return defaultEngine!;
+}
+
+/**
+ * Replaces the default engine (the previous one is not disposed). Useful to pin a thread count for
+ * the whole process, e.g. `setDefaultEngine(await createAttentionEngine({ threads: 1 }))`.
+ *
+ * @example
+ * ```ts
+ * import { createAttentionEngineSync, setDefaultEngine } from 'grouped-query-attention/engine';
+ * setDefaultEngine(createAttentionEngineSync({ threads: 1 }));
+ * ```
+ */
+export function setDefaultEngine(engine: AttentionEngine): void {
+  defaultEngine = engine;
+  defaultPending = null;
+}
+
+/**
+ * The plain-JS path as an engine (what runtimes without WebAssembly SIMD get).
+ *
+ * @example
+ * ```ts
+ * import { createJsEngine } from 'grouped-query-attention/engine';
+ * const engine = createJsEngine();
+ * console.log(engine.kind); // 'js'
+ * ```
+ */
+export function createJsEngine(): AttentionEngine {
+  return new JsEngine();
+}

@@ -1,0 +1,109 @@
+/**
+ * The plain-JS engine path, for environments without WebAssembly SIMD. Same semantics as the
+ * WebAssembly kernel: per (b, kv head, t) the G query heads of the group read each key/value row
+ * once; keys outside causal/window bounds are skipped; rows with no allowed key take the exact
+ * per-row reference routine. Only O(S) scratch per row, never a (T, S) buffer.
+ */
+import { allowedRange, findFullyMaskedRows, type NormalizedProblem } from './problem.js';
+import { referenceRow } from './reference.js';
+import type { AttentionResult } from './types.js';
+
+/** Runs a validated problem on the plain-JS path. */
+export function attentionJs(p: NormalizedProblem): AttentionResult {
+  const { B, T, S, C, U, V, H, G } = p;
+  const output = new Float32Array(B * T * U * H);
+  const probabilities = p.wantProbabilities ? new Float32Array(B * U * T * S) : undefined;
+  const fully = findFullyMaskedRows(p);
+  const fullySet = new Set(fully);
+  const qs = new Float32Array(G * H);
+  const logits = new Float32Array(G * S);
+  const acc = new Float64Array(G * H);
+  const m = p.mask;
+  const isBool = m !== null && m.kind === 'bool';
+  const isAdd = m !== null && m.kind === 'additive';
+  const kvStride = V * H;
+  for (let b = 0; b < B; b++) {
+    for (let kvh = 0; kvh < V; kvh++) {
+      for (let t = 0; t < T; t++) {
+        const [lo0, hi0] = allowedRange(p, p.p0 + t);
+        const lo = Math.max(0, lo0);
+        const hi = Math.min(S - 1, hi0);
+        for (let g = 0; g < G; g++) {
+          const src = ((b * T + t) * U + kvh * G + g) * H;
+          for (let h = 0; h < H; h++) qs[g * H + h] = p.query[src + h]! * p.scale;
+        }
+        // logits for the allowed range (others stay -inf)
+        logits.fill(-Infinity);
+        for (let j = lo; j <= hi; j++) {
+          const kb = ((b * C + j) * V + kvh) * H;
+          for (let g = 0; g < G; g++) {
+            let s = 0;
+            const qb = g * H;
+            for (let h = 0; h < H; h++) s += qs[qb + h]! * p.key[kb + h]!;
+            logits[g * S + j] = s;
+          }
+        }
+        for (let g = 0; g < G; g++) {
+          const u = kvh * G + g;
+          const row = (b * U + u) * T + t;
+          if (fullySet.has(row)) continue;
+          const base = g * S;
+          if (m !== null) {
+            const mb = b * m.strides[0] + u * m.strides[1] + t * m.strides[2];
+            const ss = m.strides[3];
+            for (let j = lo; j <= hi; j++) {
+              if (isBool) {
+                if (m.data[mb + j * ss] === 0) logits[base + j] = -Infinity;
+              } else if (isAdd) {
+                logits[base + j] = logits[base + j]! + m.data[mb + j * ss]!;
+              }
+            }
+          }
+          let max = -Infinity;
+          for (let j = lo; j <= hi; j++) if (logits[base + j]! > max) max = logits[base + j]!;
+          let sum = 0;
+          for (let j = lo; j <= hi; j++) {
+            const x = logits[base + j]!;
+            const e = x === -Infinity ? 0 : Math.exp(x - max);
+            logits[base + j] = e;
+            sum += e;
+          }
+          const ab = g * H;
+          for (let h = 0; h < H; h++) acc[ab + h] = 0;
+          for (let j = lo; j <= hi; j++) {
+            const e = logits[base + j]!;
+            if (e === 0) continue;
+            const vb = ((b * C + j) * V + kvh) * H;
+            for (let h = 0; h < H; h++) acc[ab + h] += e * p.value[vb + h]!;
+          }
+          const dst = ((b * T + t) * U + u) * H;
+          for (let h = 0; h < H; h++) output[dst + h] = sum > 0 ? acc[ab + h]! / sum : 0;
+          if (probabilities) {
+            const pb = row * S;
+            for (let j = lo; j <= hi; j++) probabilities[pb + j] = sum > 0 ? logits[base + j]! / sum : 0;
+          }
+        }
+      }
+    }
+  }
+  void kvStride;
+  if (fully.length > 0) writeFullyMaskedRows(p, fully, output, probabilities);
+  return probabilities ? { output, probabilities } : { output };
+}
+
+/** Overwrites the rows with no allowed key with the exact per-row reference. */
+export function writeFullyMaskedRows(
+  p: NormalizedProblem,
+  rows: readonly number[],
+  output: Float32Array,
+  probabilities: Float32Array | undefined,
+): void {
+  const scratch = new Float64Array(p.S);
+  for (const row of rows) {
+    const t = row % p.T;
+    const bu = (row - t) / p.T;
+    const u = bu % p.U;
+    const b = (bu - u) / p.U;
+    referenceRow(p, b, u, t, output, probabilities, scratch);
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * Validation and normalisation of an {@link AttentionProblem}, shared by every engine path, plus the
+ * search for "fully masked" rows (rows with no allowed key), which every path computes with the
+ * exact per-row Keras float32 routine of the reference.
+ */
+import { ValueError } from '../errors.js';
+import type { AttentionProblem, EngineMask } from './types.js';
+
+/** A mask with its broadcast strides, in elements of `data`. */
+export interface NormalizedMask {
+  readonly kind: 'bool' | 'additive';
+  readonly data: Uint8Array | Float32Array;
+  readonly shape: readonly [number, number, number, number];
+  /** Strides over (B, U, T, S); 0 on broadcast axes. */
+  readonly strides: readonly [number, number, number, number];
+}
+
+/** A validated problem with every default resolved. */
+export interface NormalizedProblem {
+  readonly B: number;
+  readonly T: number;
+  readonly S: number;
+  readonly C: number;
+  readonly U: number;
+  readonly V: number;
+  readonly H: number;
+  readonly G: number;
+  readonly query: Float32Array;
+  readonly key: Float32Array;
+  readonly value: Float32Array;
+  readonly mask: NormalizedMask | null;
+  readonly causal: boolean;
+  /** Absolute position of query row 0. */
+  readonly p0: number;
+  /** Sliding window size, 0 for none. */
+  readonly window: number;
+  /** float32 query scale. */
+  readonly scale: number;
+  readonly wantProbabilities: boolean;
+}
+
+/** Keras's float32 default scale: fround(1 / fround(sqrt(H))). */
+export function defaultScale(headDim: number): number {
+  return Math.fround(1 / Math.fround(Math.sqrt(headDim)));
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'string') return `'${value}'`;
+  if (Array.isArray(value)) return `[${value.join(',')}]`;
+  const ctor = (value as { constructor?: { name?: string } }).constructor;
+  return ctor?.name ?? typeof value;
+}
+
+function fail(fn: string, arg: string, rule: string, received: string): never {
+  throw new ValueError(`${fn}: argument \`${arg}\` ${rule}; received ${received}.`);
+}
+
+function positiveInt(fn: string, arg: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+    fail(fn, arg, 'must be a positive integer', describe(v));
+  }
+  return v;
+}
+
+/**
+ * Checks every rule of the contract and resolves defaults. Throws a {@link ValueError} naming the
+ * function, the argument, the rule and the received value; nothing is computed before this passes.
+ */
+export function normalizeProblem(
+  fn: string,
+  problem: AttentionProblem,
+  arrays?: { query: Float32Array; key: Float32Array; value: Float32Array },
+): NormalizedProblem {
+  if (problem === null || typeof problem !== 'object') fail(fn, 'problem', 'must be an AttentionProblem object', describe(problem));
+  const B = positiveInt(fn, 'problem.batch', problem.batch);
+  const T = positiveInt(fn, 'problem.queryLength', problem.queryLength);
+  const S = positiveInt(fn, 'problem.keyLength', problem.keyLength);
+  const U = positiveInt(fn, 'problem.numQueryHeads', problem.numQueryHeads);
+  const V = positiveInt(fn, 'problem.numKeyValueHeads', problem.numKeyValueHeads);
+  const H = positiveInt(fn, 'problem.headDim', problem.headDim);
+  if (U % V !== 0) {
+    fail(fn, 'problem.numQueryHeads', `must be a multiple of numKeyValueHeads (${V})`, String(U));
+  }
+  const C = problem.keyCapacity === undefined ? S : problem.keyCapacity;
+  if (typeof C !== 'number' || !Number.isInteger(C) || C < S) {
+    fail(fn, 'problem.keyCapacity', `must be an integer >= keyLength (${S})`, describe(C));
+  }
+  const query = arrays?.query ?? problem.query;
+  const key = arrays?.key ?? problem.key;
+  const value = arrays?.value ?? problem.value;
+  const checkArray = (arg: string, a: unknown, n: number, dims: string): Float32Array => {
+    if (!(a instanceof Float32Array)) fail(fn, arg, 'must be a Float32Array', describe(a));
+    if (a.length !== n) fail(fn, arg, `must have length ${dims} = ${n}`, `length ${a.length}`);
+    return a;
+  };
+  checkArray('problem.query', query, B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`);
+  checkArray('problem.key', key, B * C * V * H, `B*C*V*H (${B}*${C}*${V}*${H})`);
+  checkArray('problem.value', value, B * C * V * H, `B*C*V*H (${B}*${C}*${V}*${H})`);
+
+  let mask: NormalizedMask | null = null;
+  if (problem.mask !== undefined && problem.mask !== null) {
+    mask = normalizeMask(fn, problem.mask, [B, U, T, S]);
+  }
+  const causal = problem.causal === undefined ? false : problem.causal;
+  if (typeof causal !== 'boolean') fail(fn, 'problem.causal', 'must be a boolean', describe(causal));
+  const p0 = problem.queryOffset === undefined ? 0 : problem.queryOffset;
+  if (typeof p0 !== 'number' || !Number.isInteger(p0) || p0 < 0) {
+    fail(fn, 'problem.queryOffset', 'must be a non-negative integer', describe(p0));
+  }
+  const w = problem.slidingWindow;
+  if (w !== undefined && (typeof w !== 'number' || !Number.isInteger(w) || w < 1)) {
+    fail(fn, 'problem.slidingWindow', 'must be undefined or a positive integer', describe(w));
+  }
+  const scale = problem.scale === undefined ? defaultScale(H) : problem.scale;
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) {
+    fail(fn, 'problem.scale', 'must be a finite number', describe(scale));
+  }
+  const rp = problem.returnProbabilities === undefined ? false : problem.returnProbabilities;
+  if (typeof rp !== 'boolean') fail(fn, 'problem.returnProbabilities', 'must be a boolean', describe(rp));
+  return {
+    B, T, S, C, U, V, H, G: U / V,
+    query: query as Float32Array,
+    key: key as Float32Array,
+    value: value as Float32Array,
+    mask, causal, p0, window: w ?? 0,
+    scale: Math.fround(scale),
+    wantProbabilities: rp,
+  };
+}
+
+function normalizeMask(fn: string, m: EngineMask, full: readonly [number, number, number, number]): NormalizedMask {
+  if (typeof m !== 'object') fail(fn, 'problem.mask', 'must be an EngineMask object', describe(m));
+  if (m.kind !== 'bool' && m.kind !== 'additive') {
+    fail(fn, 'problem.mask.kind', "must be 'bool' or 'additive'", describe(m.kind));
+  }
+  if (m.kind === 'bool' && !(m.data instanceof Uint8Array)) {
+    fail(fn, 'problem.mask.data', "must be a Uint8Array for kind 'bool'", describe(m.data));
+  }
+  if (m.kind === 'additive' && !(m.data instanceof Float32Array)) {
+    fail(fn, 'problem.mask.data', "must be a Float32Array for kind 'additive'", describe(m.data));
+  }
+  const shape = m.shape;
+  if (!Array.isArray(shape) || shape.length !== 4) {
+    fail(fn, 'problem.mask.shape', 'must have 4 entries (B or 1, U or 1, T or 1, S or 1)', describe(shape));
+  }
+  const names = ['B', 'U', 'T', 'S'];
+  for (let i = 0; i < 4; i++) {
+    const d = shape[i];
+    if (d !== 1 && d !== full[i]) {
+      fail(
+        fn, 'problem.mask.shape',
+        `must broadcast to (B,U,T,S) = [${full.join(',')}]: entry ${i} (${names[i]}) must be 1 or ${full[i]}`,
+        `[${shape.join(',')}]`,
+      );
+    }
+  }
+  const n = shape[0] * shape[1] * shape[2] * shape[3];
+  if (m.data.length !== n) {
+    fail(fn, 'problem.mask.data', `must have length ${n} (the product of mask.shape [${shape.join(',')}])`, `length ${m.data.length}`);
+  }
+  const sS = shape[3] === 1 ? 0 : 1;
+  const sT = shape[2] === 1 ? 0 : shape[3];
+  const sU = shape[1] === 1 ? 0 : shape[2] * shape[3];
+  const sB = shape[0] === 1 ? 0 : shape[1] * shape[2] * shape[3];
+  return { kind: m.kind, data: m.data, shape: [shape[0], shape[1], shape[2], shape[3]], strides: [sB, sU, sT, sS] };
+}
+
+/** Whether any key constraint of kind "allowed/disallowed" applies (bool mask, causal, window). */
+export function hasAllowedSemantics(p: NormalizedProblem): boolean {
+  return p.causal || p.window > 0 || (p.mask !== null && p.mask.kind === 'bool');
+}
+
+/** First and last key allowed by causal/window for the query at absolute position `pos` (may be empty). */
+export function allowedRange(p: NormalizedProblem, pos: number): [number, number] {
+  let lo = 0;
+  let hi = p.S - 1;
+  if (p.window > 0) {
+    lo = Math.max(lo, pos - p.window + 1);
+    if (!p.causal) hi = Math.min(hi, pos + p.window - 1);
+  }
+  if (p.causal) hi = Math.min(hi, pos);
+  return [lo, hi];
+}
+
+/**
+ * Flat indices ((b*U + u)*T + t) of the rows with no allowed key (bool mask AND causal AND window).
+ * Such rows take the exact per-row Keras float32 path. Cost: one pass over the mask at most.
+ */
+export function findFullyMaskedRows(p: NormalizedProblem): number[] {
+  const rows: number[] = [];
+  if (!hasAllowedSemantics(p)) return rows;
+  const { B, U, T } = p;
+  const m = p.mask !== null && p.mask.kind === 'bool' ? p.mask : null;
+  const ranges: Array<[number, number]> = [];
+  for (let t = 0; t < T; t++) ranges.push(allowedRange(p, p.p0 + t));
+  if (m === null) {
+    for (let t = 0; t < T; t++) {
+      const [lo, hi] = ranges[t]!;
+      if (lo > hi) for (let b = 0; b < B; b++) for (let u = 0; u < U; u++) rows.push((b * U + u) * T + t);
+    }
+    rows.sort((a, b) => a - b);
+    return rows;
+  }
+  const data = m.data as Uint8Array;
+  const [sB, sU, sT, sS] = m.strides;
+  const S = p.S;
+  // With a T-broadcast mask, prefix counts per mask row answer each (row, range) in O(1).
+  const prefix = new Map<number, Int32Array>();
+  const countAllowed = (base: number, lo: number, hi: number): boolean => {
+    if (sS === 0) return data[base] !== 0;
+    if (m.shape[2] === 1 && T > 1) {
+      let c = prefix.get(base);
+      if (c === undefined) {
+        c = new Int32Array(S + 1);
+        for (let j = 0; j < S; j++) c[j + 1] = c[j]! + (data[base + j] !== 0 ? 1 : 0);
+        prefix.set(base, c);
+      }
+      return c[hi + 1]! - c[lo]! > 0;
+    }
+    for (let j = lo; j <= hi; j++) if (data[base + j] !== 0) return true;
+    return false;
+  };
+  for (let b = 0; b < B; b++) {
+    for (let u = 0; u < U; u++) {
+      for (let t = 0; t < T; t++) {
+        const [lo, hi] = ranges[t]!;
+        if (lo > hi || !countAllowed(b * sB + u * sU + t * sT, lo, hi)) rows.push((b * U + u) * T + t);
+      }
+    }
+  }
+  return rows;
+}

@@ -1,0 +1,95 @@
+/**
+ * The naive reference: plain loops, float32 arithmetic (Math.fround after every operation), the
+ * Keras 3.6 formula step by step. Kept forever as the oracle of every engine path, and used by the
+ * engines for rows with no allowed key (where Keras's `fround(s - 1e9)` logits matter).
+ */
+import { allowedRange, hasAllowedSemantics, normalizeProblem, type NormalizedProblem } from './problem.js';
+import type { AttentionProblem, AttentionResult } from './types.js';
+
+const f = Math.fround;
+
+/**
+ * Computes attention exactly as Keras 3.6 does in float32, with plain loops.
+ *
+ * For each (b, u, t): `Qs = fround(Q * scale)`, logits `s_j = Σ_h Qs·K` (float32, in order),
+ * then `fround(s + a)` for an additive mask and `fround(s - 1e9)` for keys not allowed by the bool
+ * mask, causal or window, then `softmax` (`exp(x - max) / sum`) and `Σ_j p·V`.
+ *
+ * @example
+ * ```ts
+ * import { attentionReference } from 'grouped-query-attention/engine';
+ * const H = 2;
+ * const r = attentionReference({
+ *   batch: 1, queryLength: 1, keyLength: 2, numQueryHeads: 1, numKeyValueHeads: 1, headDim: H,
+ *   query: new Float32Array([1, 0]), key: new Float32Array([1, 0, 0, 1]),
+ *   value: new Float32Array([1, 2, 3, 4]), returnProbabilities: true,
+ * });
+ * console.log(r.output, r.probabilities); // Float32Array(2), Float32Array(2)
+ * ```
+ */
+export function attentionReference(problem: AttentionProblem): AttentionResult {
+  const p = normalizeProblem('attentionReference', problem);
+  const output = new Float32Array(p.B * p.T * p.U * p.H);
+  const probabilities = p.wantProbabilities ? new Float32Array(p.B * p.U * p.T * p.S) : undefined;
+  const scratch = new Float64Array(p.S);
+  for (let b = 0; b < p.B; b++) {
+    for (let u = 0; u < p.U; u++) {
+      for (let t = 0; t < p.T; t++) referenceRow(p, b, u, t, output, probabilities, scratch);
+    }
+  }
+  return probabilities ? { output, probabilities } : { output };
+}
+
+/**
+ * One row (b, u, t) of the reference, written into `output` (B,T,U,H) and, when given,
+ * `probabilities` (B,U,T,S). `scratch` holds at least S numbers.
+ */
+export function referenceRow(
+  p: NormalizedProblem,
+  b: number,
+  u: number,
+  t: number,
+  output: Float32Array,
+  probabilities: Float32Array | undefined,
+  scratch: Float64Array = new Float64Array(p.S),
+): void {
+  const { T, S, C, U, V, H, G } = p;
+  const kvh = Math.floor(u / G);
+  const qBase = ((b * T + t) * U + u) * H;
+  const qs = new Float32Array(H);
+  for (let h = 0; h < H; h++) qs[h] = f(p.query[qBase + h]! * p.scale);
+  const boolish = hasAllowedSemantics(p);
+  const [lo, hi] = allowedRange(p, p.p0 + t);
+  const m = p.mask;
+  const mBase = m ? b * m.strides[0] + u * m.strides[1] + t * m.strides[2] : 0;
+  const logits = scratch;
+  let max = -Infinity;
+  for (let j = 0; j < S; j++) {
+    const kBase = ((b * C + j) * V + kvh) * H;
+    let s = 0;
+    for (let h = 0; h < H; h++) s = f(s + f(qs[h]! * p.key[kBase + h]!));
+    if (m && m.kind === 'additive') s = f(s + m.data[mBase + j * m.strides[3]]!);
+    if (boolish) {
+      let allowed = j >= lo && j <= hi;
+      if (allowed && m && m.kind === 'bool') allowed = m.data[mBase + j * m.strides[3]] !== 0;
+      if (!allowed) s = f(s - 1e9);
+    }
+    logits[j] = s;
+    if (s > max) max = s;
+  }
+  let sum = 0;
+  for (let j = 0; j < S; j++) {
+    const e = f(Math.exp(f(logits[j]! - max)));
+    logits[j] = e;
+    sum = f(sum + e);
+  }
+  const oBase = ((b * T + t) * U + u) * H;
+  for (let h = 0; h < H; h++) output[oBase + h] = 0;
+  const pBase = ((b * U + u) * T + t) * S;
+  for (let j = 0; j < S; j++) {
+    const pj = f(logits[j]! / sum);
+    if (probabilities) probabilities[pBase + j] = pj;
+    const vBase = ((b * C + j) * V + kvh) * H;
+    for (let h = 0; h < H; h++) output[oBase + h] = f(output[oBase + h]! + f(pj * p.value[vBase + h]!));
+  }
+}
