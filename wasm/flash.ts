@@ -290,6 +290,24 @@ function computeLogits(kBase: usize, kt: i32, nk: i32, m4: i32): void {
   }
 }
 
+let gSink: i32 = 0;
+
+/**
+ * Loads one float of every cache line of the tile's key (or value) rows in a burst, so the
+ * misses overlap (rows are V*H floats apart, often a page, which defeats hardware prefetch).
+ */
+function touchRows(base: usize, kt: i32, nk: i32): void {
+  const stride = <usize>(gV * gH) << 2;
+  const rowBytes = <usize>gH << 2;
+  let p = base + <usize>kt * stride;
+  let acc: i32 = 0;
+  for (let j = 0; j < nk; j++) {
+    for (let o: usize = 0; o < rowBytes; o += 64) acc ^= load<i32>(p + o);
+    p += stride;
+  }
+  gSink ^= acc;
+}
+
 /** Dot products over h in [H4, H) for 4 consecutive packed query rows against one key row. */
 function tailDots(q0: usize, hp4: usize, k: usize): v128 {
   let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
@@ -538,6 +556,8 @@ function runTask(task: i32, tid: i32): void {
 
   for (let kt = cStart; kt < cEnd; kt += gBc) {
     const nk = min(gBc, cEnd - kt);
+    touchRows(kBase, kt, nk);
+    touchRows(vBase, kt, nk);
     computeLogits(kBase, kt, nk, m4);
     const needBounds = hasBounds && (kt < rowLoMax || kt + nk - 1 > rowHiMin);
     if (needBounds || gMaskKind != 0) applyMasks(kt, nk, m4, needBounds);

@@ -166,6 +166,8 @@ export class WasmEngine implements AttentionEngine {
   private readonly requestedThreads: number;
   private readonly stallMs: number;
   private readonly buffers = new Set<WasmBuffer>();
+  /** Views of the current call's EngineBuffers, read in place. */
+  private readonly inPlace = new Set<Float32Array>();
   private scratchOff = 0;
   private scratchBytes = 0;
   private gen = 0;
@@ -335,7 +337,11 @@ export class WasmEngine implements AttentionEngine {
 
   private resolveArray(arg: string, x: Float32Array | EngineBuffer): Float32Array {
     if (x instanceof Float32Array) return x;
-    if (x instanceof WasmBuffer && this.buffers.has(x)) return x.view();
+    if (x instanceof WasmBuffer && this.buffers.has(x)) {
+      const view = x.view();
+      this.inPlace.add(view);
+      return view;
+    }
     if (x && typeof (x as EngineBuffer).view === 'function') {
       throw new ValueError(
         `AttentionEngine.attention: argument \`problem.${arg}\` must be a Float32Array or an EngineBuffer of this engine that is not freed; received ${(x as EngineBuffer).freed ? 'a freed EngineBuffer' : 'an EngineBuffer of another engine'}.`,
@@ -346,6 +352,7 @@ export class WasmEngine implements AttentionEngine {
 
   attention(problem: EngineProblem): AttentionResult {
     this.checkAlive('attention');
+    this.inPlace.clear();
     const arrays = {
       query: this.resolveArray('query', problem?.query),
       key: this.resolveArray('key', problem?.key),
@@ -367,7 +374,9 @@ export class WasmEngine implements AttentionEngine {
   }
 
   private stage(a: Float32Array): Staged {
-    if (a.buffer === this.memory.buffer) return { offset: a.byteOffset, owned: false };
+    if (a.buffer === this.memory.buffer || this.inPlace.has(a)) {
+      return { offset: a.byteOffset, owned: false };
+    }
     const off = this.heap.alloc(a.byteLength);
     new Float32Array(this.memory.buffer, off, a.length).set(a);
     return { offset: off, owned: true };

@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// Micro-benchmark of the attention engine (src/engine), medians over repeats.
+//
+//   node bench/engine-microbench.mjs [--threads 1,2] [--repeats 5] [--cases prefill512,prefill2048,decode2048]
+//                                    [--shape 32,8,128] [--js]
+//
+// Bundles src/engine/index.ts with esbuild into bench/results/tmp/ (run `node scripts/build-engine.mjs`
+// first). Useful FLOPs = 4·B·U·T·S·H, halved for causal prefill. Decode reads K/V from engine
+// buffers (a KV cache in engine memory, no per-step copy); "staged" decode passes Float32Arrays.
+// "extra MB" = growth of the engine memory over a warm run minus the staged inputs/outputs
+// (i.e. scratch, flags and partials), measured on a fresh engine.
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const threadsList = opt('threads', '1,2').split(',').map(Number);
+const repeats = Number(opt('repeats', '5'));
+const cases = opt('cases', 'prefill512,prefill2048,decode2048').split(',');
+const [U, V, H] = opt('shape', '32,8,128').split(',').map(Number);
+const useJs = args.includes('--js');
+
+const outDir = join(root, 'bench', 'results', 'tmp');
+await mkdir(outDir, { recursive: true });
+const outFile = join(outDir, 'engine-bundle.mjs');
+await build({
+  entryPoints: [join(root, 'src', 'engine', 'index.ts')],
+  bundle: true, format: 'esm', platform: 'node', outfile: outFile, logLevel: 'error',
+});
+const eng = await import(pathToFileURL(outFile).href);
+
+function rnd(n, seed) {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = (s / 4294967296) * 2 - 1;
+  }
+  return a;
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function time(fn, n) {
+  fn(); // warm
+  const ts = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    fn();
+    ts.push(performance.now() - t0);
+  }
+  return { median: median(ts), min: Math.min(...ts), max: Math.max(...ts) };
+}
+
+const rows = [];
+for (const threads of threadsList) {
+  for (const c of cases) {
+    const engine = useJs ? eng.createJsEngine() : eng.createAttentionEngineSync({ threads });
+    const B = 1;
+    let T, S, causal, flops, run, staged = 0;
+    if (c.startsWith('prefill')) {
+      T = S = Number(c.slice('prefill'.length));
+      causal = true;
+      const q = rnd(B * T * U * H, 1), k = rnd(B * S * V * H, 2), v = rnd(B * S * V * H, 3);
+      const p = { batch: B, queryLength: T, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key: k, value: v, causal };
+      staged = (q.length + k.length + v.length + B * T * U * H) * 4;
+      flops = (4 * B * U * T * S * H) / 2;
+      run = () => engine.attention(p);
+    } else if (c.startsWith('decode')) {
+      T = 1;
+      S = Number(c.slice('decode'.length).replace('staged', ''));
+      causal = false;
+      const stagedInputs = c.endsWith('staged');
+      const kb = engine.allocate(B * S * V * H), vb = engine.allocate(B * S * V * H);
+      kb.view().set(rnd(B * S * V * H, 2));
+      vb.view().set(rnd(B * S * V * H, 3));
+      const q = rnd(B * T * U * H, 1);
+      const key = stagedInputs ? kb.view().slice() : kb, value = stagedInputs ? vb.view().slice() : vb;
+      const p = { batch: B, queryLength: 1, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key, value, queryOffset: S - 1 };
+      staged = (q.length + B * T * U * H + (stagedInputs ? 2 * B * S * V * H : 0)) * 4;
+      flops = 4 * B * U * T * S * H;
+      run = () => engine.attention(p);
+    } else throw new Error(`unknown case ${c}`);
+    const before = engine.memoryBytes();
+    run();
+    const grown = engine.memoryBytes() - before;
+    const n = S >= 2048 && T > 1 ? Math.max(3, Math.min(repeats, 5)) : repeats * 10;
+    const t = time(run, n);
+    rows.push({
+      case: c, threads: engine.threads, kind: engine.kind, shape: `${U}/${V}/${H}`,
+      'median ms': +t.median.toFixed(3), 'min ms': +t.min.toFixed(3),
+      'GFLOP/s': +(flops / t.median / 1e6).toFixed(1),
+      'extra MB': +(Math.max(0, grown - staged) / 2 ** 20).toFixed(2), runs: n,
+    });
+    engine.dispose();
+  }
+}
+console.table(rows);
