@@ -195,9 +195,16 @@ export class WasmEngine implements AttentionEngine {
   }
 
   get threads(): number {
+    this.reapWorkers();
     let n = 1;
     for (const w of this.workers) if (w.alive && this.workerState(w.tid) !== 2) n++;
     return n;
+  }
+
+  /** Drops (and reports once) workers that flagged a failure in the control block. */
+  private reapWorkers(): void {
+    if (this.disposed) return;
+    for (const w of this.workers) if (w.alive && this.workerState(w.tid) === 2) this.markLost(w, 'failed');
   }
 
   private ctl(): Int32Array {
