@@ -7,8 +7,9 @@
 // Bundles src/engine/index.ts with esbuild into bench/results/tmp/ (run `node scripts/build-engine.mjs`
 // first). Useful FLOPs = 4·B·U·T·S·H, halved for causal prefill. Decode reads K/V from engine
 // buffers (a KV cache in engine memory, no per-step copy); "staged" decode passes Float32Arrays.
-// "extra MB" = growth of the engine memory over a warm run minus the staged inputs/outputs
-// (i.e. scratch, flags and partials), measured on a fresh engine.
+// "mem MB" = growth of a fresh engine's WebAssembly memory over the first call (its high-water
+// mark: staged copies + scratch); "extra MB" = that minus the staged copies of the key/value
+// inputs (what remains: staged query/output row blocks, scratch, flags, partials).
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -68,7 +69,7 @@ for (const threads of threadsList) {
       causal = true;
       const q = rnd(B * T * U * H, 1), k = rnd(B * S * V * H, 2), v = rnd(B * S * V * H, 3);
       const p = { batch: B, queryLength: T, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key: k, value: v, causal };
-      staged = (q.length + k.length + v.length + B * T * U * H) * 4;
+      staged = (k.length + v.length) * 4;
       flops = (4 * B * U * T * S * H) / 2;
       run = () => engine.attention(p);
     } else if (c.startsWith('decode')) {
@@ -82,7 +83,7 @@ for (const threads of threadsList) {
       const q = rnd(B * T * U * H, 1);
       const key = stagedInputs ? kb.view().slice() : kb, value = stagedInputs ? vb.view().slice() : vb;
       const p = { batch: B, queryLength: 1, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key, value, queryOffset: S - 1 };
-      staged = (q.length + B * T * U * H + (stagedInputs ? 2 * B * S * V * H : 0)) * 4;
+      staged = stagedInputs ? 2 * B * S * V * H * 4 : 0;
       flops = 4 * B * U * T * S * H;
       run = () => engine.attention(p);
     } else throw new Error(`unknown case ${c}`);
@@ -95,6 +96,7 @@ for (const threads of threadsList) {
       case: c, threads: engine.threads, kind: engine.kind, shape: `${U}/${V}/${H}`,
       'median ms': +t.median.toFixed(3), 'min ms': +t.min.toFixed(3),
       'GFLOP/s': +(flops / t.median / 1e6).toFixed(1),
+      'mem MB': +(grown / 2 ** 20).toFixed(2),
       'extra MB': +(Math.max(0, grown - staged) / 2 ** 20).toFixed(2), runs: n,
     });
     engine.dispose();

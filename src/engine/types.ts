@@ -121,6 +121,8 @@ export interface AttentionEngineOptions {
     readonly crashWorkersOnJob?: number;
     /** Milliseconds without progress before a busy worker is declared lost. Default 2000. */
     readonly stallMs?: number;
+    /** Budget of staged query + output bytes per job (query rows go in blocks). Default 4 MiB. */
+    readonly stagingBytes?: number;
   };
 }
 

@@ -44,6 +44,8 @@ const TASK_LIMIT = 1 << 20;
 /** Query rows packed per tile (tq * G ≈ this), and keys per tile. */
 const TARGET_ROWS = 64;
 const KEY_TILE = 64;
+/** Staged query + output bytes per job when the query is a plain Float32Array (rows go in blocks). */
+const STAGING_BYTES = 4 << 20;
 
 interface KernelExports {
   work(params: number, tid: number, gen: number): number;
@@ -165,6 +167,7 @@ export class WasmEngine implements AttentionEngine {
   private readonly workers: WorkerHandle[] = [];
   private readonly requestedThreads: number;
   private readonly stallMs: number;
+  private readonly stagingBytes: number;
   private readonly buffers = new Set<WasmBuffer>();
   /** Views of the current call's EngineBuffers, read in place. */
   private readonly inPlace = new Set<Float32Array>();
@@ -190,6 +193,7 @@ export class WasmEngine implements AttentionEngine {
     this.heap = new WasmHeap(this.memory, HEAP_BASE);
     this.requestedThreads = shared ? Math.max(1, Math.min(MAX_THREADS, threads)) : 1;
     this.stallMs = options.testing?.stallMs ?? 2000;
+    this.stagingBytes = options.testing?.stagingBytes ?? STAGING_BYTES;
     this.ready = Promise.resolve();
     if (this.requestedThreads > 1) this.startWorkers(module);
   }
@@ -393,10 +397,18 @@ export class WasmEngine implements AttentionEngine {
     const { B, T, S, C, U, V, H, G } = p;
     const threads = this.threads;
     const tq = Math.min(T, Math.max(1, Math.floor(TARGET_ROWS / G)));
-    const nQT = Math.ceil(T / tq);
     const maxM4 = (tq * G + 3) & ~3;
     const Hp = (H + 3) & ~3;
     const Bc = KEY_TILE;
+    // Query rows per job: everything at once when the query is in engine memory or probabilities are
+    // requested; otherwise blocks of rows whose staged query + output fit STAGING_BYTES.
+    const qInPlace = p.query.buffer === this.memory.buffer || this.inPlace.has(p.query);
+    const rowBytes = 2 * B * U * H * 4;
+    let Tb = T;
+    if (!qInPlace && !p.wantProbabilities && rowBytes * T > this.stagingBytes) {
+      Tb = Math.max(tq, Math.floor(this.stagingBytes / rowBytes / tq) * tq);
+    }
+    const nQT = Math.ceil(Tb / tq);
     const base = B * V * nQT;
     let nK = 1;
     if (!p.wantProbabilities && threads > 1 && base < 4 * threads && S >= 512) {
@@ -426,14 +438,16 @@ export class WasmEngine implements AttentionEngine {
       return off;
     };
     try {
-      const q = this.stage(p.query);
-      if (q.owned) owned.push(q.offset);
       const k = this.stage(p.key);
       if (k.owned) owned.push(k.offset);
       const v = p.value === p.key ? k : this.stage(p.value);
       if (v.owned && v !== k) owned.push(v.offset);
+      const blocked = Tb < T;
+      const q = blocked ? { offset: alloc(B * Tb * U * H * 4), owned: true } : this.stage(p.query);
+      if (!blocked && q.owned) owned.push(q.offset);
       const outN = B * T * U * H;
-      const oOff = alloc(outN * 4);
+      const output = new Float32Array(outN);
+      const oOff = alloc(B * Tb * U * H * 4);
       const probN = p.wantProbabilities ? B * U * T * S : 0;
       const probOff = probN > 0 ? alloc(probN * 4) : 0;
       let maskKind = 0;
@@ -451,41 +465,57 @@ export class WasmEngine implements AttentionEngine {
       const partStride = maxM4 * (2 + Hp) * 4;
       const partOff = nK > 1 ? alloc(ntasks * partStride) : 0;
       const doneOff = alloc(ntasks * 4);
+      const rowFloats = U * H;
 
-      const buf = this.memory.buffer;
-      const pi = new Int32Array(buf, PARAMS_OFFSET, 64);
-      const pf = new Float32Array(buf, PARAMS_OFFSET, 64);
-      pi.set([B, T, S, C, U, V, H, G, q.offset, k.offset, v.offset, oOff]);
-      pf[12] = p.scale;
-      pi[13] = p.causal ? 1 : 0;
-      pi[14] = p.window;
-      pi[15] = p.p0;
-      pi[16] = maskKind;
-      pi[17] = maskOff;
-      pi[18] = ms[0]!;
-      pi[19] = ms[1]!;
-      pi[20] = ms[2]!;
-      pi[21] = ms[3]!;
-      pi[22] = probOff;
-      pi[23] = tq;
-      pi[24] = Bc;
-      pi[25] = nQT;
-      pi[26] = nK;
-      pi[27] = kChunk;
-      pi[28] = ntasks;
-      pi[29] = partOff;
-      pi[30] = this.scratchOff;
-      pi[31] = stride;
-      pi[32] = doneOff;
-      pi[33] = NEXT_OFFSET;
-      pi[34] = PROGRESS_OFFSET;
-      pi[35] = maxM4;
-      new Int32Array(buf, doneOff, ntasks).fill(0);
-      this.runJob(ntasks, doneOff);
-      if (nK > 1) this.exports.reduce(PARAMS_OFFSET);
-
-      const output = new Float32Array(outN);
-      output.set(new Float32Array(this.memory.buffer, oOff, outN));
+      for (let t0 = 0; t0 < T; t0 += Tb) {
+        const tb = Math.min(Tb, T - t0);
+        const nqt = Math.ceil(tb / tq);
+        const jobTasks = B * V * nqt * nK;
+        if (blocked) {
+          const qs = new Float32Array(this.memory.buffer, q.offset, B * tb * rowFloats);
+          for (let b = 0; b < B; b++) {
+            qs.set(p.query.subarray((b * T + t0) * rowFloats, (b * T + t0 + tb) * rowFloats), b * tb * rowFloats);
+          }
+        }
+        const buf = this.memory.buffer;
+        const pi = new Int32Array(buf, PARAMS_OFFSET, 64);
+        const pf = new Float32Array(buf, PARAMS_OFFSET, 64);
+        pi.set([B, tb, S, C, U, V, H, G, q.offset, k.offset, v.offset, oOff]);
+        pf[12] = p.scale;
+        pi[13] = p.causal ? 1 : 0;
+        pi[14] = p.window;
+        pi[15] = p.p0 + t0;
+        pi[16] = maskKind;
+        pi[17] = maskOff + t0 * ms[2]! * (maskKind === 2 ? 4 : 1);
+        pi[18] = ms[0]!;
+        pi[19] = ms[1]!;
+        pi[20] = ms[2]!;
+        pi[21] = ms[3]!;
+        pi[22] = probOff;
+        pi[23] = tq;
+        pi[24] = Bc;
+        pi[25] = nqt;
+        pi[26] = nK;
+        pi[27] = kChunk;
+        pi[28] = jobTasks;
+        pi[29] = partOff;
+        pi[30] = this.scratchOff;
+        pi[31] = stride;
+        pi[32] = doneOff;
+        pi[33] = NEXT_OFFSET;
+        pi[34] = PROGRESS_OFFSET;
+        pi[35] = maxM4;
+        new Int32Array(buf, doneOff, jobTasks).fill(0);
+        this.runJob(jobTasks, doneOff);
+        if (nK > 1) this.exports.reduce(PARAMS_OFFSET);
+        const os = new Float32Array(this.memory.buffer, oOff, B * tb * rowFloats);
+        if (!blocked) output.set(os);
+        else {
+          for (let b = 0; b < B; b++) {
+            output.set(os.subarray(b * tb * rowFloats, (b + 1) * tb * rowFloats), (b * T + t0) * rowFloats);
+          }
+        }
+      }
       if (probN > 0) {
         const probabilities = new Float32Array(probN);
         probabilities.set(new Float32Array(this.memory.buffer, probOff, probN));

@@ -104,6 +104,19 @@ describe('threads', () => {
   });
 });
 
+describe('query rows in blocks (bounded staging)', () => {
+  test('blocked jobs match the reference: batches, T-dependent masks, causal offset, window, split keys', () => {
+    const e = engine({ threads: 2, testing: { stagingBytes: 6000 } });
+    for (const [i, causal, window, offset] of [[0, true, 0, 0], [1, false, 9, 3], [2, true, 0, 40]] as const) {
+      const p = buildProblem({
+        B: 2, T: 45, S: 70, V: 2, G: 2, H: 8, extraCapacity: 1, causal, offset, window,
+        maskKind: i === 1 ? 'additive' : 'bool', maskDims: [true, i !== 0, true, true], density: 0.8, magnitude: 1, probs: false, seed: 50 + i,
+      });
+      expectMatchesReference(e.attention(p), attentionReference(p), `case ${i}`);
+    }
+  });
+});
+
 describe('KV cache in engine memory', () => {
   test('decode steps read EngineBuffers in place; views survive memory growth via view()', () => {
     for (const opts of [{ threads: 2 }, { sharedMemory: false }]) {
