@@ -100,15 +100,16 @@ let defaultPending: Promise<AttentionEngine> | null = null;
  * ```
  */
 export function getDefaultEngine(): AttentionEngine {
-  if (defaultEngine !== null && (defaultEngine.kind === 'wasm' || defaultPending === null)) return defaultEngine;
   if (defaultEngine !== null) return defaultEngine;
   try {
     defaultEngine = createAttentionEngineSync();
   } catch {
-    defaultEngine = new JsEngine();
+    // e.g. a browser main thread refusing synchronous compilation: JS until the kernel is ready.
+    const fallback = new JsEngine();
+    defaultEngine = fallback;
     defaultPending = createAttentionEngine().then((e) => {
-      defaultEngine = e;
-      return e;
+      if (defaultEngine === fallback) defaultEngine = e;
+      return defaultEngine ?? e;
     });
   }
   return defaultEngine;
@@ -125,7 +126,7 @@ export function getDefaultEngine(): AttentionEngine {
  * ```
  */
 export async function defaultEngineReady(): Promise<AttentionEngine> {
-  if (defaultEngine === null && defaultPending === null) {
+  if (defaultEngine === null) {
     if (typeof (globalThis as { document?: unknown }).document !== 'undefined') {
       defaultPending = createAttentionEngine().then((e) => (defaultEngine = e));
     } else getDefaultEngine();

@@ -39,7 +39,16 @@ export interface NormalizedProblem {
   readonly wantProbabilities: boolean;
 }
 
-/** Keras's float32 default scale: fround(1 / fround(sqrt(H))). */
+/**
+ * Keras 3.6's float32 default query scale: `fround(1 / fround(sqrt(H)))` (1 ulp off
+ * `fround(1/sqrt(H))` for some H, e.g. 6).
+ *
+ * @example
+ * ```ts
+ * import { defaultScale } from 'grouped-query-attention/engine';
+ * console.log(defaultScale(6)); // 0.40824827551841736
+ * ```
+ */
 export function defaultScale(headDim: number): number {
   return Math.fround(1 / Math.fround(Math.sqrt(headDim)));
 }

@@ -21,6 +21,11 @@
  *   |s| <= 32, a softmax over a 64-spaced grid otherwise).
  * - `kind: 'additive'`: float32 values added to the scaled logits (`fround(s + a)`), Keras's
  *   `(1 - mask) * -1e9` already applied by the caller. No row is treated specially.
+ *
+ * @example A key padding mask for batch 2 (keys 0..2 valid in batch 0, all 4 in batch 1):
+ * ```ts
+ * const mask: EngineMask = { kind: 'bool', data: new Uint8Array([1, 1, 1, 0, 1, 1, 1, 1]), shape: [2, 1, 1, 4] };
+ * ```
  */
 export interface EngineMask {
   readonly kind: 'bool' | 'additive';
@@ -29,7 +34,17 @@ export interface EngineMask {
   readonly shape: readonly [number, number, number, number];
 }
 
-/** One attention problem. Inputs are never modified. */
+/**
+ * One attention problem. Inputs are never modified.
+ *
+ * @example
+ * ```ts
+ * const problem: AttentionProblem = {
+ *   batch: 1, queryLength: 2, keyLength: 2, numQueryHeads: 2, numKeyValueHeads: 1, headDim: 4,
+ *   query: new Float32Array(16), key: new Float32Array(8), value: new Float32Array(8), causal: true,
+ * };
+ * ```
+ */
 export interface AttentionProblem {
   readonly batch: number;
   readonly queryLength: number;
@@ -61,6 +76,14 @@ export interface AttentionProblem {
   readonly returnProbabilities?: boolean;
 }
 
+/**
+ * The result of one problem: fresh arrays owned by the caller.
+ *
+ * @example
+ * ```ts
+ * const { output, probabilities } = attentionReference({ ...problem, returnProbabilities: true });
+ * ```
+ */
 export interface AttentionResult {
   /** (B, T, U, H) row-major. */
   readonly output: Float32Array;
@@ -75,6 +98,29 @@ export interface AttentionResult {
  * The memory may grow during any later `allocate()` or `attention()` call, which replaces the
  * underlying buffer: always take a fresh {@link EngineBuffer.view} after such calls instead of
  * keeping an old one.
+ *
+ * @example A KV cache of capacity C, appended to in place, read by decode steps without copies:
+ * ```ts
+ * import { getDefaultEngine } from 'grouped-query-attention/engine';
+ * const engine = getDefaultEngine();
+ * const [B, C, U, V, H] = [1, 1024, 8, 2, 64];
+ * const keys = engine.allocate(B * C * V * H);   // (B, C, V, H), zeroed
+ * const values = engine.allocate(B * C * V * H);
+ * let length = 0;
+ * function step(q: Float32Array, k: Float32Array, v: Float32Array): Float32Array {
+ *   keys.view().set(k, length * V * H);          // append one row (B = 1)
+ *   values.view().set(v, length * V * H);
+ *   length += 1;
+ *   return engine.attention({
+ *     batch: B, queryLength: 1, keyLength: length, keyCapacity: C,
+ *     numQueryHeads: U, numKeyValueHeads: V, headDim: H,
+ *     query: q, key: keys, value: values, causal: true, queryOffset: length - 1,
+ *   }).output;
+ * }
+ * step(new Float32Array(U * H).fill(0.1), new Float32Array(V * H).fill(1), new Float32Array(V * H).fill(2));
+ * keys.free();
+ * values.free();
+ * ```
  */
 export interface EngineBuffer {
   /** Number of float32 elements. */
@@ -92,6 +138,13 @@ export interface EngineBuffer {
 /**
  * An {@link AttentionProblem} whose query, key and value may also be {@link EngineBuffer}s of the
  * engine that runs it (read in place). Every AttentionProblem is an EngineProblem.
+ *
+ * @example
+ * ```ts
+ * const keys = engine.allocate(1 * 16 * 1 * 4);
+ * const values = engine.allocate(1 * 16 * 1 * 4);
+ * engine.attention({ ...problem, keyLength: 2, keyCapacity: 16, key: keys, value: values });
+ * ```
  */
 export interface EngineProblem extends Omit<AttentionProblem, 'query' | 'key' | 'value'> {
   readonly query: Float32Array | EngineBuffer;
@@ -99,7 +152,15 @@ export interface EngineProblem extends Omit<AttentionProblem, 'query' | 'key' | 
   readonly value: Float32Array | EngineBuffer;
 }
 
-/** Options of {@link AttentionEngine} creation. */
+/**
+ * Options of {@link AttentionEngine} creation.
+ *
+ * @example
+ * ```ts
+ * const single = await createAttentionEngine({ threads: 1 });
+ * const plainJs = await createAttentionEngine({ simd: false });
+ * ```
+ */
 export interface AttentionEngineOptions {
   /**
    * Threads including the calling thread. Default: available cores
@@ -126,7 +187,22 @@ export interface AttentionEngineOptions {
   };
 }
 
-/** A ready attention engine (see `createAttentionEngine` / `getDefaultEngine`). */
+/**
+ * A ready attention engine (see `createAttentionEngine` / `getDefaultEngine`).
+ *
+ * @example
+ * ```ts
+ * import { createAttentionEngineSync } from 'grouped-query-attention/engine';
+ * const engine = createAttentionEngineSync({ threads: 2 });
+ * const { output, probabilities } = engine.attention({
+ *   batch: 1, queryLength: 3, keyLength: 3, numQueryHeads: 4, numKeyValueHeads: 2, headDim: 8,
+ *   query: new Float32Array(3 * 4 * 8).fill(0.5), key: new Float32Array(3 * 2 * 8).fill(0.25),
+ *   value: new Float32Array(3 * 2 * 8).fill(1), causal: true, returnProbabilities: true,
+ * });
+ * console.log(output.length, probabilities!.length); // 96 36
+ * engine.dispose();
+ * ```
+ */
 export interface AttentionEngine {
   /** `'wasm'` (SIMD kernel) or `'js'` (plain JS). */
   readonly kind: 'wasm' | 'js';
