@@ -185,9 +185,7 @@ export class WasmEngine implements AttentionEngine {
     private readonly options: AttentionEngineOptions,
   ) {
     this.sharedMemory = shared;
-    this.memory = new WebAssembly.Memory(
-      shared ? { initial: 16, maximum: 65536, shared: true } : { initial: 16, maximum: 65536 },
-    );
+    this.memory = createMemory(shared);
     const inst = new WebAssembly.Instance(module, { env: { memory: this.memory } });
     this.exports = inst.exports as unknown as KernelExports;
     this.heap = new WasmHeap(this.memory, HEAP_BASE);
@@ -611,6 +609,19 @@ export class WasmEngine implements AttentionEngine {
     for (const b of this.buffers) b.freed = true;
     this.buffers.clear();
   }
+}
+
+/** A 1 MiB memory that may grow to 4 GiB (or less where the address space is tight). */
+function createMemory(shared: boolean): WebAssembly.Memory {
+  let error: unknown;
+  for (const maximum of [65536, 32768, 16384, 4096]) {
+    try {
+      return new WebAssembly.Memory(shared ? { initial: 16, maximum, shared: true } : { initial: 16, maximum });
+    } catch (e) {
+      error = e;
+    }
+  }
+  throw error;
 }
 
 /** Default thread count: available cores. */
