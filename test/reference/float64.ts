@@ -143,6 +143,12 @@ export interface AttentionResult {
   scores: Float64Array;
   /** Largest |fl32(s)| over the fully masked rows (0 if there are none). */
   maxFullyMaskedLogit: number;
+  /**
+   * Smallest distance of a fully masked row's fl32(s) to a rounding tie of the −1e9 grid (an odd
+   * multiple of 32), Infinity if there are none. Below ~1e-3 a float32 implementation's own rounding
+   * noise in s could land on the other grid point, so a comparison there would not be meaningful.
+   */
+  minTieDistance: number;
   fullyMaskedRows: number;
 }
 
@@ -162,6 +168,7 @@ export function attention64(q: Tensor64, k: Tensor64, v: Tensor64, mask: Mask64 
   const scores = new Float64Array(b * u * t * s);
   const logits = new Float64Array(s);
   let maxFullyMaskedLogit = 0;
+  let minTieDistance = Infinity;
   let fullyMaskedRows = 0;
   for (let bi = 0; bi < b; bi++) {
     for (let ui = 0; ui < u; ui++) {
@@ -184,7 +191,11 @@ export function attention64(q: Tensor64, k: Tensor64, v: Tensor64, mask: Mask64 
         }
         if (!anyKept) {
           fullyMaskedRows++;
-          for (let si = 0; si < s; si++) maxFullyMaskedLogit = Math.max(maxFullyMaskedLogit, Math.abs(Math.fround(logits[si]!)));
+          for (let si = 0; si < s; si++) {
+            const s32 = Math.fround(logits[si]!);
+            maxFullyMaskedLogit = Math.max(maxFullyMaskedLogit, Math.abs(s32));
+            minTieDistance = Math.min(minTieDistance, Math.abs(s32 - 32 - 64 * Math.round((s32 - 32) / 64)));
+          }
         }
         for (let si = 0; si < s; si++) {
           // A nonzero adder is added in float32: fl32(fl32(s) + adder), e.g. fl32(s − 1e9).
@@ -209,7 +220,7 @@ export function attention64(q: Tensor64, k: Tensor64, v: Tensor64, mask: Mask64 
       }
     }
   }
-  return { output, scores, maxFullyMaskedLogit, fullyMaskedRows };
+  return { output, scores, maxFullyMaskedLogit, minTieDistance, fullyMaskedRows };
 }
 
 // ------------------------------------------------------------------------------------------------
