@@ -21,7 +21,6 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
   const m = p.mask;
   const isBool = m !== null && m.kind === 'bool';
   const isAdd = m !== null && m.kind === 'additive';
-  const kvStride = V * H;
   for (let b = 0; b < B; b++) {
     for (let kvh = 0; kvh < V; kvh++) {
       for (let t = 0; t < T; t++) {
@@ -86,7 +85,6 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
       }
     }
   }
-  void kvStride;
   if (fully.length > 0) writeFullyMaskedRows(p, fully, output, probabilities);
   return probabilities ? { output, probabilities } : { output };
 }

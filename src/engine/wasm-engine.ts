@@ -299,9 +299,7 @@ export class WasmEngine implements AttentionEngine {
       while (!settled()) {
         const left = timeout - (performance.now() - t0);
         if (left <= 0) break;
-        const r = Atomics.load(ctl, READY) + Atomics.load(ctl, FAIL);
         Atomics.wait(ctl, READY, Atomics.load(ctl, READY), Math.min(left, 50));
-        void r;
       }
       failStartup();
     } else {
