@@ -38,8 +38,9 @@ describe('threads', () => {
   test('a worker that dies during a job: its tasks are recomputed, never a partial result', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
     const e = engine({ threads: 2, testing: { crashWorkersOnJob: 2 } });
-    for (let i = 0; i < 4; i++) {
-      const p = problem(10 + i);
+    // Jobs 1.. run normally; the worker throws when it sees job 2 (whenever it wakes for it).
+    for (let i = 0; i < 4 || (i < 200 && warn.mock.calls.length === 0); i++) {
+      const p = problem(10 + (i % 4));
       expectMatchesReference(e.attention(p), attentionReference(p), `call ${i}`);
     }
     expect(warn).toHaveBeenCalledTimes(1);
@@ -49,7 +50,7 @@ describe('threads', () => {
 
   test('a worker that claims a task and hangs is dropped after the stall timeout', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
-    // This worker claims the first task of every job by hand and then never finishes it.
+    // This worker spins until it claims a task of a job by hand, then never finishes it.
     const hang = `
       const { workerData } = require('node:worker_threads');
       const ctl = new Int32Array(workerData.memory.buffer, workerData.ctlOffset, 64);
@@ -58,8 +59,8 @@ describe('threads', () => {
       Atomics.add(ctl, 2, 1); Atomics.notify(ctl, 2);
       Atomics.wait(ctl, 0, 0);
       Atomics.store(ctl, 16 + workerData.tid, 1);
-      const tag = Atomics.load(ctl, 0) << 20;
       for (;;) {
+        const tag = Atomics.load(ctl, 0) << 20;
         const v = Atomics.load(words, 576);
         if ((v & ~0xfffff) !== tag || (v & 0xfffff) >= words[512 + 28]) continue;
         if (Atomics.compareExchange(words, 576, v, v + 1) === v) break;
@@ -69,10 +70,12 @@ describe('threads', () => {
     const e = engine({ threads: 2, testing: { workerSource: hang, stallMs: 150 } });
     expect(e.threads).toBe(2);
     const p = buildProblem({
-      B: 1, T: 512, S: 512, V: 2, G: 4, H: 64, extraCapacity: 0, causal: true, offset: 0, window: 0,
+      B: 1, T: 256, S: 256, V: 2, G: 4, H: 16, extraCapacity: 0, causal: true, offset: 0, window: 0,
       maskKind: 'none', maskDims: [false, false, false, false], density: 1, magnitude: 1, probs: false, seed: 3,
     });
-    expectMatchesReference(e.attention(p), attentionReference(p), 'with a hung worker');
+    const ref = attentionReference(p);
+    // The worker may wake too late for the first jobs; every result must be complete regardless.
+    for (let i = 0; i < 50 && warn.mock.calls.length === 0; i++) expectMatchesReference(e.attention(p), ref, `call ${i} with a hung worker`);
     expect(warn).toHaveBeenCalledTimes(1);
     expect(String(warn.mock.calls[0]![0])).toMatch(/stopped making progress/);
     expect(e.threads).toBe(1);
