@@ -33,7 +33,7 @@ describe('engine paths match the reference', () => {
         expect(problem.key).toEqual(snapshot[1]);
         expect(problem.value).toEqual(snapshot[2]);
       }),
-      { numRuns: 60, seed: 20261126 },
+      { numRuns: 40, seed: 20261126 },
     );
   });
 
