@@ -1,0 +1,159 @@
+#!/usr/bin/env node
+/**
+ * GPU kernel tests in a real headless Chromium (Debian `chromium`, SwiftShader for WebGPU and
+ * WebGL 2; see the team notes on browser GPUs). Bundles test/browser/gpu/page.ts with esbuild into a
+ * temporary folder, serves it on 127.0.0.1 with the Keras golden cases, runs every test of the page,
+ * prints one line per test and `N passed, N failed`, and exits non-zero on any failure.
+ *
+ *   node scripts/test-browser-gpu.mjs                 run the tests
+ *   node scripts/test-browser-gpu.mjs --filter=golden only tests whose name contains "golden"
+ *   node scripts/test-browser-gpu.mjs --bench         run the fused-vs-composite benchmark page
+ *   node scripts/test-browser-gpu.mjs --serve         only serve: open the printed URLs in a browser
+ *                                                     with a real GPU (test page and bench page)
+ *
+ * Env: CHROMIUM=/path/to/chromium overrides the browser; GQA_PORT fixes the port for --serve.
+ */
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(`--${name}`);
+const filter = args.find((a) => a.startsWith('--filter='))?.slice('--filter='.length) ?? '';
+const TEST_TIMEOUT_MS = 60_000;
+
+const out = mkdtempSync(join(tmpdir(), 'gqa-gpu-'));
+const cleanup = () => rmSync(out, { recursive: true, force: true });
+
+// 1. Bundle. `module` first so that tfjs-core, the backends and tfjs-layers resolve to one ESM copy
+// each (mixing the CommonJS bundle of tfjs-layers with its ESM files loads two Layer classes);
+// ignoreAnnotations keeps the backends' registration side effects (their `sideEffects` lists would
+// let esbuild drop them).
+const t0 = performance.now();
+await build({
+  entryPoints: {
+    page: join(root, 'test/browser/gpu/page.ts'),
+    bench: join(root, 'test/browser/gpu/bench.ts'),
+  },
+  outdir: out,
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'chrome120',
+  mainFields: ['module', 'main'],
+  ignoreAnnotations: true,
+  sourcemap: 'inline',
+  logLevel: 'warning',
+  define: { 'process.env.NODE_ENV': '"production"' },
+});
+for (const name of ['page', 'bench']) {
+  writeFileSync(
+    join(out, `${name}.html`),
+    `<!doctype html><meta charset="utf-8"><title>gqa ${name}</title><pre id="log"></pre><script type="module" src="/${name}.js"></script>\n`,
+  );
+}
+const goldenDir = join(root, 'test/data/golden');
+const golden = readdirSync(goldenDir)
+  .filter((f) => f.endsWith('.json') && !f.startsWith('meta_') && f !== 'index.json' && f !== 'version_diffs.json')
+  .sort()
+  .map((f) => JSON.parse(readFileSync(join(goldenDir, f), 'utf8')));
+writeFileSync(join(out, 'golden.json'), JSON.stringify(golden));
+const buildMs = performance.now() - t0;
+
+// 2. Serve on loopback (a secure context, which navigator.gpu needs).
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json' };
+const server = createServer((req, res) => {
+  const path = new URL(req.url ?? '/', 'http://x').pathname;
+  const file = join(out, path === '/' ? 'page.html' : path.slice(1));
+  if (!file.startsWith(out) || !existsSync(file)) {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
+  res.end(readFileSync(file));
+});
+await new Promise((resolve) => server.listen(Number(process.env.GQA_PORT ?? 0), '127.0.0.1', resolve));
+const port = server.address().port;
+
+if (flag('serve')) {
+  console.log(`tests: http://127.0.0.1:${port}/page.html (call await gqa.run(name) in the console)`);
+  console.log(`bench: http://127.0.0.1:${port}/bench.html`);
+  console.log('Ctrl-C to stop.');
+  process.on('SIGINT', () => {
+    cleanup();
+    process.exit(0);
+  });
+} else {
+  let code = 1;
+  try {
+    code = await runInBrowser();
+  } finally {
+    server.close();
+    cleanup();
+  }
+  process.exit(code);
+}
+
+async function runInBrowser() {
+  const { chromium } = await import('playwright-core');
+  const executablePath =
+    process.env.CHROMIUM ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-headless-shell'].find(existsSync);
+  if (!executablePath) {
+    console.error('No Chromium found: apt-get install -y --no-install-recommends chromium (or set CHROMIUM=...)');
+    return 1;
+  }
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu',
+    ],
+  });
+  try {
+    const page = await browser.newPage();
+    const browserErrors = [];
+    page.on('pageerror', (e) => browserErrors.push(String(e)));
+    page.on('console', (m) => {
+      if (m.type() === 'error') browserErrors.push(m.text());
+    });
+    if (flag('bench')) {
+      await page.goto(`http://127.0.0.1:${port}/bench.html`);
+      const lines = await page.evaluate(() => window.gqaBench.run());
+      for (const line of lines) console.log(line);
+      return 0;
+    }
+    await page.goto(`http://127.0.0.1:${port}/page.html`);
+    await page.waitForFunction(() => window.gqa != null, null, { timeout: 30_000 });
+    const names = (await page.evaluate(() => window.gqa.names())).filter((n) => n.includes(filter));
+    console.log(`# bundle ${buildMs.toFixed(0)} ms, ${names.length} tests, Chromium ${browser.version()} (${executablePath})`);
+    let passed = 0;
+    let failed = 0;
+    for (const name of names) {
+      const start = performance.now();
+      let result;
+      try {
+        result = await Promise.race([
+          page.evaluate((n) => window.gqa.run(n), name),
+          new Promise((_, reject) => setTimeout(() => reject(new Error(`timeout after ${TEST_TIMEOUT_MS} ms`)), TEST_TIMEOUT_MS)),
+        ]);
+      } catch (e) {
+        result = { ok: false, msg: String(e?.message ?? e) };
+      }
+      const ms = (performance.now() - start).toFixed(0);
+      if (result.ok) passed++;
+      else failed++;
+      console.log(`${result.ok ? 'ok  ' : 'FAIL'} ${name} (${ms} ms) ${result.msg}`);
+      if (!result.ok && browserErrors.length) console.log(`     browser errors: ${browserErrors.splice(0).join(' | ').slice(0, 2000)}`);
+      browserErrors.length = 0;
+    }
+    console.log(`${passed} passed, ${failed} failed`);
+    return failed === 0 && passed > 0 ? 0 : 1;
+  } finally {
+    await browser.close();
+  }
+}

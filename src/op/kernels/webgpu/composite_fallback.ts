@@ -1,0 +1,64 @@
+/**
+ * The composite path run from inside a GPU kernel, for a call whose shape exceeds a device limit of
+ * the fused kernel. It computes exactly what `groupedQueryAttentionReference` computes (the oracle in
+ * ../../composite.ts) with public tfjs ops on the same backend, warns once per backend and reason,
+ * and hands the results to the engine as the kernel's outputs.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { TensorInfo } from '@tensorflow/tfjs-core';
+import { compositeAttention } from '../../composite.js';
+import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { combinedAdder, type NormalizedMask } from '../../masks.js';
+
+interface RefCountingBackend {
+  incRef(dataId: object): void;
+}
+
+const warned = new Set<string>();
+
+/** `console.warn`s once per distinct message. */
+export function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  console.warn(message);
+}
+
+/**
+ * Runs the composite path for one kernel call and returns its outputs as TensorInfos owned by the
+ * caller (the engine): [output] or [output, probabilities].
+ */
+export function compositeKernelOutputs(
+  inputs: { query: TensorInfo; key: TensorInfo; value: TensorInfo; mask?: TensorInfo | undefined },
+  attrs: GroupedQueryAttentionAttrs,
+  backend: unknown,
+): TensorInfo[] {
+  const outs = tf.tidy(() => {
+    const wrap = <R extends tf.Rank>(t: TensorInfo) =>
+      (t instanceof tf.Tensor ? t : tf.engine().makeTensorFromTensorInfo(t)) as tf.Tensor<R>;
+    const q = wrap<tf.Rank.R4>(inputs.query);
+    const k = wrap<tf.Rank.R4>(inputs.key);
+    const v = wrap<tf.Rank.R4>(inputs.value);
+    const mask: NormalizedMask | null =
+      attrs.maskKind === 'none' || inputs.mask == null
+        ? null
+        : { kind: attrs.maskKind, mask: wrap<tf.Rank.R4>(inputs.mask) };
+    const adder = combinedAdder(mask, q.shape[1], k.shape[1], attrs);
+    const [o, p] = compositeAttention(q, k, v, adder, {
+      scale: attrs.scale,
+      returnScores: attrs.returnScores,
+      dropout: 0,
+      training: false,
+      seed: undefined,
+    });
+    return p == null ? [o] : [o, p];
+  });
+  // The engine will track the returned data ids as new tensors: keep the data alive across the
+  // disposal of our own handles (what tfjs's Identity kernels do).
+  const refs = backend as RefCountingBackend;
+  const infos = outs.map((t) => {
+    refs.incRef(t.dataId);
+    return { dataId: t.dataId, shape: t.shape.slice(), dtype: t.dtype } as TensorInfo;
+  });
+  for (const t of outs) t.dispose();
+  return infos;
+}

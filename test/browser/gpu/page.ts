@@ -1,0 +1,500 @@
+/**
+ * Browser page of the GPU kernel tests (bundled by scripts/test-browser-gpu.mjs with esbuild and
+ * run in headless Chromium). It exposes `window.gqa = {names(), run(name)}`; the runner calls
+ * `run` once per test and prints one line each.
+ *
+ * Every case runs on a real GPU backend (webgpu on Dawn, webgl on WebGL 2) and compares
+ *   - the fused kernel with the composite reference on the same backend, and
+ *   - the fused kernel with the composite reference on the cpu backend,
+ * plus the Keras 3.6 golden cases through the public layer API, memory checks and timings.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-webgl';
+import '@tensorflow/tfjs-backend-webgpu';
+import {
+  GroupedQueryAttention,
+  GroupedQueryAttentionKernel,
+  groupedQueryAttention,
+  groupedQueryAttentionReference,
+  hasFusedKernel,
+  type GroupedQueryAttentionArgs,
+  type GroupedQueryAttentionOptions,
+} from '../../../src/index.js';
+import '../../../src/webgpu.js';
+import '../../../src/webgl.js';
+import { timeCompare } from './timing.js';
+
+type GpuBackend = 'webgpu' | 'webgl';
+type Result = { ok: boolean; msg: string };
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function normal(n: number, rand: () => number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u1 = Math.max(rand(), 1e-12);
+    out[i] = scale * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * rand());
+  }
+  return out;
+}
+
+async function useBackend(name: string): Promise<void> {
+  const ok = await tf.setBackend(name);
+  await tf.ready();
+  if (!ok || tf.getBackend() !== name) throw new Error(`backend ${name} did not initialise (got ${tf.getBackend()})`);
+}
+
+/** Max of |got − expected| / (atol + rtol·|expected|): ≤ 1 passes. Also the max abs difference. */
+function compare(got: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number) {
+  if (got.length !== expected.length) return { ratio: Infinity, maxAbs: Infinity, worst: -1 };
+  let ratio = 0;
+  let maxAbs = 0;
+  let worst = -1;
+  for (let i = 0; i < got.length; i++) {
+    const d = Math.abs(got[i]! - expected[i]!);
+    const r = d / (atol + rtol * Math.abs(expected[i]!));
+    if (!(r <= ratio)) {
+      ratio = Number.isNaN(r) ? Infinity : r;
+      worst = i;
+    }
+    if (d > maxAbs || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Infinity : d;
+  }
+  return { ratio, maxAbs, worst };
+}
+
+/** Counts calls of the fused kernel on a backend (the registry hands out the config object itself). */
+const kernelCalls: Record<string, number> = {};
+function spyKernel(backend: string): void {
+  const cfg = tf.getKernel(GroupedQueryAttentionKernel, backend);
+  if (cfg == null) throw new Error(`no fused kernel registered for ${backend}`);
+  if ((cfg as { __spied?: boolean }).__spied) return;
+  const orig = cfg.kernelFunc;
+  (cfg as { kernelFunc: tf.KernelFunc }).kernelFunc = (args) => {
+    kernelCalls[backend] = (kernelCalls[backend] ?? 0) + 1;
+    return orig(args);
+  };
+  (cfg as { __spied?: boolean }).__spied = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random op cases.
+
+interface Case {
+  name: string;
+  b: number;
+  t: number;
+  s: number;
+  u: number;
+  v: number;
+  h: number;
+  /** 'bool-rows': bool mask of the given shape with some all-false rows; 'numeric': additive quirk values. */
+  mask?: { kind: 'bool' | 'bool-rows' | 'numeric'; shape: number[] };
+  causal?: boolean;
+  queryOffset?: number;
+  slidingWindow?: number;
+  returnScores?: boolean;
+  /** Multiplies the query: large logits exercise the 64-grid of fully masked rows. */
+  qScale?: number;
+}
+
+const CASES: Case[] = [
+  { name: 'mha no mask B2 T5 S7 U4 V4 H8', b: 2, t: 5, s: 7, u: 4, v: 4, h: 8 },
+  { name: 'gqa G=2 no mask, scores', b: 2, t: 5, s: 7, u: 4, v: 2, h: 8, returnScores: true },
+  { name: 'G=7 causal T6 S9 H16', b: 1, t: 6, s: 9, u: 14, v: 2, h: 16, causal: true },
+  {
+    name: 'G=7 H=80 bool (B,U,T,S) mask with fully masked rows, scores', b: 2, t: 4, s: 11, u: 7, v: 1, h: 80,
+    mask: { kind: 'bool-rows', shape: [2, 7, 4, 11] }, returnScores: true,
+  },
+  {
+    name: 'H=256 G=7 window 2 offset 2, scores', b: 1, t: 3, s: 5, u: 7, v: 1, h: 256,
+    slidingWindow: 2, queryOffset: 2, returnScores: true,
+  },
+  { name: 'H=256 G=2 causal T9 S21', b: 1, t: 9, s: 21, u: 4, v: 2, h: 256, causal: true },
+  {
+    name: 'T=1 decode S33 causal offset 32, scores', b: 2, t: 1, s: 33, u: 8, v: 2, h: 64,
+    causal: true, queryOffset: 32, returnScores: true,
+  },
+  {
+    name: 'T>S causal + bool (B,1,T,S) mask with fully masked rows', b: 2, t: 9, s: 4, u: 6, v: 3, h: 12,
+    causal: true, mask: { kind: 'bool-rows', shape: [2, 1, 9, 4] }, returnScores: true,
+  },
+  {
+    name: 'T<S bool (1,1,T,S) mask', b: 1, t: 3, s: 40, u: 4, v: 1, h: 20, mask: { kind: 'bool', shape: [1, 1, 3, 40] },
+  },
+  {
+    name: 'additive (numeric quirk 0/1/2/0.5) mask (B,U,T,S), scores', b: 1, t: 5, s: 6, u: 4, v: 2, h: 8,
+    mask: { kind: 'numeric', shape: [1, 4, 5, 6] }, returnScores: true,
+  },
+  {
+    name: 'additive (B,1,1,S) mask G=7', b: 2, t: 4, s: 6, u: 7, v: 1, h: 16, mask: { kind: 'numeric', shape: [2, 1, 1, 6] },
+  },
+  {
+    name: 'fully masked rows with large logits (64-grid), scores', b: 1, t: 4, s: 6, u: 2, v: 1, h: 8,
+    mask: { kind: 'bool-rows', shape: [1, 2, 4, 6] }, qScale: 40, returnScores: true,
+  },
+  { name: 'window 5 no causal T=S=40 MHA', b: 1, t: 40, s: 40, u: 2, v: 2, h: 16, slidingWindow: 5 },
+  {
+    name: 'causal + window, offset 10: every row fully masked', b: 1, t: 4, s: 6, u: 4, v: 2, h: 8,
+    causal: true, queryOffset: 10, slidingWindow: 3, returnScores: true,
+  },
+  {
+    name: 'many tiles T20 S100 causal + bool mask G=2', b: 1, t: 20, s: 100, u: 8, v: 4, h: 32,
+    causal: true, mask: { kind: 'bool-rows', shape: [1, 1, 20, 100] },
+  },
+  { name: 'G=16 (group split) T3 S10 H8', b: 1, t: 3, s: 10, u: 48, v: 3, h: 8, causal: true },
+];
+
+interface CaseData {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  mask: Float32Array | null;
+}
+
+function caseData(c: Case, seed: number): CaseData {
+  const rand = rng(seed);
+  const q = normal(c.b * c.t * c.u * c.h, rand, c.qScale ?? 1);
+  const k = normal(c.b * c.s * c.v * c.h, rand);
+  const v = normal(c.b * c.s * c.v * c.h, rand);
+  let mask: Float32Array | null = null;
+  if (c.mask) {
+    const [mb, mu, mt, ms] = c.mask.shape as [number, number, number, number];
+    mask = new Float32Array(mb * mu * mt * ms);
+    for (let i = 0; i < mask.length; i++) {
+      if (c.mask.kind === 'numeric') mask[i] = [0, 1, 1, 2, 0.5][Math.floor(rand() * 5)]!;
+      else mask[i] = rand() < 0.7 ? 1 : 0;
+    }
+    if (c.mask.kind === 'bool-rows') {
+      // Zero every third row of the mask: fully masked rows (unless broadcasting hides them).
+      for (let r = 0; r < mb * mu * mt; r += 3) mask.fill(0, r * ms, (r + 1) * ms);
+    }
+  }
+  return { q, k, v, mask };
+}
+
+async function runOp(
+  c: Case,
+  d: CaseData,
+  fn: typeof groupedQueryAttention,
+): Promise<{ out: Float32Array; scores?: Float32Array }> {
+  const q = tf.tensor4d(d.q, [c.b, c.t, c.u, c.h]);
+  const k = tf.tensor4d(d.k, [c.b, c.s, c.v, c.h]);
+  const v = tf.tensor4d(d.v, [c.b, c.s, c.v, c.h]);
+  const mask = d.mask
+    ? c.mask!.kind === 'numeric'
+      ? tf.tensor(d.mask, c.mask!.shape, 'float32')
+      : tf.tensor(Array.from(d.mask), c.mask!.shape, 'bool')
+    : null;
+  const options: GroupedQueryAttentionOptions = {
+    attentionMask: mask,
+    causal: c.causal ?? false,
+    queryOffset: c.queryOffset ?? 0,
+    slidingWindow: c.slidingWindow ?? null,
+    returnScores: c.returnScores ?? false,
+  };
+  const res = fn(q, k, v, options) as tf.Tensor | tf.Tensor[];
+  const [o, p] = Array.isArray(res) ? res : [res];
+  const out = (await o!.data()) as Float32Array;
+  const scores = p ? ((await p.data()) as Float32Array) : undefined;
+  tf.dispose([q, k, v, ...(mask ? [mask] : []), o!, ...(p ? [p] : [])]);
+  return scores ? { out, scores } : { out };
+}
+
+/** Tolerances: same backend 1e-5 abs + 1e-5 rel; against cpu 1e-4 abs + 1e-4 rel (GPU exp/ordering). */
+const TOL_SAME = { atol: 1e-5, rtol: 1e-5 };
+const TOL_CPU = { atol: 1e-4, rtol: 1e-4 };
+
+async function caseTest(backend: GpuBackend, c: Case, seed: number): Promise<Result> {
+  const d = caseData(c, seed);
+  await useBackend('cpu');
+  const cpu = await runOp(c, d, groupedQueryAttentionReference);
+  await useBackend(backend);
+  const before = tf.memory().numTensors;
+  const calls = kernelCalls[backend] ?? 0;
+  const fused = await runOp(c, d, groupedQueryAttention);
+  if ((kernelCalls[backend] ?? 0) !== calls + 1) return { ok: false, msg: 'the fused kernel did not run' };
+  const ref = await runOp(c, d, groupedQueryAttentionReference);
+  if (tf.memory().numTensors !== before) return { ok: false, msg: `leaked ${tf.memory().numTensors - before} tensors` };
+  const parts: string[] = [];
+  let ok = true;
+  const check = (what: string, got: Float32Array | undefined, exp: Float32Array | undefined, tol: typeof TOL_SAME) => {
+    if (!got || !exp) {
+      ok = false;
+      parts.push(`${what}: missing`);
+      return;
+    }
+    const r = compare(got, exp, tol.atol, tol.rtol);
+    if (!(r.ratio <= 1)) {
+      ok = false;
+      parts.push(`${what}: FAIL at ${r.worst} got ${got[r.worst]} want ${exp[r.worst]}`);
+    } else parts.push(`${what} ${r.maxAbs.toExponential(1)}`);
+  };
+  check('out~ref', fused.out, ref.out, TOL_SAME);
+  check('out~cpu', fused.out, cpu.out, TOL_CPU);
+  if (c.returnScores) {
+    check('p~ref', fused.scores, ref.scores, TOL_SAME);
+    check('p~cpu', fused.scores, cpu.scores, TOL_CPU);
+  }
+  return { ok, msg: parts.join(', ') };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Golden cases (Keras 3.6 numbers) through the public layer API, as test/helpers/run_golden.ts.
+
+interface JsonTensor {
+  shape: number[];
+  dtype: 'float32' | 'float64' | 'bool' | 'int32';
+  data: Array<number | boolean>;
+}
+interface GoldenCase {
+  name: string;
+  init_kwargs: Record<string, unknown>;
+  call_kwargs: { use_causal_mask: boolean; return_attention_scores: boolean; training: boolean | null };
+  inputs: Record<string, JsonTensor>;
+  masks: Record<string, JsonTensor>;
+  weights: Array<{ shape: number[]; data: number[] }>;
+  expected: { output: JsonTensor; attention_scores?: JsonTensor };
+}
+
+const MASK_ARGS: Record<string, string> = {
+  query_mask: 'queryMask',
+  value_mask: 'valueMask',
+  key_mask: 'keyMask',
+  attention_mask: 'attentionMask',
+};
+
+function toTensor(t: JsonTensor): tf.Tensor {
+  if (t.dtype === 'bool') return tf.tensor(t.data.map((x) => (x ? 1 : 0)), t.shape, 'bool');
+  if (t.dtype === 'int32') return tf.tensor(t.data as number[], t.shape, 'int32');
+  return tf.tensor(t.data as number[], t.shape, 'float32');
+}
+
+function layerArgs(kwargs: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(kwargs)) out[k.replace(/_([a-z])/g, (_, ch: string) => ch.toUpperCase())] = v;
+  return out;
+}
+
+async function goldenTest(backend: GpuBackend, c: GoldenCase): Promise<Result> {
+  await useBackend(backend);
+  const before = tf.memory().numTensors;
+  const calls = kernelCalls[backend] ?? 0;
+  const layer = new GroupedQueryAttention(layerArgs(c.init_kwargs) as unknown as GroupedQueryAttentionArgs);
+  const [out, scores] = tf.tidy(() => {
+    const query = toTensor(c.inputs['query']!);
+    const value = toTensor(c.inputs['value']!);
+    const key = c.inputs['key'] ? toTensor(c.inputs['key']) : undefined;
+    layer.build([query.shape, value.shape, ...(key ? [key.shape] : [])]);
+    layer.setWeights(c.weights.map((w) => tf.tensor(w.data, w.shape, 'float32')));
+    const masks: Record<string, tf.Tensor> = {};
+    for (const [name, t] of Object.entries(c.masks ?? {})) masks[MASK_ARGS[name]!] = toTensor(t);
+    const result = layer.apply(query, {
+      value,
+      ...(key ? { key } : {}),
+      ...masks,
+      returnAttentionScores: c.call_kwargs.return_attention_scores,
+      useCausalMask: c.call_kwargs.use_causal_mask,
+      ...(c.call_kwargs.training != null ? { training: c.call_kwargs.training } : {}),
+    }) as tf.Tensor | tf.Tensor[];
+    return Array.isArray(result) ? [result[0]!, result[1]] : [result, undefined];
+  });
+  const got = (await out.data()) as Float32Array;
+  const gotScores = scores ? ((await scores.data()) as Float32Array) : undefined;
+  tf.dispose([out, ...(scores ? [scores] : [])]);
+  layer.dispose();
+  if (tf.memory().numTensors !== before) return { ok: false, msg: `leaked ${tf.memory().numTensors - before} tensors` };
+  if ((kernelCalls[backend] ?? 0) === calls) return { ok: false, msg: 'the fused kernel did not run' };
+  const r = compare(got, c.expected.output.data as number[], 1e-5, 1e-5);
+  let msg = `output ${r.maxAbs.toExponential(1)}`;
+  let ok = r.ratio <= 1;
+  if (!ok) msg = `output FAIL at ${r.worst}: got ${got[r.worst]} want ${c.expected.output.data[r.worst]}`;
+  if (c.expected.attention_scores) {
+    if (!gotScores) return { ok: false, msg: 'no scores returned' };
+    const rs = compare(gotScores, c.expected.attention_scores.data as number[], 1e-5, 1e-5);
+    if (!(rs.ratio <= 1)) {
+      ok = false;
+      msg += `, scores FAIL at ${rs.worst}: got ${gotScores[rs.worst]} want ${c.expected.attention_scores.data[rs.worst]}`;
+    } else msg += `, scores ${rs.maxAbs.toExponential(1)}`;
+  }
+  return { ok, msg };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend, memory, fallback, gradient and timing tests.
+
+async function backendTest(backend: GpuBackend): Promise<Result> {
+  await useBackend(backend);
+  if (!hasFusedKernel(backend)) return { ok: false, msg: 'no fused kernel registered' };
+  spyKernel(backend);
+  if (backend === 'webgl') {
+    const version = tf.env().getNumber('WEBGL_VERSION');
+    if (version !== 2) return { ok: false, msg: `WEBGL_VERSION is ${version}` };
+    return { ok: true, msg: `WEBGL_VERSION 2, float32 render ${tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED')}` };
+  }
+  const b = tf.backend() as unknown as { device: GPUDevice; adapterInfo?: { vendor?: string; architecture?: string } };
+  const l = b.device.limits;
+  return {
+    ok: true,
+    msg: `adapter ${b.adapterInfo?.vendor ?? '?'}/${b.adapterInfo?.architecture ?? '?'}, ` +
+      `workgroup storage ${l.maxComputeWorkgroupStorageSize} B, invocations ${l.maxComputeInvocationsPerWorkgroup}`,
+  };
+}
+
+/** Bytes the backend has ever allocated (webgpu buffers / webgl textures, pooled ones included). */
+function allocatedBytes(backend: GpuBackend): number {
+  const m = tf.memory() as unknown as Record<string, number>;
+  return backend === 'webgpu' ? m['numBytesAllocatedInGPU']! : m['numBytesInGPUAllocated']!;
+}
+
+async function memoryTest(backend: GpuBackend): Promise<Result> {
+  await useBackend(backend);
+  // Shapes used nowhere else, so that no pooled buffer of the (B,U,T,S) size exists yet.
+  const measure = async (fn: typeof groupedQueryAttention, s: number) => {
+    const c: Case = { name: 'mem', b: 1, t: 96, s, u: 8, v: 2, h: 8, causal: true };
+    const d = caseData(c, 7);
+    const q = tf.tensor4d(d.q, [c.b, c.t, c.u, c.h]);
+    const k = tf.tensor4d(d.k, [c.b, c.s, c.v, c.h]);
+    const v = tf.tensor4d(d.v, [c.b, c.s, c.v, c.h]);
+    await Promise.all([q.data(), k.data(), v.data()]);
+    const bytesBefore = tf.memory().numBytes;
+    const allocBefore = allocatedBytes(backend);
+    const y = fn(q, k, v, { causal: true });
+    await y.data();
+    const alloc = allocatedBytes(backend) - allocBefore;
+    const leaked = tf.memory().numBytes - bytesBefore - y.size * 4;
+    tf.dispose([q, k, v, y]);
+    return { alloc, leaked, scoresBytes: 4 * c.b * c.u * c.t * c.s, outBytes: 4 * c.b * c.t * c.u * c.h };
+  };
+  const fused = await measure(groupedQueryAttention, 173);
+  const composite = await measure(groupedQueryAttentionReference, 171);
+  const msg =
+    `(B,U,T,S)=${fused.scoresBytes} B; fused allocated ${fused.alloc} B, composite ${composite.alloc} B`;
+  if (fused.leaked !== 0) return { ok: false, msg: `${msg}; engine bytes leaked ${fused.leaked}` };
+  if (composite.alloc < fused.scoresBytes) return { ok: false, msg: `${msg}; the counter does not see the composite's scores` };
+  if (backend === 'webgpu') {
+    // No (B,U,T,S) buffer at all: everything allocated is smaller than one scores buffer.
+    if (!(fused.alloc < fused.scoresBytes)) return { ok: false, msg: `${msg}; a (B,U,T,S)-sized buffer was allocated` };
+  } else if (!(fused.alloc < 2 * fused.scoresBytes)) {
+    // WebGL: exactly one (B,U,T,S) weights texture (see the kernel's header).
+    return { ok: false, msg: `${msg}; more than one (B,U,T,S) texture was allocated` };
+  }
+  return { ok: true, msg };
+}
+
+async function fallbackTest(backend: GpuBackend): Promise<Result> {
+  await useBackend(backend);
+  const c: Case = { name: 'big H', b: 1, t: 2, s: 3, u: 2, v: 1, h: 4096, causal: true, returnScores: true };
+  const d = caseData(c, 11);
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => warnings.push(args.map(String).join(' '));
+  let fused: Awaited<ReturnType<typeof runOp>>;
+  let again: Awaited<ReturnType<typeof runOp>>;
+  try {
+    fused = await runOp(c, d, groupedQueryAttention);
+    again = await runOp(c, d, groupedQueryAttention);
+  } finally {
+    console.warn = warn;
+  }
+  const ref = await runOp(c, d, groupedQueryAttentionReference);
+  const ours = warnings.filter((w) => w.includes('grouped-query-attention'));
+  if (ours.length !== 1) return { ok: false, msg: `expected one warning, got ${JSON.stringify(warnings)}` };
+  const r = compare(fused.out, ref.out, 1e-6, 1e-6);
+  const r2 = compare(again.out, ref.out, 1e-6, 1e-6);
+  const rs = compare(fused.scores!, ref.scores!, 1e-6, 1e-6);
+  if (!(r.ratio <= 1 && r2.ratio <= 1 && rs.ratio <= 1)) return { ok: false, msg: 'composite fallback differs from the reference' };
+  return { ok: true, msg: `warned once: "${ours[0]!.slice(0, 90)}..."` };
+}
+
+async function gradientTest(backend: GpuBackend): Promise<Result> {
+  const c: Case = { name: 'grad', b: 1, t: 4, s: 6, u: 4, v: 2, h: 8, causal: true };
+  const d = caseData(c, 5);
+  const grads = async () => {
+    const q = tf.tensor4d(d.q, [c.b, c.t, c.u, c.h]);
+    const k = tf.tensor4d(d.k, [c.b, c.s, c.v, c.h]);
+    const v = tf.tensor4d(d.v, [c.b, c.s, c.v, c.h]);
+    const g = tf.grads((a: tf.Tensor, b: tf.Tensor, e: tf.Tensor) =>
+      tf.sum(tf.mul(groupedQueryAttention(a, b, e, { causal: true }), tf.reshape(tf.linspace(-1, 1, c.t * c.u * c.h), [1, c.t, c.u, c.h]))),
+    )([q, k, v]);
+    const out = await Promise.all(g.map((x) => x.data() as Promise<Float32Array>));
+    tf.dispose([q, k, v, ...g]);
+    return out;
+  };
+  await useBackend('cpu');
+  const cpu = await grads();
+  await useBackend(backend);
+  const calls = kernelCalls[backend] ?? 0;
+  const gpu = await grads();
+  if ((kernelCalls[backend] ?? 0) === calls) return { ok: false, msg: 'the fused kernel did not run' };
+  const worst = Math.max(...gpu.map((g, i) => compare(g, cpu[i]!, 1e-4, 1e-4).ratio));
+  const maxAbs = Math.max(...gpu.map((g, i) => compare(g, cpu[i]!, 1e-4, 1e-4).maxAbs));
+  return { ok: worst <= 1, msg: `dQ, dK, dV vs cpu max abs ${maxAbs.toExponential(1)}` };
+}
+
+async function timingTest(backend: GpuBackend): Promise<Result> {
+  await useBackend(backend);
+  const r = await timeCompare({ b: 1, t: 64, s: 64, u: 8, v: 2, h: 64, causal: true }, 4);
+  return { ok: true, msg: `fused ${r.fusedMs.toFixed(1)} ms, composite ${r.compositeMs.toFixed(1)} ms, composite/fused = ${r.ratio.toFixed(2)}x (SwiftShader: not a speed measure)` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry.
+
+const tests = new Map<string, () => Promise<Result>>();
+let golden: GoldenCase[] | null = null;
+
+async function loadGolden(): Promise<GoldenCase[]> {
+  if (golden == null) golden = (await (await fetch('/golden.json')).json()) as GoldenCase[];
+  return golden;
+}
+
+async function register(): Promise<void> {
+  const cases = await loadGolden();
+  for (const backend of ['webgpu', 'webgl'] as const) {
+    tests.set(`${backend}: backend is ${backend}`, () => backendTest(backend));
+    CASES.forEach((c, i) => tests.set(`${backend}: op ${c.name}`, () => caseTest(backend, c, 1000 + i)));
+    tests.set(`${backend}: no (B,U,T,S) buffer without returnScores (memory counters)`, () => memoryTest(backend));
+    if (backend === 'webgpu') tests.set(`${backend}: H=4096 exceeds workgroup storage -> composite + one warning`, () => fallbackTest(backend));
+    tests.set(`${backend}: gradient through the fused kernel vs cpu`, () => gradientTest(backend));
+    for (const c of cases) tests.set(`${backend}: golden ${c.name}`, () => goldenTest(backend, c));
+    tests.set(`${backend}: timing vs composite`, () => timingTest(backend));
+  }
+}
+
+const ready = register();
+
+declare global {
+  interface Window {
+    gqa: { names(): Promise<string[]>; run(name: string): Promise<Result> };
+  }
+}
+
+window.gqa = {
+  async names() {
+    await ready;
+    return [...tests.keys()];
+  },
+  async run(name) {
+    await ready;
+    const fn = tests.get(name);
+    if (!fn) return { ok: false, msg: `no test ${name}` };
+    try {
+      return await fn();
+    } catch (e) {
+      return { ok: false, msg: `threw: ${(e as Error)?.stack ?? String(e)}` };
+    }
+  },
+};
