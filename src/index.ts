@@ -22,6 +22,7 @@ export {
 } from './op/kernel_names.js';
 export { GroupedQueryAttention, GroupQueryAttention } from './layer/grouped_query_attention.js';
 export type { GroupedQueryAttentionArgs, GroupedQueryAttentionCallArgs } from './layer/args.js';
+export { KVCache, type KVCacheOptions } from './layer/kv_cache.js';
 
 registerGroupedQueryAttentionGradient();
 registerKernels();

@@ -6,6 +6,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
+import type { KVCache } from './kv_cache.js';
 import type {
   ConstraintIdentifier,
   InitializerIdentifier,
@@ -72,4 +73,9 @@ export interface GroupedQueryAttentionCallArgs {
   training?: boolean;
   /** Top-left causal mask (bottom-right with a cache). Default false. */
   useCausalMask?: boolean;
+  /**
+   * A KV cache from `layer.createCache`: this call's keys and values are appended at `cache.length`
+   * and the queries attend over every cached position (causal mask aligned bottom-right).
+   */
+  cache?: KVCache;
 }

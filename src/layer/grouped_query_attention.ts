@@ -19,6 +19,7 @@ import { check, formatShape, formatValue, ValueError } from '../errors.js';
 import { groupedQueryAttention, groupedQueryAttentionReference } from '../op/grouped_query_attention.js';
 import type { AnyTensor, GroupedQueryAttentionArgs, GroupedQueryAttentionCallArgs } from './args.js';
 import { checkLayerMasks, computeAttentionMask } from './attention_mask.js';
+import { attendWithCache, checkCachedCall } from './cached_attention.js';
 import { constrainOnAssign } from './constraints.js';
 import {
   cloneInitializer,
@@ -31,6 +32,7 @@ import {
   type Regularizer,
 } from './identifiers.js';
 import { defaultLayout, pack, parseLayout, unpack, type Layout } from './inputs.js';
+import { KVCache, type KVCacheOptions } from './kv_cache.js';
 import { projectHeads, projectOutput } from './projection.js';
 
 type Kwargs = Record<string, unknown>;
@@ -221,6 +223,12 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
       returnAttentionScores: plan.returnAttentionScores,
     };
     if (opts.training != null) forward['training'] = opts.training;
+    if (opts.cache != null) {
+      check(!symbolic, this.where, () => 'a KV cache works in eager calls only; received SymbolicTensor inputs');
+      check(opts.cache instanceof KVCache, this.where, () =>
+        `cache must come from layer.createCache; received ${formatValue(opts.cache)}`);
+      forward['cache'] = opts.cache;
+    }
     this.activePlan = plan;
     this.insideApply = true;
     try {
@@ -331,6 +339,11 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     const keyMask = named.keyMask ?? (key != null ? key.kerasMask ?? null : null);
     const attentionMask = named.attentionMask ?? null;
     const training = kwargs['training'] === true;
+    const cache = kwargs['cache'] as KVCache | undefined;
+    if (cache != null) {
+      return this.callWithCache(cache, query, value, key, { queryMask, valueMask: keyMask ?? valueMask, attentionMask },
+        plan, training);
+    }
     this.checkCall(query, value, key, { queryMask, valueMask, keyMask, attentionMask });
 
     this.lastReturnedScores = plan.returnAttentionScores;
@@ -372,6 +385,50 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     const scores = plan.returnAttentionScores ? rest.shift()! : null;
     if (activity != null) this.setActivityLosses(rest as tf.Scalar[]);
     return scores == null ? output! : [output!, scores];
+  }
+
+  /**
+   * A KV cache for incremental decoding with this layer: projected keys and values for `maxLength`
+   * positions of `batchSize` sequences, allocated once. See {@link KVCache}.
+   */
+  createCache(options: KVCacheOptions): KVCache {
+    return new KVCache(this.where, this.numKeyValueHeads, this.headDim, options);
+  }
+
+  private callWithCache(
+    cache: KVCache,
+    query: tf.Tensor,
+    value: tf.Tensor,
+    key: tf.Tensor | null,
+    masks: { queryMask: tf.Tensor | null; valueMask: tf.Tensor | null; attentionMask: tf.Tensor | null },
+    plan: CallPlan,
+    training: boolean,
+  ): tf.Tensor | tf.Tensor[] {
+    this.checkCall(query, value, key, {});
+    const [b, t] = query.shape as [number, number];
+    checkCachedCall(this.where, cache, this, b, t, masks);
+    check(!(training && this.dropout > 0), this.where, () =>
+      `a KV cache is for inference; received training=true with dropout=${this.dropout}`);
+    this.lastReturnedScores = plan.returnAttentionScores;
+    const result = tf.tidy(() => {
+      const asFloat = (x: tf.Tensor) => (x.dtype === 'float32' ? x : tf.cast(x, 'float32'));
+      const q = projectHeads(asFloat(query) as tf.Tensor3D, this.weight('query/kernel')!, this.weight('query/bias'));
+      const k = projectHeads(asFloat(key ?? value) as tf.Tensor3D, this.weight('key/kernel')!, this.weight('key/bias'));
+      const v = projectHeads(asFloat(value) as tf.Tensor3D, this.weight('value/kernel')!, this.weight('value/bias'));
+      const { output: attended, scores } = attendWithCache(cache, q, k, v, masks, {
+        causal: plan.useCausalMask,
+        slidingWindow: this.slidingWindow,
+        returnScores: plan.returnAttentionScores,
+      });
+      let o = attended;
+      if (this.useGate) {
+        o = tf.mul(o, tf.sigmoid(
+          projectHeads(asFloat(query) as tf.Tensor3D, this.weight('gate/kernel')!, this.weight('gate/bias')))) as tf.Tensor4D;
+      }
+      const output = projectOutput(o, this.weight('attention_output/kernel')!, this.weight('attention_output/bias'));
+      return scores == null ? [output] : [output, scores];
+    });
+    return plan.returnAttentionScores ? result : result[0]!;
   }
 
   private nextDropoutSeed(): number | null {

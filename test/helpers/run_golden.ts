@@ -1,6 +1,6 @@
 /** Runs a golden case through the layer's eager contract. */
 import * as tf from '@tensorflow/tfjs-core';
-import { GroupedQueryAttention } from '../../src/index.js';
+import { GroupedQueryAttention, type GroupedQueryAttentionArgs } from '../../src/index.js';
 import { layerArgs, toTensor, type GoldenCase } from './golden.js';
 
 const MASK_ARGS: Record<string, string> = {
@@ -12,7 +12,7 @@ const MASK_ARGS: Record<string, string> = {
 
 /** Runs one golden case; returns [output, scores?] as flat arrays. */
 export function runGoldenCase(c: GoldenCase, extraArgs: Record<string, unknown> = {}): { output: Float32Array; scores?: Float32Array } {
-  const layer = new GroupedQueryAttention({ ...(layerArgs(c.init_kwargs) as never), ...extraArgs });
+  const layer = new GroupedQueryAttention({ ...(layerArgs(c.init_kwargs) as unknown as GroupedQueryAttentionArgs), ...extraArgs });
   return tf.tidy(() => {
     const query = toTensor(c.inputs['query']!);
     const value = toTensor(c.inputs['value']!);

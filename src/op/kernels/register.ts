@@ -3,6 +3,8 @@
  * keyed by backend name, so registering before the backend itself is loaded is fine.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { groupedQueryAttentionCpuConfig } from './cpu/GroupedQueryAttention.js';
+import { groupedQueryAttentionWasmConfig } from './wasm/GroupedQueryAttention.js';
 import { unsortedSegmentSumWasmConfig } from './wasm/UnsortedSegmentSum.js';
 
 function registerOnce(config: tf.KernelConfig): void {
@@ -10,5 +12,7 @@ function registerOnce(config: tf.KernelConfig): void {
 }
 
 export function registerKernels(): void {
+  registerOnce(groupedQueryAttentionCpuConfig);
+  registerOnce(groupedQueryAttentionWasmConfig);
   registerOnce(unsortedSegmentSumWasmConfig);
 }

@@ -147,7 +147,7 @@ function hasSpecialRows(attrs: GroupedQueryAttentionAttrs): boolean {
 
 const UNIFORMS =
   'T : i32, S : i32, U : i32, V : i32, G : i32, nGc : i32, nTb : i32, numWG : i32, offset : i32, window : i32, ' +
-  'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32,';
+  'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32,';
 
 function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): Uniform[] {
   const nGc = cfg ? Math.ceil(d.g / cfg.gc) : 1;
@@ -165,6 +165,8 @@ function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQueryAtte
     i(attrs.queryOffset), i(attrs.slidingWindow),
     { type: 'float32', data: [attrs.scale] },
     i(ms[0]!), i(ms[1]!), i(ms[2]!), i(ms[3]!),
+    // Loop bounds as uniforms, not constants: keeps shader compilers from unrolling the loops.
+    i(d.h), i(cfg?.kc ?? 1), i(cfg ? Math.ceil((cfg.rows * d.h) / cfg.wg) : 1),
   ];
 }
 
@@ -286,7 +288,7 @@ function flashProgram(
         rowFull = atomicLoad(&rowHas[tid]) == 0u;
       }
       var acc : array<f32, ACC>;
-      for (var k = 0; k < ACC; k++) { acc[k] = 0.0; }
+      for (var k = 0; k < uniforms.nAcc; k++) { acc[k] = 0.0; }
 
       // 3. Online softmax over key tiles.
       for (var j0 = (jLo / KC) * KC; j0 < jEnd; j0 += KC) {
@@ -307,7 +309,7 @@ function flashProgram(
           let qo = (i / KC) * H;
           let ko = (i % KC) * H;
           var dotv = 0.0;
-          for (var hh = 0; hh < H; hh++) { dotv += qs[qo + hh] * kt[ko + hh]; }
+          for (var hh = 0; hh < uniforms.H; hh++) { dotv += qs[qo + hh] * kt[ko + hh]; }
           sc[i] = dotv;
         }
         workgroupBarrier();
@@ -315,7 +317,7 @@ function flashProgram(
           let so = tid * KC;
           if (rowValid) {
             var tileMax = m;
-            for (var c = 0; c < KC; c++) {
+            for (var c = 0; c < uniforms.nKc; c++) {
               let j = j0 + c;
               if (j < S && contributes(rowFull, b, rowU, rowT, j)) {
                 let x = maskedLogit(sc[so + c], rowFull, b, rowU, rowT, j);
@@ -325,7 +327,7 @@ function flashProgram(
             }
             let alpha = exp(m - tileMax);
             var sum = 0.0;
-            for (var c = 0; c < KC; c++) {
+            for (var c = 0; c < uniforms.nKc; c++) {
               let j = j0 + c;
               var p = 0.0;
               if (j < S && contributes(rowFull, b, rowU, rowT, j)) { p = exp(sc[so + c] - tileMax); }
@@ -336,19 +338,19 @@ function flashProgram(
             m = tileMax;
             rowAlpha[tid] = alpha;
           } else {
-            for (var c = 0; c < KC; c++) { sc[so + c] = 0.0; }
+            for (var c = 0; c < uniforms.nKc; c++) { sc[so + c] = 0.0; }
             rowAlpha[tid] = 1.0;
           }
         }
         workgroupBarrier();
         ${out ? `
-        for (var k = 0; k < ACC; k++) {
+        for (var k = 0; k < uniforms.nAcc; k++) {
           let i = tid + k * WG;
           if (i < R * H) {
             let r = i / H;
             let hh = i % H;
             var a = acc[k] * rowAlpha[r];
-            for (var c = 0; c < KC; c++) { a += sc[r * KC + c] * vt[c * H + hh]; }
+            for (var c = 0; c < uniforms.nKc; c++) { a += sc[r * KC + c] * vt[c * H + hh]; }
             acc[k] = a;
           }
         }
@@ -359,7 +361,7 @@ function flashProgram(
       ${out ? `
       if (tid < R) { rowL[tid] = l; }
       workgroupBarrier();
-      for (var k = 0; k < ACC; k++) {
+      for (var k = 0; k < uniforms.nAcc; k++) {
         let i = tid + k * WG;
         if (i < R * H) {
           let r = i / H;
@@ -414,7 +416,7 @@ function probabilitiesProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, variab
         let qo = ((b * T + t) * U + u) * H;
         let ko = ((b * S + j) * uniforms.V + g) * H;
         var dotv = 0.0;
-        for (var hh = 0; hh < H; hh++) { dotv += (Qin[qo + hh] * uniforms.scale) * Kin[ko + hh]; }
+        for (var hh = 0; hh < uniforms.H; hh++) { dotv += (Qin[qo + hh] * uniforms.scale) * Kin[ko + hh]; }
         p = exp(maskedLogit(dotv, full, b, u, t, j) - Stats[so]) / Stats[so + 1];
       }
       result[index] = p;

@@ -1,0 +1,46 @@
+/**
+ * The fused GroupedQueryAttention kernel for the tfjs `wasm` backend. The inputs are read as views of
+ * tfjs's wasm heap and handed to this package's attention engine (its own SIMD module and workers;
+ * tfjs-wasm itself is single-threaded in Node and has no fused attention); the results are written
+ * into outputs allocated on the heap.
+ */
+import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import { getDefaultEngine } from '../../../engine/index.js';
+import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { engineProblem } from '../engine_problem.js';
+import { heapView, type WasmBackendLike } from './heap.js';
+
+const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
+  const wasm = backend as unknown as WasmBackendLike;
+  const query = inputs['query'] as TensorInfo;
+  const key = inputs['key'] as TensorInfo;
+  const value = inputs['value'] as TensorInfo;
+  const mask = inputs['mask'] as TensorInfo;
+  const a = attrs as unknown as GroupedQueryAttentionAttrs;
+  const [b, t, u] = query.shape as [number, number, number];
+  const s = key.shape[1]!;
+  // Outputs first: makeOutput may grow the heap and detach earlier views.
+  const output = wasm.makeOutput(query.shape, 'float32');
+  const scores = a.returnScores ? wasm.makeOutput([b, u, t, s], 'float32') : null;
+  const problem = engineProblem(
+    { query, key, mask },
+    {
+      query: heapView(wasm, query) as Float32Array,
+      key: heapView(wasm, key) as Float32Array,
+      value: heapView(wasm, value) as Float32Array,
+      mask: heapView(wasm, mask),
+    },
+    a,
+  );
+  const result = getDefaultEngine().attention(problem);
+  (heapView(wasm, output) as Float32Array).set(result.output);
+  if (scores == null) return [output];
+  (heapView(wasm, scores) as Float32Array).set(result.probabilities!);
+  return [output, scores];
+};
+
+export const groupedQueryAttentionWasmConfig: KernelConfig = {
+  kernelName: GroupedQueryAttention,
+  backendName: 'wasm',
+  kernelFunc: groupedQueryAttentionWasm,
+};
