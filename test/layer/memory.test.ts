@@ -92,7 +92,7 @@ describe.each(BACKENDS)('no tensor leaks on %s', (backend) => {
     // query's, or disposing the output destroys the caller's mask.
     expect(mask.isDisposed, "the query's mask survives disposing the output").toBe(false);
     expect(Array.from(mq.kerasMask!.dataSync())).toEqual(Array.from(masks['queryMask']!.dataSync()));
-    mq.kerasMask = null;
+    mq.kerasMask = undefined;
     tf.dispose([mq, mask]);
   });
 

@@ -45,7 +45,7 @@ beforeAll(() => useBackend('cpu'));
 
 describe('getConfig / fromConfig', () => {
   test.each([
-    ['defaults', { headDim: 2, numQueryHeads: 4, numKeyValueHeads: 2 }],
+    ['defaults', { headDim: 2, numQueryHeads: 4, numKeyValueHeads: 2 } as GroupedQueryAttentionArgs],
     ['every argument non-default', EVERYTHING],
   ] as const)('%s: round trip is exact, before and after build', (_name, args) => {
     for (const build of [false, true]) {

@@ -180,7 +180,7 @@ describe.each(BACKENDS)('training on %s', (backend) => {
     });
     const build = (l: GroupedQueryAttention) => {
       if (how === 'build') l.build([[B, T, DQ], [B, S, DV]]);
-      else tf.tidy(() => l.apply(tf.ones([B, T, DQ]), { value: tf.ones([B, S, DV]) }));
+      else tf.tidy(() => l.apply(tf.ones([B, T, DQ]), { value: tf.ones([B, S, DV]) }) as tf.Tensor);
     };
     build(layer);
     expect(layer.losses.length).toBe(4);

@@ -38,7 +38,7 @@ const params = fc.record({
   keyMask: fc.boolean(),
   causal: fc.boolean(),
   scores: fc.boolean(),
-  pTrue: fc.constantFrom(0.3, 0.8),
+  pTrue: fc.constantFrom<number>(0.3, 0.8),
   seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
 });
 
