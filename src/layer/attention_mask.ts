@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { check, formatShape } from '../errors.js';
+import { maskShapeRank4 } from '../op/masks.js';
 
 export interface LayerMasks {
   queryMask?: tf.Tensor | null | undefined;
@@ -29,7 +30,14 @@ export function broadcastShapes(a: readonly number[], b: readonly number[]): num
 }
 
 /** Checks every mask's shape before any work, naming the mask and both shapes on failure. */
-export function checkLayerMasks(where: string, masks: LayerMasks, batch: number, t: number, s: number): void {
+export function checkLayerMasks(
+  where: string,
+  masks: LayerMasks,
+  batch: number,
+  t: number,
+  s: number,
+  numQueryHeads: number,
+): void {
   const seq = [
     ['queryMask', masks.queryMask, t, 'T'],
     ['valueMask', masks.valueMask, s, 'S'],
@@ -49,6 +57,12 @@ export function checkLayerMasks(where: string, masks: LayerMasks, batch: number,
     check(both != null, where, () =>
       `attentionMask of shape ${formatShape(attn.shape)} does not broadcast with the query/value/key masks ` +
       `combined as ${formatShape(auto!)} (Keras AND-s them right-aligned)`);
+  }
+  // The effective mask must then broadcast into the (B, U, T, S) scores.
+  const effective = attn == null ? auto : auto == null ? attn.shape : broadcastShapes(auto, attn.shape);
+  if (effective != null) {
+    const name = attn == null ? 'the query/value/key masks combined' : 'attentionMask';
+    maskShapeRank4(effective, [batch, numQueryHeads, t, s], where, name);
   }
 }
 

@@ -117,6 +117,7 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
   private lastReturnedScores = false;
   private dropoutCalls = 0;
   private activityLosses: tf.Scalar[] = [];
+  private weightLosses: Array<() => tf.Scalar> = [];
 
   constructor(args: GroupedQueryAttentionArgs) {
     const { activityRegularizer, ...base } = args ?? ({} as GroupedQueryAttentionArgs);
@@ -468,7 +469,7 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
       check(dims.keyDim === dims.valueDim, where, () =>
         `the layer was built with a key of ${dims.keyDim} features; pass \`key\` (received none)`);
     }
-    checkLayerMasks(where, masks, b!, t!, s);
+    checkLayerMasks(where, masks, b!, t!, s, this.numQueryHeads);
   }
 
   private setActivityLosses(losses: tf.Scalar[]): void {
@@ -482,7 +483,12 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
    * projection output and per returned tensor of the last call (Keras's count: 5, or 6 with scores).
    */
   override get losses(): Array<() => tf.Scalar> {
-    return [...super.losses, ...this.activityLosses.map((l) => () => l)];
+    return [...this.weightLosses, ...this.activityLosses.map((l) => () => l)];
+  }
+
+  /** tfjs's addWeight registers regularizer losses here (its own list is behind `losses`). */
+  override addLoss(losses: (() => tf.Scalar) | Array<() => tf.Scalar>): void {
+    this.weightLosses.push(...(Array.isArray(losses) ? losses : [losses]));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -492,7 +498,9 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
   override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor | tf.Tensor[] {
     const list = Array.isArray(inputs) ? inputs : [inputs];
     const fromArgs = Array.isArray(mask) ? mask[0] : mask;
-    const queryMask = fromArgs ?? list[0]?.kerasMask ?? null;
+    const carried = fromArgs ?? list[0]?.kerasMask ?? null;
+    // A clone: tfjs disposes a tensor's kerasMask with the tensor, and the query keeps its own.
+    const queryMask = carried == null ? null : tf.clone(carried);
     return (this.lastReturnedScores ? [queryMask, null] : queryMask) as tf.Tensor | tf.Tensor[];
   }
 
