@@ -136,7 +136,8 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     const dropout = args.dropout ?? 0;
     check(typeof dropout === 'number' && dropout >= 0 && dropout < 1, where, () =>
       `dropout must be a number in [0, 1); received ${formatValue(dropout)}`);
-    const slidingWindow = args.slidingWindow ?? null;
+    // Keras accepts True as a window of 1 (a Python bool is an int); False and non-integers raise.
+    const slidingWindow = (args.slidingWindow as unknown) === true ? 1 : args.slidingWindow ?? null;
     check(slidingWindow === null || (Number.isInteger(slidingWindow) && slidingWindow > 0), where, () =>
       `slidingWindow must be null or a positive integer; received ${formatValue(args.slidingWindow)}`);
     const seed = args.seed ?? null;
