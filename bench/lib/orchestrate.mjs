@@ -29,6 +29,7 @@ function parseArgs(argv) {
     else if (k === '--max-row-gb') a.maxRowGB = Number(val());
     else if (k === '--no-ceilings') a.ceilings = false;
     else if (k === '--out') a.out = val();
+    else if (k === '--report') a.report = resolve(val());
     else if (k === '--help' || k === '-h') a.help = true;
     else throw new Error(`unknown option ${k} (see --help)`);
   }
@@ -47,7 +48,8 @@ const HELP = `npm run bench [-- options]     (node bench/run.mjs [options])
   --max-call-s N     skip a row when one call is predicted to take longer (default 3, quick 1)
   --max-row-gb N     skip a row whose predicted extra memory exceeds N GB (default 4)
   --no-ceilings      skip the GEMM / bandwidth ceilings
-  --out NAME         results file name under bench/results/ (default full / quick)`;
+  --out NAME         results file name under bench/results/ (default full / quick)
+  --report FILE      print the table of a results JSON again (and rewrite its SVG), without running`;
 
 const median = (xs) => quantile(xs, 0.5);
 function quantile(xs, q) {
@@ -130,6 +132,7 @@ function printCeilings(ce) {
 export async function main(argv) {
   const args = parseArgs(argv);
   if (args.help) { console.log(HELP); return; }
+  if (args.report) { rerender(args.report); return; }
   const t0 = Date.now();
   const resultsDir = join(benchDir, 'results');
   const tmpDir = join(resultsDir, 'tmp');
@@ -248,15 +251,8 @@ export async function main(argv) {
       rates.set(`${a.row.id}/${family(c)}`, { gflops: r.gflops, at: c.id.replace(/^\S+ /, '') });
       entry.results.push(r);
     }
-    const ok = entry.results.filter((r) => r.status === 'ok' && !r.checkFailed);
-    const best = Math.min(...ok.map((r) => r.medianMs));
-    for (const r of entry.results) if (r.status === 'ok') r.ratio = r.medianMs / best;
-    const order = (r) => (r.status === 'ok' ? r.medianMs : Infinity);
-    entry.results.sort((x, y) => order(x) - order(y));
-    for (const r of entry.results) console.log(tableRow(r));
-    const byNote = new Map();
-    for (const r of entry.results) for (const n of r.notes ?? []) byNote.set(n, [...(byNote.get(n) ?? []), r.rowId]);
-    for (const [n, ids] of byNote) console.log(`   note: ${ids.join(', ')}: ${n}`);
+    rankCase(entry);
+    printCaseRows(entry);
   }
 
   doc.elapsedS = (Date.now() - t0) / 1000;
@@ -264,8 +260,63 @@ export async function main(argv) {
   const usedRows = rows.filter((r) => doc.cases.some((x) => x.results.some((q) => q.rowId === r.id && q.status === 'ok')));
   writeFileSync(`${stem}.json`, JSON.stringify(doc, null, 1) + '\n');
   writeFileSync(`${stem}.svg`, svgChart(doc, usedRows) + '\n');
+  printSummary(doc);
   console.log(`\nDone in ${doc.elapsedS.toFixed(0)} s. Wrote ${[`${stem}.json`, `${stem}.svg`].map((p) => p.slice(rootDir.length + 1)).join(', ')}.`);
   console.log('Columns: median/p10–p90 = JS-visible wall time per call; kernel ms = ORT profiler kernel time (onnxruntime-node); ' +
     'GFLOP/s = useful 4·B·U·T·S·H (causal halved) ÷ median; GB/s = K+V bytes ÷ median (decode); ' +
-    'extra MB = peak RSS growth over the first call in a fresh process (includes outputs); ×best = median ÷ fastest correct row of the case.');
+    'extra MB = peak RSS growth over the first call in a fresh process (includes outputs); ×peer = median ÷ the fastest correct peer (not this package) of the case.');
+}
+
+/** Ratios to the fastest correct peer (×peer) and to the fastest correct row; rows sorted by median. */
+function rankCase(entry) {
+  const ok = entry.results.filter((r) => r.status === 'ok' && !r.checkFailed);
+  const bestPeer = Math.min(...ok.filter((r) => !r.ours).map((r) => r.medianMs));
+  const best = Math.min(...ok.map((r) => r.medianMs));
+  for (const r of entry.results)
+    if (r.status === 'ok') {
+      r.ratio = Number.isFinite(bestPeer) ? r.medianMs / bestPeer : null;
+      r.ratioToBest = r.medianMs / best;
+    }
+  const order = (r) => (r.status === 'ok' ? r.medianMs : Infinity);
+  entry.results.sort((x, y) => order(x) - order(y));
+}
+
+function printCaseRows(entry) {
+  for (const r of entry.results) console.log(tableRow(r));
+  const byNote = new Map();
+  for (const r of entry.results) for (const n of r.notes ?? []) byNote.set(n, [...(byNote.get(n) ?? []), r.rowId]);
+  for (const [n, ids] of byNote) console.log(`   note: ${ids.join(', ')}: ${n}`);
+}
+
+/** One line per case: fastest peer against this package's fastest row. */
+function printSummary(doc) {
+  console.log('\nSummary: fastest correct peer vs this package\'s fastest row (median ms; ratio < 1 = this package is faster)');
+  const line = (a, b, c, d, e) => console.log(`${a.padEnd(36)} ${b.padStart(10)}  ${c.padEnd(44)} ${d.padStart(10)}  ${e}`);
+  line('case', 'peer ms', 'fastest peer / this package row', 'ours ms', 'ours/peer');
+  for (const x of doc.cases) {
+    const ok = x.results.filter((r) => r.status === 'ok' && !r.checkFailed);
+    const peer = ok.filter((r) => !r.ours).sort((a, b) => a.medianMs - b.medianMs)[0];
+    const ours = ok.filter((r) => r.ours).sort((a, b) => a.medianMs - b.medianMs)[0];
+    const f = (r) => (r ? (r.medianMs >= 100 ? r.medianMs.toFixed(0) : r.medianMs.toFixed(2)) : '–');
+    const short = (r) => (r ? r.rowId : 'none');
+    line(x.case.id, f(peer), `${short(peer)} / ${short(ours)}`, f(ours), peer && ours ? (ours.medianMs / peer.medianMs).toFixed(2) : '–');
+  }
+}
+
+/** Re-renders the table, summary and SVG of a results JSON (--report FILE). */
+export function rerender(file) {
+  const doc = JSON.parse(readFileSync(file, 'utf8'));
+  console.log(doc.title);
+  console.log(`node ${doc.meta.node} · ${Object.entries(doc.meta.versions).map(([k, v]) => `${k} ${v}`).join(' · ')} · commit ${doc.meta.commit}`);
+  if (doc.ceilings) printCeilings(doc.ceilings);
+  for (const entry of doc.cases) {
+    console.log(caseHeader(entry.case, entry.flops));
+    console.log(tableHeader());
+    rankCase(entry);
+    printCaseRows(entry);
+  }
+  printSummary(doc);
+  const rowIds = new Set(doc.cases.flatMap((x) => x.results.filter((r) => r.status === 'ok').map((r) => r.rowId)));
+  writeFileSync(file.replace(/\.json$/, '.svg'), svgChart(doc, ROWS.filter((r) => rowIds.has(r.id))) + '\n');
+  writeFileSync(file, JSON.stringify(doc, null, 1) + '\n');
 }

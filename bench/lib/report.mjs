@@ -16,7 +16,7 @@ export function caseHeader(c, flops) {
 
 const COLS = [
   ['implementation', 50, 'l'], ['thr', 3], ['median ms', 10], ['p10–p90 ms', 17], ['kernel ms', 10],
-  ['GFLOP/s', 8], ['GB/s', 6], ['%ceil', 6], ['extra MB', 9], ['max err', 8], ['×best', 6],
+  ['GFLOP/s', 8], ['GB/s', 6], ['%ceil', 6], ['extra MB', 9], ['max err', 8], ['×peer', 6],
 ];
 export function tableHeader() {
   return COLS.map(([n, w, a]) => (a === 'l' ? pad(n, w) : lpad(n, w))).join(' ');
@@ -30,7 +30,7 @@ export function tableRow(r) {
     lpad(fmt(r.gflops, 1), 8), lpad(r.gbs == null ? '' : fmt(r.gbs, 1), 6),
     lpad(r.pctCeiling == null ? '–' : `${r.pctCeiling.toFixed(0)}%`, 6),
     lpad(r.extraMB == null ? '–' : r.extraMB.toFixed(0), 9),
-    lpad(r.maxErr.toExponential(0) + (r.checkFailed ? '!' : ''), 8), lpad(r.ratio.toFixed(2), 6),
+    lpad(r.maxErr.toExponential(0) + (r.checkFailed ? '!' : ''), 8), lpad(r.ratio == null ? '–' : r.ratio.toFixed(2), 6),
   ];
   return cells.join(' ');
 }
