@@ -224,9 +224,14 @@ async function caseTest(backend: GpuBackend, c: Case, seed: number): Promise<Res
   await useBackend(backend);
   const before = tf.memory().numTensors;
   const calls = kernelCalls[backend] ?? 0;
+  const t0 = performance.now();
   const fused = await runOp(c, d, groupedQueryAttention);
+  const t1 = performance.now();
   if ((kernelCalls[backend] ?? 0) !== calls + 1) return { ok: false, msg: 'the fused kernel did not run' };
   const ref = await runOp(c, d, groupedQueryAttentionReference);
+  const t2 = performance.now();
+  await runOp(c, d, groupedQueryAttention);
+  const t3 = performance.now();
   if (tf.memory().numTensors !== before) return { ok: false, msg: `leaked ${tf.memory().numTensors - before} tensors` };
   const parts: string[] = [];
   let ok = true;
@@ -248,6 +253,7 @@ async function caseTest(backend: GpuBackend, c: Case, seed: number): Promise<Res
     check('p~ref', fused.scores, ref.scores, TOL_SAME);
     check('p~cpu', fused.scores, cpu.scores, TOL_CPU);
   }
+  parts.push(`first calls (compiles): fused ${(t1 - t0).toFixed(0)} ms, ref ${(t2 - t1).toFixed(0)} ms, fused again ${(t3 - t2).toFixed(0)} ms`);
   return { ok, msg: parts.join(', ') };
 }
 
@@ -338,7 +344,6 @@ async function goldenTest(backend: GpuBackend, c: GoldenCase): Promise<Result> {
 async function backendTest(backend: GpuBackend): Promise<Result> {
   await useBackend(backend);
   if (!hasFusedKernel(backend)) return { ok: false, msg: 'no fused kernel registered' };
-  spyKernel(backend);
   if (backend === 'webgl') {
     const version = tf.env().getNumber('WEBGL_VERSION');
     if (version !== 2) return { ok: false, msg: `WEBGL_VERSION is ${version}` };
@@ -464,6 +469,7 @@ async function loadGolden(): Promise<GoldenCase[]> {
 async function register(): Promise<void> {
   const cases = await loadGolden();
   for (const backend of ['webgpu', 'webgl'] as const) {
+    spyKernel(backend);
     tests.set(`${backend}: backend is ${backend}`, () => backendTest(backend));
     CASES.forEach((c, i) => tests.set(`${backend}: op ${c.name}`, () => caseTest(backend, c, 1000 + i)));
     tests.set(`${backend}: no (B,U,T,S) buffer without returnScores (memory counters)`, () => memoryTest(backend));

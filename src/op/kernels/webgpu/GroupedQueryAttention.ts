@@ -23,8 +23,9 @@
  * each row's final (m, l, fully-masked flag) to a (B,U,T,3) buffer, then a per-element program
  * writes p = exp(x − m) / l into (B,U,T,S). Without `returnScores` no (B,U,T,S) buffer exists.
  *
- * Device limits: the tile sizes are chosen to fit `maxComputeWorkgroupStorageSize` (32 KiB on
- * SwiftShader: H=256 takes 8 rows × 8 keys) and `maxComputeInvocationsPerWorkgroup`. When even one
+ * Device limits: the tile sizes are chosen to fit 16 KiB of workgroup memory when possible (H=64:
+ * 16 rows × 16 keys; H=256: 4 rows × 4 keys), else the device's `maxComputeWorkgroupStorageSize`
+ * (32 KiB on SwiftShader), and `maxComputeInvocationsPerWorkgroup`. When even one
  * row and one key do not fit (H beyond ~2000 at 32 KiB), or an output exceeds the storage-buffer
  * binding size, the call runs the composite path and `console.warn`s once.
  *
@@ -73,6 +74,8 @@ export interface FlashConfig {
   bytes: number;
 }
 
+const PREFERRED_WORKGROUP_BYTES = 16384;
+
 const TILE_PREFERENCES: ReadonlyArray<readonly [number, number]> = [
   [32, 32], [32, 16], [16, 16], [16, 8], [8, 8], [4, 8], [4, 4], [2, 4], [1, 4], [1, 2], [1, 1],
 ];
@@ -93,13 +96,18 @@ export function chooseFlashConfig(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
 ): FlashConfig | null {
   const wg = Math.min(128, limits.maxComputeInvocationsPerWorkgroup);
-  for (const [rowsMax, kc] of TILE_PREFERENCES) {
-    if (rowsMax > wg) continue;
-    const gc = Math.min(g, rowsMax);
-    const tq = Math.max(1, Math.min(t, Math.floor(rowsMax / gc)));
-    const rows = gc * tq;
-    const bytes = 4 * workgroupFloats(rows, kc, h);
-    if (bytes <= limits.maxComputeWorkgroupStorageSize) return { gc, tq, rows, kc, wg, bytes };
+  // Prefer tiles within 16 KiB (more workgroups in flight per core; SwiftShader also compiles
+  // large workgroup arrays slowly), then use the device's whole limit before giving up.
+  const budgets = [Math.min(PREFERRED_WORKGROUP_BYTES, limits.maxComputeWorkgroupStorageSize), limits.maxComputeWorkgroupStorageSize];
+  for (const budget of budgets) {
+    for (const [rowsMax, kc] of TILE_PREFERENCES) {
+      if (rowsMax > wg) continue;
+      const gc = Math.min(g, rowsMax);
+      const tq = Math.max(1, Math.min(t, Math.floor(rowsMax / gc)));
+      const rows = gc * tq;
+      const bytes = 4 * workgroupFloats(rows, kc, h);
+      if (bytes <= budget) return { gc, tq, rows, kc, wg, bytes };
+    }
   }
   return null;
 }
@@ -174,6 +182,11 @@ function attrsKey(attrs: GroupedQueryAttentionAttrs): string {
   return `${attrs.maskKind}_${attrs.causal ? 'c' : ''}${attrs.slidingWindow > 0 ? 'w' : ''}`;
 }
 
+/** The code of f(0), ..., f(n − 1): the accumulators are scalars with constant names (registers). */
+function unroll(n: number, f: (k: number) => string): string {
+  return Array.from({ length: n }, (_, k) => f(k)).join('\n');
+}
+
 /** The flash program: mode 'out' writes (B,T,U,H); mode 'stats' writes each row's (m, l, full) to (B,U,T,3). */
 function flashProgram(
   mode: 'out' | 'stats',
@@ -196,7 +209,6 @@ function flashProgram(
     const TQ = ${tq};
     const KC = ${kc};
     const WG = ${wg};
-    const ACC = ${acc};
     var<workgroup> qs : array<f32, ${rows * h}>;
     var<workgroup> kt : array<f32, ${kc * h}>;
     ${out ? `var<workgroup> vt : array<f32, ${kc * h}>;` : ''}
@@ -287,8 +299,7 @@ function flashProgram(
         rowValid = rowT < T && gi < G;
         rowFull = atomicLoad(&rowHas[tid]) == 0u;
       }
-      var acc : array<f32, ACC>;
-      for (var k = 0; k < uniforms.nAcc; k++) { acc[k] = 0.0; }
+      ${unroll(acc, (k) => `var acc${k} = 0.0;`)}
 
       // 3. Online softmax over key tiles.
       for (var j0 = (jLo / KC) * KC; j0 < jEnd; j0 += KC) {
@@ -344,16 +355,16 @@ function flashProgram(
         }
         workgroupBarrier();
         ${out ? `
-        for (var k = 0; k < uniforms.nAcc; k++) {
-          let i = tid + k * WG;
+        ${unroll(acc, (k) => `{
+          let i = tid + ${k} * WG;
           if (i < R * H) {
             let r = i / H;
             let hh = i % H;
-            var a = acc[k] * rowAlpha[r];
+            var a = acc${k} * rowAlpha[r];
             for (var c = 0; c < uniforms.nKc; c++) { a += sc[r * KC + c] * vt[c * H + hh]; }
-            acc[k] = a;
+            acc${k} = a;
           }
-        }
+        }`)}
         workgroupBarrier();` : ''}
       }
 
@@ -361,17 +372,17 @@ function flashProgram(
       ${out ? `
       if (tid < R) { rowL[tid] = l; }
       workgroupBarrier();
-      for (var k = 0; k < uniforms.nAcc; k++) {
-        let i = tid + k * WG;
+      ${unroll(acc, (k) => `{
+        let i = tid + ${k} * WG;
         if (i < R * H) {
           let r = i / H;
           let t = t0 + r / GC;
           let gi = gi0 + r % GC;
           if (t < T && gi < G) {
-            result[((b * T + t) * U + g * G + gi) * H + i % H] = acc[k] / rowL[r];
+            result[((b * T + t) * U + g * G + gi) * H + i % H] = acc${k} / rowL[r];
           }
         }
-      }` : `
+      }`)}` : `
       if (tid < R && rowValid) {
         let o = ((b * U + rowU) * T + rowT) * 3;
         result[o] = m;
