@@ -1,0 +1,591 @@
+/**
+ * Rebuilds a Keras 3 functional model config (`config.json` of a `.keras` archive) as a tfjs
+ * `LayersModel`: `tf.input` for each InputLayer, `tf.layers.*` or the GroupedQueryAttention layer for
+ * each layer, called as Keras recorded the calls in `inbound_nodes`.
+ *
+ * Every layer config is translated (and every unsupported class or option reported) before any layer
+ * is called, so a config error allocates nothing.
+ */
+import * as tfl from '@tensorflow/tfjs-layers';
+import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
+import { GroupedQueryAttention } from '../layer/grouped_query_attention.js';
+import { KerasConfigError } from './errors.js';
+import {
+  activationFromKeras,
+  checkDtypePolicy,
+  constraintFromKeras,
+  initializerFromKeras,
+  isDict,
+  regularizerFromKeras,
+  type Dict,
+} from './objects.js';
+
+type Layer = InstanceType<typeof tfl.layers.Layer>;
+type Output = SymbolicTensor | SymbolicTensor[];
+
+/** Keys every layer config has, handled for all classes. */
+const BASE_KEYS = new Set(['name', 'trainable', 'dtype']);
+
+/** Reads a layer config, remembering which keys were read so that the rest can be checked. */
+class Options {
+  private readonly used = new Set<string>();
+  constructor(readonly where: string, readonly config: Dict) {}
+
+  get(key: string): unknown {
+    this.used.add(key);
+    return this.config[key];
+  }
+
+  number(key: string, fallback?: number): number {
+    const v = this.get(key) ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new KerasConfigError(`${this.where}: option ${key} must be a number; received ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  integerOrNull(key: string): number | null {
+    const v = this.get(key);
+    if (v == null) return null;
+    if (v === true) return 1;
+    if (typeof v !== 'number' || !Number.isInteger(v)) {
+      throw new KerasConfigError(`${this.where}: option ${key} must be an integer or null; received ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  boolean(key: string, fallback: boolean): boolean {
+    const v = this.get(key) ?? fallback;
+    if (typeof v !== 'boolean') {
+      throw new KerasConfigError(`${this.where}: option ${key} must be true or false; received ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  /** Accepts the option only with one of the values TensorFlow.js can reproduce. */
+  only(key: string, allowed: unknown[], why: string): void {
+    const v = this.get(key);
+    if (v != null && !allowed.includes(v)) {
+      throw new KerasConfigError(`${this.where}: unsupported option ${key}=${JSON.stringify(v)} (${why})`);
+    }
+  }
+
+  /** Ignores an option that does not change what the model computes. */
+  ignore(...keys: string[]): void {
+    for (const k of keys) this.used.add(k);
+  }
+
+  /** Any other option with a value is unsupported. */
+  finish(): void {
+    for (const [key, value] of Object.entries(this.config)) {
+      if (this.used.has(key) || BASE_KEYS.has(key) || value == null) continue;
+      throw new KerasConfigError(`${this.where}: unsupported option ${key}=${JSON.stringify(value)}`);
+    }
+  }
+}
+
+/** A translated layer: its tfjs layer and how to call it with Keras's recorded args and kwargs. */
+interface Translated {
+  layer: Layer | null; // null for InputLayer
+  input?: SymbolicTensor;
+  call(args: unknown[], kwargs: Dict): Output;
+}
+
+function isSymbolic(x: unknown): x is SymbolicTensor {
+  return x instanceof tfl.SymbolicTensor;
+}
+
+/** The call arguments of a layer that takes one tensor (or, for merge layers, a list of tensors). */
+function singleInput(where: string, args: unknown[], kwargs: Dict, list: boolean): SymbolicTensor | SymbolicTensor[] {
+  for (const [key, value] of Object.entries(kwargs)) {
+    if (value == null) continue;
+    if (key === 'training' && value === false) continue;
+    throw new KerasConfigError(`${where}: unsupported call argument ${key}=${describe(value)}`);
+  }
+  if (args.length !== 1) {
+    throw new KerasConfigError(`${where}: expected one positional call argument; received ${args.length}`);
+  }
+  const x = args[0];
+  if (list) {
+    if (!Array.isArray(x) || !x.every(isSymbolic)) {
+      throw new KerasConfigError(`${where}: expected a list of tensors as the call argument`);
+    }
+    return x;
+  }
+  if (!isSymbolic(x)) throw new KerasConfigError(`${where}: expected a tensor as the call argument; received ${describe(x)}`);
+  return x;
+}
+
+function describe(value: unknown): string {
+  if (isSymbolic(value)) return `tensor ${value.name}`;
+  const text = JSON.stringify(value);
+  return text === undefined ? String(value) : text;
+}
+
+function baseArgs(o: Options, name: string): { name: string; trainable: boolean } {
+  checkDtypePolicy(o.where, o.config['dtype']);
+  return { name, trainable: o.boolean('trainable', true) };
+}
+
+type Translator = (o: Options, name: string) => Translated;
+
+/** Keras dtype names as tfjs input dtypes. */
+function inputDtype(where: string, dtype: unknown): 'float32' | 'int32' | 'bool' {
+  const name = typeof dtype === 'string' ? dtype : isDict(dtype) && isDict(dtype['config']) ? dtype['config']['name'] : 'float32';
+  if (name == null || name === 'float32') return 'float32';
+  if (typeof name === 'string' && /^u?int(8|16|32|64)$/.test(name)) return 'int32';
+  if (name === 'bool') return 'bool';
+  throw new KerasConfigError(`${where}: unsupported input dtype ${JSON.stringify(name)} (use float32, an integer type or bool)`);
+}
+
+const TRANSLATORS: Record<string, Translator> = {
+  InputLayer(o, name) {
+    const shape = o.get('batch_shape') ?? o.get('batch_input_shape');
+    if (!Array.isArray(shape)) throw new KerasConfigError(`${o.where}: batch_shape is missing`);
+    o.only('sparse', [false], 'TensorFlow.js has no sparse inputs');
+    o.only('ragged', [false], 'TensorFlow.js has no ragged inputs');
+    o.only('optional', [false], 'TensorFlow.js has no optional inputs');
+    o.ignore('input_tensor');
+    const dtype = inputDtype(o.where, o.get('dtype'));
+    o.finish();
+    const input = tfl.input({ batchShape: shape as Array<number | null>, dtype, name });
+    return {
+      layer: null,
+      input,
+      call: () => {
+        throw new KerasConfigError(`${o.where}: an InputLayer cannot be called`);
+      },
+    };
+  },
+
+  Dense(o, name) {
+    const base = baseArgs(o, name);
+    o.only('lora_rank', [null, 0], 'LoRA is not supported');
+    o.ignore('lora_alpha');
+    o.only('quantization_config', [null], 'quantized layers are not supported');
+    o.only('activity_regularizer', [null], 'TensorFlow.js Dense has no activity regularizer');
+    const layer = tfl.layers.dense({
+      ...base,
+      units: o.number('units'),
+      activation: activationFromKeras(o.where, o.get('activation')) as never,
+      useBias: o.boolean('use_bias', true),
+      kernelInitializer: initializerFromKeras(o.where, 'kernel_initializer', o.get('kernel_initializer')),
+      biasInitializer: initializerFromKeras(o.where, 'bias_initializer', o.get('bias_initializer')),
+      kernelRegularizer: regularizerFromKeras(o.where, 'kernel_regularizer', o.get('kernel_regularizer')),
+      biasRegularizer: regularizerFromKeras(o.where, 'bias_regularizer', o.get('bias_regularizer')),
+      kernelConstraint: constraintFromKeras(o.where, 'kernel_constraint', o.get('kernel_constraint')),
+      biasConstraint: constraintFromKeras(o.where, 'bias_constraint', o.get('bias_constraint')),
+    });
+    o.finish();
+    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+  },
+
+  Embedding(o, name) {
+    const base = baseArgs(o, name);
+    o.only('lora_rank', [null, 0], 'LoRA is not supported');
+    o.ignore('lora_alpha');
+    o.only('quantization_config', [null], 'quantized layers are not supported');
+    o.only('sparse', [false], 'sparse embeddings are not supported');
+    o.only('activity_regularizer', [null], 'TensorFlow.js Embedding has no activity regularizer');
+    o.ignore('input_length');
+    const layer = tfl.layers.embedding({
+      ...base,
+      inputDim: o.number('input_dim'),
+      outputDim: o.number('output_dim'),
+      embeddingsInitializer: initializerFromKeras(o.where, 'embeddings_initializer', o.get('embeddings_initializer')),
+      embeddingsRegularizer: regularizerFromKeras(o.where, 'embeddings_regularizer', o.get('embeddings_regularizer')),
+      embeddingsConstraint: constraintFromKeras(o.where, 'embeddings_constraint', o.get('embeddings_constraint')),
+      maskZero: o.boolean('mask_zero', false),
+    });
+    o.finish();
+    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+  },
+
+  LayerNormalization(o, name) {
+    const base = baseArgs(o, name);
+    o.only('rms_scaling', [false], 'RMS scaling is not supported');
+    o.only('beta_constraint', [null], 'TensorFlow.js LayerNormalization has no constraints');
+    o.only('gamma_constraint', [null], 'TensorFlow.js LayerNormalization has no constraints');
+    const axisRaw = o.get('axis') ?? -1;
+    const axis = Array.isArray(axisRaw) ? axisRaw : [axisRaw];
+    if (!axis.every((a) => typeof a === 'number' && Number.isInteger(a))) {
+      throw new KerasConfigError(`${o.where}: unsupported option axis=${JSON.stringify(axisRaw)}`);
+    }
+    const layer = tfl.layers.layerNormalization({
+      ...base,
+      axis: axis.length === 1 ? (axis[0] as number) : (axis as number[]),
+      epsilon: o.number('epsilon', 1e-3),
+      center: o.boolean('center', true),
+      scale: o.boolean('scale', true),
+      betaInitializer: initializerFromKeras(o.where, 'beta_initializer', o.get('beta_initializer')),
+      gammaInitializer: initializerFromKeras(o.where, 'gamma_initializer', o.get('gamma_initializer')),
+      betaRegularizer: regularizerFromKeras(o.where, 'beta_regularizer', o.get('beta_regularizer')),
+      gammaRegularizer: regularizerFromKeras(o.where, 'gamma_regularizer', o.get('gamma_regularizer')),
+    });
+    o.finish();
+    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+  },
+
+  Dropout(o, name) {
+    const base = baseArgs(o, name);
+    const noiseShape = o.get('noise_shape');
+    const seed = o.integerOrNull('seed');
+    const layer = tfl.layers.dropout({
+      ...base,
+      rate: o.number('rate'),
+      ...(Array.isArray(noiseShape) ? { noiseShape: noiseShape as number[] } : {}),
+      ...(seed != null ? { seed } : {}),
+    });
+    o.finish();
+    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+  },
+
+  Activation(o, name) {
+    const base = baseArgs(o, name);
+    const layer = tfl.layers.activation({ ...base, activation: activationFromKeras(o.where, o.get('activation')) as never });
+    o.finish();
+    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+  },
+
+  Add: merge((args) => tfl.layers.add(args)),
+  Multiply: merge((args) => tfl.layers.multiply(args)),
+  Average: merge((args) => tfl.layers.average(args)),
+  Maximum: merge((args) => tfl.layers.maximum(args)),
+  Minimum: merge((args) => tfl.layers.minimum(args)),
+  Concatenate(o, name) {
+    const base = baseArgs(o, name);
+    const layer = tfl.layers.concatenate({ ...base, axis: o.number('axis', -1) });
+    o.finish();
+    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, true)) as Output };
+  },
+
+  GroupQueryAttention: translateGqa,
+  GroupedQueryAttention: translateGqa,
+};
+
+function merge(make: (args: { name: string; trainable: boolean }) => Layer): Translator {
+  return (o, name) => {
+    const layer = make(baseArgs(o, name));
+    o.finish();
+    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, true)) as Output };
+  };
+}
+
+/** Keras's `GroupedQueryAttention.call` signature, for positional arguments. */
+const GQA_CALL = [
+  'query', 'value', 'key', 'query_mask', 'value_mask', 'key_mask', 'attention_mask',
+  'return_attention_scores', 'training', 'use_causal_mask',
+] as const;
+
+function translateGqa(o: Options, name: string): Translated {
+  const base = baseArgs(o, name);
+  o.ignore('flash_attention'); // never saved by Keras; the numbers are the same either way
+  let layer: GroupedQueryAttention;
+  const dropout = o.number('dropout', 0);
+  try {
+    layer = new GroupedQueryAttention({
+      ...base,
+      headDim: o.number('head_dim'),
+      numQueryHeads: o.number('num_query_heads'),
+      numKeyValueHeads: o.number('num_key_value_heads'),
+      dropout,
+      useBias: o.boolean('use_bias', true),
+      useGate: o.boolean('use_gate', false),
+      slidingWindow: o.integerOrNull('sliding_window'),
+      seed: o.integerOrNull('seed'),
+      kernelInitializer: initializerFromKeras(o.where, 'kernel_initializer', o.get('kernel_initializer')) ?? 'glorotUniform',
+      biasInitializer: initializerFromKeras(o.where, 'bias_initializer', o.get('bias_initializer')) ?? 'zeros',
+      kernelRegularizer: regularizerFromKeras(o.where, 'kernel_regularizer', o.get('kernel_regularizer')) ?? null,
+      biasRegularizer: regularizerFromKeras(o.where, 'bias_regularizer', o.get('bias_regularizer')) ?? null,
+      activityRegularizer: regularizerFromKeras(o.where, 'activity_regularizer', o.get('activity_regularizer')) ?? null,
+      kernelConstraint: constraintFromKeras(o.where, 'kernel_constraint', o.get('kernel_constraint')) ?? null,
+      biasConstraint: constraintFromKeras(o.where, 'bias_constraint', o.get('bias_constraint')) ?? null,
+    });
+  } catch (e) {
+    if (e instanceof KerasConfigError) throw e;
+    throw new KerasConfigError(`${o.where}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  o.finish();
+  const call = (args: unknown[], kwargs: Dict): Output => {
+    if (args.length > GQA_CALL.length) {
+      throw new KerasConfigError(`${o.where}: too many positional call arguments (${args.length})`);
+    }
+    const named: Dict = {};
+    args.forEach((value, i) => {
+      named[GQA_CALL[i]!] = value;
+    });
+    for (const [key, value] of Object.entries(kwargs)) {
+      if (!(GQA_CALL as readonly string[]).includes(key)) {
+        if (value == null) continue;
+        throw new KerasConfigError(`${o.where}: unsupported call argument ${key}=${describe(value)}`);
+      }
+      if (key in named && named[key] != null) {
+        throw new KerasConfigError(`${o.where}: call argument ${key} given twice`);
+      }
+      named[key] = value;
+    }
+    const tensor = (key: string, required: boolean): SymbolicTensor | undefined => {
+      const v = named[key];
+      if (v == null) {
+        if (required) throw new KerasConfigError(`${o.where}: the call has no ${key} tensor`);
+        return undefined;
+      }
+      if (!isSymbolic(v)) {
+        throw new KerasConfigError(
+          `${o.where}: unsupported call argument ${key}=${describe(v)} (only tensors of the model can be passed)`);
+      }
+      return v;
+    };
+    const flag = (key: string): boolean => {
+      const v = named[key];
+      if (v == null || v === false) return false;
+      if (v === true) return true;
+      throw new KerasConfigError(`${o.where}: unsupported call argument ${key}=${describe(v)}`);
+    };
+    const training = named['training'];
+    if (training === true && dropout > 0) {
+      throw new KerasConfigError(`${o.where}: unsupported call argument training=true (dropout fixed on in inference)`);
+    }
+    if (training != null && typeof training !== 'boolean') {
+      throw new KerasConfigError(`${o.where}: unsupported call argument training=${describe(training)}`);
+    }
+    // tfjs's executor disposes a tensor once per occurrence in a node's inputs but counts its
+    // consumers once: a tensor passed twice (self-attention: query = value) would be freed before
+    // its other consumers (the residual Add) run. Each repeat gets its own copy, from a second call
+    // of its source layer; Input tensors are never freed and need none.
+    const seen = new Set<SymbolicTensor>();
+    const distinct = (t: SymbolicTensor | undefined): SymbolicTensor | undefined => {
+      if (t == null) return t;
+      if (!seen.has(t)) {
+        seen.add(t);
+        return t;
+      }
+      return shadowOf(t, o.where);
+    };
+    const query = distinct(tensor('query', true))!;
+    return layer.apply(query, {
+      value: distinct(tensor('value', true)),
+      key: distinct(tensor('key', false)),
+      queryMask: distinct(tensor('query_mask', false)),
+      valueMask: distinct(tensor('value_mask', false)),
+      keyMask: distinct(tensor('key_mask', false)),
+      attentionMask: distinct(tensor('attention_mask', false)),
+      useCausalMask: flag('use_causal_mask'),
+      returnAttentionScores: flag('return_attention_scores'),
+    }) as Output;
+  };
+  return { layer, call };
+}
+
+/** How each non-input tensor of a model under construction was computed, to compute it again. */
+const CALLS = new WeakMap<SymbolicTensor, { call: () => Output; index: number }>();
+
+/** Second computations of a tensor (see translateGqa), mapped to the tensor they copy. */
+export const SHADOWS = new WeakMap<SymbolicTensor, SymbolicTensor>();
+
+function shadowOf(t: SymbolicTensor, where: string): SymbolicTensor {
+  if (t.sourceLayer instanceof tfl.layers.Layer && t.sourceLayer.getClassName() === 'InputLayer') return t;
+  const record = CALLS.get(t);
+  if (record == null) {
+    throw new KerasConfigError(`${where}: the same tensor ${t.name} is passed twice and cannot be recomputed`);
+  }
+  // tfjs counts every symbolic call as one more owner of the layer's weights; the copy is not one,
+  // so that model.dispose() still frees them.
+  const owner = t.sourceLayer as unknown as { _refCount: number | null };
+  const refCount = owner._refCount;
+  const out = record.call();
+  owner._refCount = refCount;
+  const copy = (Array.isArray(out) ? out : [out])[record.index]!;
+  SHADOWS.set(copy, t);
+  return copy;
+}
+
+/** The Keras layer classes this importer rebuilds. */
+export const SUPPORTED_KERAS_LAYERS: readonly string[] = Object.keys(TRANSLATORS);
+
+/** A `[layer_name, node_index, tensor_index]` reference. */
+type History = [string, number, number];
+
+function isHistory(x: unknown): x is History {
+  return Array.isArray(x) && x.length === 3 && typeof x[0] === 'string' &&
+    typeof x[1] === 'number' && typeof x[2] === 'number';
+}
+
+/** input_layers / output_layers: a list of triples, a bare triple (Keras ≥ 3.7 for one), or a dict. */
+function readEndpoints(value: unknown, key: string): History[] {
+  if (isHistory(value)) return [value];
+  if (Array.isArray(value) && value.every(isHistory)) return value;
+  if (isDict(value) && Object.values(value).every(isHistory)) return Object.values(value) as History[];
+  throw new KerasConfigError(`model config: cannot read ${key} ${JSON.stringify(value)}`);
+}
+
+class NotReady extends Error {}
+
+interface LayerEntry {
+  name: string;
+  className: string;
+  where: string;
+  translated: Translated;
+  nodes: Array<{ args: unknown; kwargs: unknown }>;
+}
+
+/** Translates every layer config of a functional model (no tensors are allocated). */
+function translateLayers(config: Dict): LayerEntry[] {
+  const layers = config['layers'];
+  if (!Array.isArray(layers)) throw new KerasConfigError('model config: config.layers is missing');
+  const seen = new Set<string>();
+  return layers.map((raw: unknown, index: number) => {
+    if (!isDict(raw)) throw new KerasConfigError(`model config: layers[${index}] is not an object`);
+    const className = String(raw['class_name']);
+    const layerConfig = isDict(raw['config']) ? raw['config'] : {};
+    const name = String(raw['name'] ?? layerConfig['name'] ?? `layer_${index}`);
+    const where = `Layer '${name}' (${className})`;
+    if (seen.has(name)) throw new KerasConfigError(`${where}: duplicate layer name`);
+    seen.add(name);
+    const module = raw['module'];
+    if (typeof module === 'string' && !module.startsWith('keras')) {
+      throw new KerasConfigError(`${where}: unsupported custom layer class from module '${module}'`);
+    }
+    const translate = TRANSLATORS[className];
+    if (translate == null) {
+      throw new KerasConfigError(
+        `${where}: unsupported layer class ${className} (supported: ${SUPPORTED_KERAS_LAYERS.join(', ')})`);
+    }
+    const inbound = raw['inbound_nodes'] ?? [];
+    if (!Array.isArray(inbound)) throw new KerasConfigError(`${where}: inbound_nodes is not a list`);
+    const nodes = inbound.map((node: unknown, i: number) => {
+      if (!isDict(node)) {
+        throw new KerasConfigError(
+          `${where}: inbound_nodes[${i}] is not a Keras 3 node ({args, kwargs}); Keras 2 (legacy) configs are not supported`);
+      }
+      return { args: node['args'] ?? [], kwargs: node['kwargs'] ?? {} };
+    });
+    return { name, className, where, translated: undefined as unknown as Translated, nodes, raw: layerConfig };
+  }).map((entry) => {
+    const e = entry as LayerEntry & { raw: Dict };
+    e.translated = TRANSLATORS[e.className]!(new Options(e.where, e.raw), e.name);
+    return e;
+  });
+}
+
+/**
+ * Builds a tfjs `LayersModel` from a Keras 3 functional model config (`config.json`). Weights are
+ * initialised by the layers' initializers; load them with the weights file.
+ */
+export function modelFromKerasConfig(modelConfig: Dict): tfl.LayersModel {
+  const className = modelConfig['class_name'];
+  if (className !== 'Functional' && className !== 'Model') {
+    throw new KerasConfigError(
+      `model config: unsupported model class ${String(className)} (only functional models, keras.Model(inputs, outputs), are supported)`);
+  }
+  const config = modelConfig['config'];
+  if (!isDict(config)) throw new KerasConfigError('model config: config is missing');
+  const entries = translateLayers(config);
+  const inputRefs = readEndpoints(config['input_layers'], 'input_layers');
+  const outputRefs = readEndpoints(config['output_layers'], 'output_layers');
+
+  const outputs = new Map<string, SymbolicTensor[][]>();
+  for (const e of entries) {
+    outputs.set(e.name, e.translated.input ? [[e.translated.input]] : []);
+  }
+  const lookup = (ref: History, where: string): SymbolicTensor => {
+    const [layerName, nodeIndex, tensorIndex] = ref;
+    const nodes = outputs.get(layerName);
+    if (nodes == null) throw new KerasConfigError(`${where}: refers to an unknown layer '${layerName}'`);
+    const node = nodes[nodeIndex];
+    if (node == null) throw new NotReady();
+    const t = node[tensorIndex];
+    if (t == null) {
+      throw new KerasConfigError(`${where}: layer '${layerName}' node ${nodeIndex} has no output ${tensorIndex}`);
+    }
+    return t;
+  };
+  const decode = (value: unknown, where: string): unknown => {
+    if (Array.isArray(value)) return value.map((v) => decode(v, where));
+    if (isDict(value)) {
+      if (value['class_name'] === '__keras_tensor__') {
+        const history = isDict(value['config']) ? value['config']['keras_history'] : undefined;
+        if (!isHistory(history)) throw new KerasConfigError(`${where}: a tensor without keras_history`);
+        return lookup(history, where);
+      }
+      if (typeof value['class_name'] === 'string' && 'config' in value) {
+        throw new KerasConfigError(`${where}: unsupported call argument of class ${value['class_name']}`);
+      }
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, decode(v, where)]));
+    }
+    return value;
+  };
+
+  const created = entries.filter((e) => e.translated.layer != null).map((e) => e.translated.layer!);
+  try {
+    const pending = entries.flatMap((e) => e.nodes.map((node, index) => ({ e, node, index })));
+    let progress = true;
+    while (pending.length > 0 && progress) {
+      progress = false;
+      for (let i = 0; i < pending.length;) {
+        const { e, node, index } = pending[i]!;
+        const done = outputs.get(e.name)!;
+        if (done.length !== index) {
+          i++;
+          continue;
+        }
+        let args: unknown;
+        let kwargs: unknown;
+        try {
+          args = decode(node.args, e.where);
+          kwargs = decode(node.kwargs, e.where);
+        } catch (err) {
+          if (err instanceof NotReady) {
+            i++;
+            continue;
+          }
+          throw err;
+        }
+        if (!Array.isArray(args) || !isDict(kwargs)) {
+          throw new KerasConfigError(`${e.where}: inbound node ${index} must have a list of args and a dict of kwargs`);
+        }
+        let out: Output;
+        try {
+          out = e.translated.call(args, kwargs);
+        } catch (err) {
+          if (err instanceof KerasConfigError) throw err;
+          throw new KerasConfigError(`${e.where}: calling the layer failed: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        const list = Array.isArray(out) ? out : [out];
+        const again = () => e.translated.call(args as unknown[], kwargs as Dict);
+        list.forEach((t, index) => CALLS.set(t, { call: again, index }));
+        done.push(list);
+        pending.splice(i, 1);
+        progress = true;
+      }
+    }
+    if (pending.length > 0) {
+      const { e } = pending[0]!;
+      throw new KerasConfigError(`${e.where}: its inputs cannot be resolved (a cycle or a reference to a missing node)`);
+    }
+    const resolve = (ref: History, key: string) => {
+      try {
+        return lookup(ref, `model config ${key}`);
+      } catch (err) {
+        if (err instanceof NotReady) throw new KerasConfigError(`model config ${key}: ${JSON.stringify(ref)} is never computed`);
+        throw err;
+      }
+    };
+    const inputs = inputRefs.map((r) => resolve(r, 'input_layers'));
+    const outs = outputRefs.map((r) => resolve(r, 'output_layers'));
+    return tfl.model({
+      inputs,
+      outputs: outs.length === 1 ? outs[0]! : outs,
+      name: typeof config['name'] === 'string' ? config['name'] : undefined,
+    });
+  } catch (err) {
+    for (const layer of created) {
+      try {
+        if (layer.built) layer.dispose();
+      } catch {
+        // a layer that cannot be disposed holds nothing
+      }
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * Writes a tfjs functional model as a Keras 3 `config.json` (the format Keras 3.6 writes; Keras ≥ 3.7
+ * reads it too). GroupedQueryAttention's later options (`use_gate`, `sliding_window`, `seed`) are
+ * written only when set, so that models without them stay loadable in Keras 3.6.
+ */
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
+import { KerasConfigError } from './errors.js';
+import { SHADOWS } from './from_keras.js';
+import {
+  activationToKeras,
+  constraintToKeras,
+  initializerToKeras,
+  KERAS_FLOAT32_POLICY,
+  regularizerToKeras,
+  type Dict,
+} from './objects.js';
+
+type Layer = tfl.LayersModel['layers'][number];
+type Shape = Array<number | null>;
+
+/** The parts of tfjs's Node and Container this writer reads (public at runtime, not in the typings). */
+interface NodeLike {
+  inputTensors: SymbolicTensor[];
+  outputTensors: SymbolicTensor[];
+  callArgs?: Dict;
+}
+interface ContainerLike {
+  containerNodes?: Set<string>;
+  inputLayers: Layer[];
+  inputLayersNodeIndices: number[];
+  inputLayersTensorIndices: number[];
+  outputLayers: Layer[];
+  outputLayersNodeIndices: number[];
+  outputLayersTensorIndices: number[];
+}
+
+function shapeOf(shape: ReadonlyArray<number | null | undefined>): Shape {
+  return shape.map((d) => (d == null ? null : d));
+}
+
+/** Keras's Python layer class names for tfjs classes. */
+function kerasClass(layer: Layer): string {
+  const cls = layer.getClassName();
+  return cls === 'GroupedQueryAttention' ? 'GroupQueryAttention' : cls;
+}
+
+type ConfigWriter = (layer: Layer, c: Dict, where: string) => Dict;
+
+const WRITERS: Record<string, ConfigWriter> = {
+  Dense: (_l, c, w) => ({
+    units: c['units'],
+    activation: activationToKeras(w, String(c['activation'] ?? 'linear')),
+    use_bias: c['useBias'] ?? true,
+    kernel_initializer: initializerToKeras(w, 'kernel_initializer', c['kernelInitializer']),
+    bias_initializer: initializerToKeras(w, 'bias_initializer', c['biasInitializer']),
+    kernel_regularizer: regularizerToKeras(w, 'kernel_regularizer', c['kernelRegularizer']),
+    bias_regularizer: regularizerToKeras(w, 'bias_regularizer', c['biasRegularizer']),
+    kernel_constraint: constraintToKeras(w, 'kernel_constraint', c['kernelConstraint']),
+    bias_constraint: constraintToKeras(w, 'bias_constraint', c['biasConstraint']),
+  }),
+  Embedding: (_l, c, w) => ({
+    input_dim: c['inputDim'],
+    output_dim: c['outputDim'],
+    embeddings_initializer: initializerToKeras(w, 'embeddings_initializer', c['embeddingsInitializer']),
+    embeddings_regularizer: regularizerToKeras(w, 'embeddings_regularizer', c['embeddingsRegularizer']),
+    activity_regularizer: null,
+    embeddings_constraint: constraintToKeras(w, 'embeddings_constraint', c['embeddingsConstraint']),
+    mask_zero: c['maskZero'] ?? false,
+  }),
+  LayerNormalization: (l, c, w) => ({
+    axis: negativeAxes(l, c['axis']),
+    epsilon: c['epsilon'] ?? 1e-3,
+    center: c['center'] ?? true,
+    scale: c['scale'] ?? true,
+    rms_scaling: false,
+    beta_initializer: initializerToKeras(w, 'beta_initializer', c['betaInitializer']),
+    gamma_initializer: initializerToKeras(w, 'gamma_initializer', c['gammaInitializer']),
+    beta_regularizer: regularizerToKeras(w, 'beta_regularizer', c['betaRegularizer']),
+    gamma_regularizer: regularizerToKeras(w, 'gamma_regularizer', c['gammaRegularizer']),
+    beta_constraint: null,
+    gamma_constraint: null,
+  }),
+  Dropout: (_l, c) => ({ rate: c['rate'], seed: c['seed'] ?? null, noise_shape: c['noiseShape'] ?? null }),
+  Activation: (_l, c, w) => ({ activation: activationToKeras(w, String(c['activation'])) }),
+  Add: () => ({}),
+  Multiply: () => ({}),
+  Average: () => ({}),
+  Maximum: () => ({}),
+  Minimum: () => ({}),
+  Concatenate: (_l, c) => ({ axis: c['axis'] ?? -1 }),
+  GroupedQueryAttention: gqaConfig,
+  GroupQueryAttention: gqaConfig,
+};
+
+/** tfjs stores LayerNormalization axes as positive; Keras writes them as given, usually [-1]. */
+function negativeAxes(layer: Layer, axis: unknown): number[] {
+  const axes = (Array.isArray(axis) ? axis : [axis ?? -1]) as number[];
+  const node = (layer.inboundNodes as unknown as NodeLike[])[0];
+  const rank = node?.inputTensors[0]?.shape.length;
+  return rank == null ? axes : axes.map((a) => (a >= 0 ? a - rank : a));
+}
+
+function gqaConfig(_l: Layer, c: Dict, w: string): Dict {
+  const out: Dict = {
+    head_dim: c['headDim'],
+    num_query_heads: c['numQueryHeads'],
+    num_key_value_heads: c['numKeyValueHeads'],
+    use_bias: c['useBias'] ?? true,
+  };
+  // Keras ≥ 3.14/3.15/3.7 options, written only when set (Keras 3.6 rejects the keys).
+  if (c['useGate'] === true) out['use_gate'] = true;
+  if (c['slidingWindow'] != null) out['sliding_window'] = c['slidingWindow'];
+  Object.assign(out, {
+    dropout: c['dropout'] ?? 0,
+    kernel_initializer: initializerToKeras(w, 'kernel_initializer', c['kernelInitializer']),
+    bias_initializer: initializerToKeras(w, 'bias_initializer', c['biasInitializer']),
+    kernel_regularizer: regularizerToKeras(w, 'kernel_regularizer', c['kernelRegularizer']),
+    bias_regularizer: regularizerToKeras(w, 'bias_regularizer', c['biasRegularizer']),
+    activity_regularizer: regularizerToKeras(w, 'activity_regularizer', c['activityRegularizer']),
+    kernel_constraint: constraintToKeras(w, 'kernel_constraint', c['kernelConstraint']),
+    bias_constraint: constraintToKeras(w, 'bias_constraint', c['biasConstraint']),
+  });
+  if (c['seed'] != null) out['seed'] = c['seed'];
+  return out;
+}
+
+const GQA_SLOT_KWARGS: Record<string, string> = {
+  key: 'key', queryMask: 'query_mask', valueMask: 'value_mask', keyMask: 'key_mask', attentionMask: 'attention_mask',
+};
+
+/**
+ * The Keras `config.json` object of a tfjs functional model built from InputLayer, Dense, Embedding,
+ * LayerNormalization, Dropout, Activation, merge layers and GroupedQueryAttention.
+ */
+export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
+  const container = model as unknown as ContainerLike;
+  // Nodes that only recompute a tensor for tfjs's executor (see from_keras.ts) are not Keras nodes.
+  const isShadow = (node: NodeLike) => node.outputTensors.length > 0 && node.outputTensors.every((t) => SHADOWS.has(t));
+  const inModel = (layer: Layer, index: number) =>
+    !isShadow((layer.inboundNodes as unknown as NodeLike[])[index]!) &&
+    (container.containerNodes == null || container.containerNodes.has(`${layer.name}_ib-${index}`));
+  // Keras renumbers each layer's nodes to those inside the model.
+  const reindex = new Map<Layer, Map<number, number>>();
+  for (const layer of model.layers) {
+    const map = new Map<number, number>();
+    (layer.inboundNodes as unknown as NodeLike[]).forEach((_n, i) => {
+      if (inModel(layer, i)) map.set(i, map.size);
+    });
+    reindex.set(layer, map);
+  }
+  const history = (tensor: SymbolicTensor): [string, number, number] => {
+    const t = SHADOWS.get(tensor) ?? tensor;
+    const source = t.sourceLayer as Layer;
+    const node = reindex.get(source)?.get(t.nodeIndex) ?? t.nodeIndex;
+    return [source.name, node, t.tensorIndex];
+  };
+  const kerasTensor = (t: SymbolicTensor): Dict => ({
+    class_name: '__keras_tensor__',
+    config: { shape: shapeOf(t.shape), dtype: t.dtype, keras_history: history(t) },
+  });
+
+  const layers = model.layers.map((layer) => {
+    const cls = layer.getClassName();
+    const where = `Layer '${layer.name}' (${cls})`;
+    const tfConfig = layer.getConfig() as Dict;
+    if (cls === 'InputLayer') {
+      return {
+        module: 'keras.layers',
+        class_name: 'InputLayer',
+        config: {
+          batch_shape: shapeOf((tfConfig['batchInputShape'] as Shape) ?? []),
+          dtype: tfConfig['dtype'] ?? 'float32',
+          sparse: false,
+          name: layer.name,
+        },
+        registered_name: null,
+        name: layer.name,
+        inbound_nodes: [],
+      };
+    }
+    const writer = WRITERS[cls];
+    if (writer == null) {
+      throw new KerasConfigError(`${where}: layer class ${cls} cannot be saved in Keras format (supported: ${Object.keys(WRITERS).join(', ')})`);
+    }
+    const config: Dict = {
+      name: layer.name,
+      trainable: layer.trainable,
+      dtype: KERAS_FLOAT32_POLICY,
+      ...writer(layer, tfConfig, where),
+    };
+    const nodes = (layer.inboundNodes as unknown as NodeLike[]).filter((_n, i) => inModel(layer, i));
+    const inboundNodes = nodes.map((node) => {
+      const inputs = node.inputTensors;
+      if (cls === 'GroupedQueryAttention' || cls === 'GroupQueryAttention') {
+        const callArgs = node.callArgs ?? {};
+        const layoutRaw = callArgs['inputLayout'];
+        const layout = (Array.isArray(layoutRaw) ? layoutRaw : ['query', 'value', 'key'].slice(0, inputs.length)) as string[];
+        const kwargs: Dict = {};
+        const args: Dict[] = [];
+        layout.forEach((slot, i) => {
+          const t = kerasTensor(inputs[i]!);
+          if (slot === 'query' || slot === 'value') args[slot === 'query' ? 0 : 1] = t;
+          else kwargs[GQA_SLOT_KWARGS[slot] ?? slot] = t;
+        });
+        if (callArgs['useCausalMask'] === true) kwargs['use_causal_mask'] = true;
+        if (callArgs['returnAttentionScores'] === true) kwargs['return_attention_scores'] = true;
+        return { args, kwargs };
+      }
+      const tensors = inputs.map(kerasTensor);
+      const multi = ['Add', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate'].includes(cls);
+      return { args: multi ? [tensors] : [tensors[0]], kwargs: {} };
+    });
+    const first = nodes[0];
+    let buildConfig: Dict | undefined;
+    if (first != null) {
+      const shapes = first.inputTensors.map((t) => shapeOf(t.shape));
+      if (cls === 'GroupedQueryAttention' || cls === 'GroupQueryAttention') {
+        const layout = (first.callArgs?.['inputLayout'] as string[] | undefined) ?? ['query', 'value', 'key'];
+        const at = (slot: string) => shapes[layout.indexOf(slot)];
+        buildConfig = {
+          shapes_dict: {
+            query_shape: at('query'), value_shape: at('value'),
+            ...(layout.includes('key') ? { key_shape: at('key') } : {}),
+          },
+        };
+      } else {
+        buildConfig = { input_shape: shapes.length === 1 ? shapes[0] : shapes };
+      }
+    }
+    return {
+      module: 'keras.layers',
+      class_name: kerasClass(layer),
+      config,
+      registered_name: null,
+      ...(buildConfig ? { build_config: buildConfig } : {}),
+      name: layer.name,
+      inbound_nodes: inboundNodes,
+    };
+  });
+
+  const endpoint = (layer: Layer, node: number, tensor: number): [string, number, number] =>
+    [layer.name, reindex.get(layer)?.get(node) ?? node, tensor];
+  return {
+    module: 'keras.src.models.functional',
+    class_name: 'Functional',
+    config: {
+      name: model.name,
+      trainable: model.trainable,
+      layers,
+      input_layers: container.inputLayers.map((l, i) =>
+        endpoint(l, container.inputLayersNodeIndices[i]!, container.inputLayersTensorIndices[i]!)),
+      output_layers: container.outputLayers.map((l, i) =>
+        endpoint(l, container.outputLayersNodeIndices[i]!, container.outputLayersTensorIndices[i]!)),
+    },
+    registered_name: 'Functional',
+    build_config: { input_shape: null },
+  };
+}
