@@ -12,6 +12,12 @@ export type KerasSource = string | URL | ArrayBuffer | ArrayBufferView | Blob;
 
 const URL_SCHEME = /^(https?|blob|data|file):/i;
 
+/** Imports a Node built-in without bundlers trying to resolve it for browsers. */
+async function nodeModule<T>(name: string): Promise<T> {
+  const specifier = `node:${name}`;
+  return (await import(/* @vite-ignore */ /* webpackIgnore: true */ specifier)) as T;
+}
+
 function isNode(): boolean {
   const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
   return p?.versions?.node != null;
@@ -36,7 +42,7 @@ export async function readSource(source: KerasSource, kind: string): Promise<{ b
     const url = source.toString();
     const what = `${kind} '${url}'`;
     if (isNode() && url.toLowerCase().startsWith('file:')) {
-      const { fileURLToPath } = await import('node:url');
+      const { fileURLToPath } = await nodeModule<typeof import('node:url')>('url');
       return { bytes: await readPath(fileURLToPath(url), what), what };
     }
     let response: Response;
@@ -62,7 +68,7 @@ export async function readSource(source: KerasSource, kind: string): Promise<{ b
 }
 
 async function readPath(path: string, what: string): Promise<Uint8Array> {
-  const fs = await import('node:fs/promises');
+  const fs = await nodeModule<typeof import('node:fs/promises')>('fs/promises');
   try {
     return new Uint8Array(await fs.readFile(path));
   } catch (e) {

@@ -218,3 +218,59 @@ describe('Keras file errors', () => {
     reference.dispose();
   });
 });
+
+describe('Keras config variants', () => {
+  beforeAll(async () => {
+    await useBackend('cpu');
+  });
+
+  test('the decoder in the later Keras key set (bare triples, no null masks, input_axes) gives the same output', async () => {
+    const headStyle = withConfig(DECODER_KERAS, (c) => {
+      c.config.input_layers = c.config.input_layers[0];
+      c.config.output_layers = c.config.output_layers[0];
+      c.compile_config = {};
+      for (const layer of c.config.layers) {
+        if (layer.class_name === 'InputLayer') Object.assign(layer.config, { ragged: false, optional: false });
+        for (const node of layer.inbound_nodes) {
+          for (const k of Object.keys(node.kwargs)) if (node.kwargs[k] === null) delete node.kwargs[k];
+        }
+        if (layer.class_name === 'GroupQueryAttention') {
+          Object.assign(layer.config, { use_gate: false, sliding_window: null, seed: null });
+          Object.assign(layer.config.kernel_initializer.config, { input_axes: null, output_axes: null });
+        }
+      }
+    });
+    const a = await loadKerasModel(DECODER_KERAS);
+    const b = await loadKerasModel(headStyle);
+    const tokens = tf.tensor2d([[22, 8, 38, 30, 3, 2, 1, 17, 9, 0, 16, 28]], [1, 12], 'int32');
+    const ya = a.predict(tokens) as tf.Tensor;
+    const yb = b.predict(tokens) as tf.Tensor;
+    expect(Array.from(yb.dataSync())).toEqual(Array.from(ya.dataSync()));
+    tf.dispose([tokens, ya, yb]);
+    a.dispose();
+    b.dispose();
+  });
+
+  test('Embedding(mask_zero=True) masks reach the attention as Keras\'s query and value masks', async () => {
+    const masked = withConfig(DECODER_KERAS, (c) => {
+      layerEntry(c, 'embedding').config.mask_zero = true;
+    });
+    const before = tf.memory().numTensors;
+    const model = await loadKerasModel(masked);
+    const tokens = tf.tensor2d([[5, 7, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0], [5, 7, 9, 11, 0, 0, 0, 0, 0, 0, 0, 0]], [2, 12], 'int32');
+    const y = model.predict(tokens) as tf.Tensor;
+    // The same layers called eagerly with the masks given explicitly.
+    const emb = model.getLayer('embedding').apply(tokens) as tf.Tensor;
+    const mask = tf.notEqual(tokens, 0);
+    const attn = model.getLayer('gqa').apply(emb, { value: emb, queryMask: mask, valueMask: mask, useCausalMask: true }) as tf.Tensor;
+    const x = tf.add(emb, attn);
+    const ln = model.getLayer('layer_norm').apply(x) as tf.Tensor;
+    const z = model.getLayer('logits').apply(ln) as tf.Tensor;
+    expect(Array.from(y.dataSync())).toEqual(Array.from(z.dataSync()));
+    // Eager layer calls leave Keras masks on their outputs (tfjs does not free them with the tensor).
+    const carried = [emb, attn, x, ln, z].map((t) => t.kerasMask).filter((m): m is tf.Tensor => m != null);
+    tf.dispose([tokens, y, emb, mask, attn, x, ln, z, ...carried]);
+    model.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
