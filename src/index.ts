@@ -23,6 +23,7 @@ export {
 export { GroupedQueryAttention, GroupQueryAttention } from './layer/grouped_query_attention.js';
 export type { GroupedQueryAttentionArgs, GroupedQueryAttentionCallArgs } from './layer/args.js';
 export { KVCache, type KVCacheOptions } from './layer/kv_cache.js';
+export * from './keras/index.js';
 
 registerGroupedQueryAttentionGradient();
 registerKernels();

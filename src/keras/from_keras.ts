@@ -349,55 +349,19 @@ function translateGqa(o: Options, name: string): Translated {
     if (training != null && typeof training !== 'boolean') {
       throw new KerasConfigError(`${o.where}: unsupported call argument training=${describe(training)}`);
     }
-    // tfjs's executor disposes a tensor once per occurrence in a node's inputs but counts its
-    // consumers once: a tensor passed twice (self-attention: query = value) would be freed before
-    // its other consumers (the residual Add) run. Each repeat gets its own copy, from a second call
-    // of its source layer; Input tensors are never freed and need none.
-    const seen = new Set<SymbolicTensor>();
-    const distinct = (t: SymbolicTensor | undefined): SymbolicTensor | undefined => {
-      if (t == null) return t;
-      if (!seen.has(t)) {
-        seen.add(t);
-        return t;
-      }
-      return shadowOf(t, o.where);
-    };
-    const query = distinct(tensor('query', true))!;
+    const query = tensor('query', true)!;
     return layer.apply(query, {
-      value: distinct(tensor('value', true)),
-      key: distinct(tensor('key', false)),
-      queryMask: distinct(tensor('query_mask', false)),
-      valueMask: distinct(tensor('value_mask', false)),
-      keyMask: distinct(tensor('key_mask', false)),
-      attentionMask: distinct(tensor('attention_mask', false)),
+      value: tensor('value', true),
+      key: tensor('key', false),
+      queryMask: tensor('query_mask', false),
+      valueMask: tensor('value_mask', false),
+      keyMask: tensor('key_mask', false),
+      attentionMask: tensor('attention_mask', false),
       useCausalMask: flag('use_causal_mask'),
       returnAttentionScores: flag('return_attention_scores'),
     }) as Output;
   };
   return { layer, call };
-}
-
-/** How each non-input tensor of a model under construction was computed, to compute it again. */
-const CALLS = new WeakMap<SymbolicTensor, { call: () => Output; index: number }>();
-
-/** Second computations of a tensor (see translateGqa), mapped to the tensor they copy. */
-export const SHADOWS = new WeakMap<SymbolicTensor, SymbolicTensor>();
-
-function shadowOf(t: SymbolicTensor, where: string): SymbolicTensor {
-  if (t.sourceLayer instanceof tfl.layers.Layer && t.sourceLayer.getClassName() === 'InputLayer') return t;
-  const record = CALLS.get(t);
-  if (record == null) {
-    throw new KerasConfigError(`${where}: the same tensor ${t.name} is passed twice and cannot be recomputed`);
-  }
-  // tfjs counts every symbolic call as one more owner of the layer's weights; the copy is not one,
-  // so that model.dispose() still frees them.
-  const owner = t.sourceLayer as unknown as { _refCount: number | null };
-  const refCount = owner._refCount;
-  const out = record.call();
-  owner._refCount = refCount;
-  const copy = (Array.isArray(out) ? out : [out])[record.index]!;
-  SHADOWS.set(copy, t);
-  return copy;
 }
 
 /** The Keras layer classes this importer rebuilds. */
@@ -552,8 +516,6 @@ export function modelFromKerasConfig(modelConfig: Dict): tfl.LayersModel {
           throw new KerasConfigError(`${e.where}: calling the layer failed: ${err instanceof Error ? err.message : String(err)}`);
         }
         const list = Array.isArray(out) ? out : [out];
-        const again = () => e.translated.call(args as unknown[], kwargs as Dict);
-        list.forEach((t, index) => CALLS.set(t, { call: again, index }));
         done.push(list);
         pending.splice(i, 1);
         progress = true;

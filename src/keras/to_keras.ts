@@ -6,7 +6,6 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { KerasConfigError } from './errors.js';
-import { SHADOWS } from './from_keras.js';
 import {
   activationToKeras,
   constraintToKeras,
@@ -135,11 +134,8 @@ const GQA_SLOT_KWARGS: Record<string, string> = {
  */
 export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
   const container = model as unknown as ContainerLike;
-  // Nodes that only recompute a tensor for tfjs's executor (see from_keras.ts) are not Keras nodes.
-  const isShadow = (node: NodeLike) => node.outputTensors.length > 0 && node.outputTensors.every((t) => SHADOWS.has(t));
   const inModel = (layer: Layer, index: number) =>
-    !isShadow((layer.inboundNodes as unknown as NodeLike[])[index]!) &&
-    (container.containerNodes == null || container.containerNodes.has(`${layer.name}_ib-${index}`));
+    container.containerNodes == null || container.containerNodes.has(`${layer.name}_ib-${index}`);
   // Keras renumbers each layer's nodes to those inside the model.
   const reindex = new Map<Layer, Map<number, number>>();
   for (const layer of model.layers) {
@@ -150,7 +146,7 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
     reindex.set(layer, map);
   }
   const history = (tensor: SymbolicTensor): [string, number, number] => {
-    const t = SHADOWS.get(tensor) ?? tensor;
+    const t = tensor;
     const source = t.sourceLayer as Layer;
     const node = reindex.get(source)?.get(t.nodeIndex) ?? t.nodeIndex;
     return [source.name, node, t.tensorIndex];
@@ -198,10 +194,13 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
         const layout = (Array.isArray(layoutRaw) ? layoutRaw : ['query', 'value', 'key'].slice(0, inputs.length)) as string[];
         const kwargs: Dict = {};
         const args: Dict[] = [];
-        layout.forEach((slot, i) => {
-          const t = kerasTensor(inputs[i]!);
-          if (slot === 'query' || slot === 'value') args[slot === 'query' ? 0 : 1] = t;
-          else kwargs[GQA_SLOT_KWARGS[slot] ?? slot] = t;
+        // An entry names one slot, or several joined by '+' when one tensor fills them (self-attention).
+        layout.forEach((entry, i) => {
+          for (const slot of entry.split('+')) {
+            const t = kerasTensor(inputs[i]!);
+            if (slot === 'query' || slot === 'value') args[slot === 'query' ? 0 : 1] = t;
+            else kwargs[GQA_SLOT_KWARGS[slot] ?? slot] = t;
+          }
         });
         if (callArgs['useCausalMask'] === true) kwargs['use_causal_mask'] = true;
         if (callArgs['returnAttentionScores'] === true) kwargs['return_attention_scores'] = true;
@@ -217,11 +216,11 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
       const shapes = first.inputTensors.map((t) => shapeOf(t.shape));
       if (cls === 'GroupedQueryAttention' || cls === 'GroupQueryAttention') {
         const layout = (first.callArgs?.['inputLayout'] as string[] | undefined) ?? ['query', 'value', 'key'];
-        const at = (slot: string) => shapes[layout.indexOf(slot)];
+        const at = (slot: string) => shapes[layout.findIndex((entry) => entry.split('+').includes(slot))];
         buildConfig = {
           shapes_dict: {
             query_shape: at('query'), value_shape: at('value'),
-            ...(layout.includes('key') ? { key_shape: at('key') } : {}),
+            ...(at('key') != null ? { key_shape: at('key') } : {}),
           },
         };
       } else {

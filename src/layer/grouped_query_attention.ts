@@ -187,9 +187,11 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     const opts = (kwargs ?? {}) as Kwargs & Partial<GroupedQueryAttentionCallArgs>;
     let list: AnyTensor[];
     let layout: Layout;
-    if (Array.isArray(inputs)) {
+    // A reloaded model calls apply with the node's inputs (a single one unwrapped) and its layout.
+    const packed = Array.isArray(inputs) || opts['inputLayout'] != null;
+    if (packed) {
       // Packed form: the graph executor, a reloaded model, or a user's [query, value, key] list.
-      list = inputs;
+      list = Array.isArray(inputs) ? inputs : [inputs];
       layout = opts['inputLayout'] != null || this.graphPlan == null || !this.isExecutorCall(list)
         ? parseLayout(opts['inputLayout'], list.length, this.where)
         : this.graphPlan.layout;
@@ -206,7 +208,7 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
       }));
     }
     const symbolic = list[0] instanceof tfl.SymbolicTensor;
-    const fromGraph = this.graphPlan != null && opts['inputLayout'] == null && Array.isArray(inputs) && !symbolic;
+    const fromGraph = this.graphPlan != null && opts['inputLayout'] == null && packed && !symbolic;
     const plan: CallPlan = {
       layout,
       useCausalMask: Boolean(opts.useCausalMask ?? (fromGraph ? this.graphPlan!.useCausalMask : false)),
