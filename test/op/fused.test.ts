@@ -12,6 +12,7 @@ import {
   hasFusedKernel,
   type GroupedQueryAttentionOptions,
 } from '../../src/index.js';
+import { getDefaultEngine } from '../../src/engine/index.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
 import { expectClose } from '../helpers/close.js';
 
@@ -173,6 +174,31 @@ describe.each(BACKENDS)('fused groupedQueryAttention on %s', (backend) => {
         tf.dispose([q, k, got, want]);
       }
     }
+  });
+
+  test('nothing grows over 1000 calls of varying shapes (tensors, engine memory, tfjs bytes)', () => {
+    const shapes = [
+      [1, 1, 8, 2, 300, 16],
+      [2, 9, 7, 1, 9, 5],
+      [1, 40, 4, 4, 40, 32],
+      [1, 3, 6, 3, 17, 80],
+    ];
+    const inputs = shapes.map(([b, t, u, v, s, h], i) => [
+      tf.randomNormal([b!, t!, u!, h!], 0, 1, 'float32', i),
+      tf.randomNormal([b!, s!, v!, h!], 0, 1, 'float32', i + 10),
+      tf.less(tf.randomUniform([b!, 1, s!], 0, 1, 'float32', i + 20), 0.8),
+    ]);
+    const call = (i: number) => {
+      const [q, k, m] = inputs[i % inputs.length]!;
+      const opts = i % 3 === 0 ? { causal: true } : i % 3 === 1 ? { attentionMask: m } : { returnScores: true as const };
+      tf.dispose(groupedQueryAttention(q!, k!, k!, opts) as tf.Tensor | tf.Tensor[]);
+    };
+    for (let i = 0; i < 24; i++) call(i); // warm-up: every shape and option once
+    const engine = getDefaultEngine();
+    const before = { tensors: tf.memory().numTensors, bytes: tf.memory().numBytes, engine: engine.memoryBytes() };
+    for (let i = 0; i < 1000; i++) call(i);
+    expect({ tensors: tf.memory().numTensors, bytes: tf.memory().numBytes, engine: engine.memoryBytes() }).toEqual(before);
+    tf.dispose(inputs.flat());
   });
 
   test('bad input raises named errors before any work and leaks nothing', () => {
