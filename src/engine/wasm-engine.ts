@@ -257,6 +257,9 @@ export class WasmEngine implements AttentionEngine {
             const msg = m as { type?: string; message?: string };
             if (msg?.type === 'error') this.markLost(handle, `failed: ${msg.message}`);
           });
+          // A 'message' listener refs the worker again; unref last so idle workers never keep
+          // the process alive.
+          w.unref();
           handle.terminate = () => void w.terminate();
         } else {
           const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
