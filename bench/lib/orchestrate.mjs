@@ -172,23 +172,44 @@ export async function main(argv) {
     console.log(tableHeader());
     const active = [];
     const elapsedMin = (Date.now() - t0) / 60000;
+    // 1. Which rows run: availability, time budget, memory, and the predicted time of one call. The
+    //    per-call limit is --max-call-s, raised to 3× the fastest row's prediction so that every case
+    //    keeps its fastest rows.
+    const plans = [];
     for (const row of rows) {
       const base = { rowId: row.id, label: row.label, threads: row.threads, ours: !!row.ours };
       const skip = (reason, status = 'skipped') => entry.results.push({ ...base, status, reason });
       if (unavailable.has(row.id)) { skip(unavailable.get(row.id)); continue; }
       if (elapsedMin > args.budgetMin) { skip(`time budget of ${args.budgetMin} min used up`); continue; }
-      const known = rates.get(`${row.id}/${family(c)}`);
-      const gfs = known?.gflops ?? row.rate[family(c)];
-      const predS = (1.3 * flops) / (gfs * 1e9);
-      if (predS > args.maxCallS) {
-        skip(`predicted ~${predS.toFixed(1)} s per call (${known?.bound ? '≤' : ''}${gfs.toFixed(2)} GFLOP/s ${known ? `${known.bound ? 'bound' : 'measured'} at ${known.at}` : 'prior'})`);
-        continue;
-      }
       const memB = (row.memFactor ?? 0) * scoreBytes(c) + 3 * inputBytes(c);
       if (memB > args.maxRowGB * 2 ** 30) { skip(`needs ~${(memB / 2 ** 30).toFixed(1)} GB (materialises B·U·T·S scores) > --max-row-gb ${args.maxRowGB}`); continue; }
       if (row.wasmHeap && memB > 3.5 * 2 ** 30) { skip(`needs ~${(memB / 2 ** 30).toFixed(1)} GB, over the 4 GB wasm32 heap`); continue; }
-      const child = spawnChild();
-      const set = await child.rpc({ cmd: 'setup', row, case: c, distDir: args.dist, tmpDir }, 180000);
+      const known = rates.get(`${row.id}/${family(c)}`);
+      const gfs = known?.gflops ?? row.rate[family(c)];
+      plans.push({ row, base, skip, known, gfs, predS: (1.3 * flops) / (gfs * 1e9) });
+    }
+    const limitS = Math.max(args.maxCallS, 3 * Math.min(...plans.map((p) => p.predS)));
+    const runnable = [];
+    for (const p of plans) {
+      if (p.predS > limitS) {
+        const { known, gfs } = p;
+        p.skip(`predicted ~${p.predS.toFixed(1)} s per call (${known?.bound ? '≤' : ''}${gfs.toFixed(2)} GFLOP/s ${known ? `${known.bound ? 'bound' : 'measured'} at ${known.at}` : 'prior'}) > ${limitS.toFixed(1)} s`);
+      } else runnable.push(p);
+    }
+    // 2. Start the processes and set the rows up, two at a time (imports, inputs, sessions).
+    const setups = new Map();
+    let next = 0;
+    await Promise.all([0, 1].map(async () => {
+      while (next < runnable.length) {
+        const p = runnable[next++];
+        const child = spawnChild();
+        setups.set(p, { child, set: await child.rpc({ cmd: 'setup', row: p.row, case: c, distDir: args.dist, tmpDir }, 180000) });
+      }
+    }));
+    // 3. One row at a time: the first call (correctness check, cold memory), then a warm-up call.
+    for (const p of runnable) {
+      const { row, base, skip } = p;
+      const { child, set } = setups.get(p);
       if (!set.ok) {
         child.kill();
         const importFail = row.ours && /ERR_MODULE_NOT_FOUND|Cannot find module|exports no|SyntaxError|does not provide an export/.test(set.error);
@@ -196,24 +217,25 @@ export async function main(argv) {
         skip(importFail ? `import failed: ${set.error.slice(0, 160)}` : set.error.slice(0, 300), importFail ? 'skipped' : 'error');
         continue;
       }
-      // The first call is the correctness check; a call far over the cap is stopped and the row skipped.
-      const capMs = 3 * args.maxCallS * 1000;
+      // A first call far over the limit is stopped and the row skipped.
+      const capMs = 3 * limitS * 1000;
       const first = await child.rpc({ cmd: 'first' }, capMs);
       if (!first.ok) {
         child.kill();
         if (/SIGKILL/.test(first.error)) {
           rates.set(`${row.id}/${family(c)}`, { gflops: flops / capMs / 1e6, at: c.id.replace(/^\S+ /, ''), bound: true });
-          skip(`first call stopped after ${capMs / 1000} s (3× --max-call-s)`);
+          skip(`first call stopped after ${(capMs / 1000).toFixed(0)} s (3× the per-call limit)`);
         } else skip(first.error.slice(0, 300), 'error');
         continue;
       }
-      if (first.firstMs > capMs / 3 * 1.5) {
+      if (first.firstMs > 1.5 * limitS * 1000) {
         child.kill();
         rates.set(`${row.id}/${family(c)}`, { gflops: flops / first.firstMs / 1e6, at: c.id.replace(/^\S+ /, '') });
-        skip(`one call took ${(first.firstMs / 1000).toFixed(1)} s (> 1.5× --max-call-s), not timed; max err ${first.maxErr.toExponential(0)}`);
+        skip(`one call took ${(first.firstMs / 1000).toFixed(1)} s (> 1.5× the ${limitS.toFixed(1)} s limit), not timed; max err ${first.maxErr.toExponential(0)}`);
         continue;
       }
-      const warm = await child.rpc({ cmd: 'warm' }, 600000);
+      // A call over 1 s was its own warm-up; otherwise one more call (and tf.profile for tfjs rows).
+      const warm = first.firstMs > 1000 && !row.impl.startsWith('tfjs') ? { ok: true, warmMs: first.firstMs } : await child.rpc({ cmd: 'warm' }, 600000);
       if (!warm.ok) { child.kill(); skip(warm.error.slice(0, 300), 'error'); continue; }
       const init = { ...set, ...first, ...warm };
       const n = init.warmMs > 1000 ? 3 : init.warmMs < 50 && !args.quick ? 15 : 10;
@@ -258,7 +280,8 @@ export async function main(argv) {
   doc.elapsedS = (Date.now() - t0) / 1000;
   const stem = join(resultsDir, args.out);
   const usedRows = rows.filter((r) => doc.cases.some((x) => x.results.some((q) => q.rowId === r.id && q.status === 'ok')));
-  writeFileSync(`${stem}.json`, JSON.stringify(doc, null, 1) + '\n');
+  for (const entry of doc.cases) rankCase(entry);
+  writeDoc(`${stem}.json`, doc);
   writeFileSync(`${stem}.svg`, svgChart(doc, usedRows) + '\n');
   printSummary(doc);
   console.log(`\nDone in ${doc.elapsedS.toFixed(0)} s. Wrote ${[`${stem}.json`, `${stem}.svg`].map((p) => p.slice(rootDir.length + 1)).join(', ')}.`);
@@ -286,6 +309,14 @@ function printCaseRows(entry) {
   const byNote = new Map();
   for (const r of entry.results) for (const n of r.notes ?? []) byNote.set(n, [...(byNote.get(n) ?? []), r.rowId]);
   for (const [n, ids] of byNote) console.log(`   note: ${ids.join(', ')}: ${n}`);
+}
+
+/** JSON with one line per case, numbers rounded to 6 significant digits. */
+function writeDoc(file, doc) {
+  const round = (k, v) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v);
+  const { cases, ...head } = doc;
+  const headJson = JSON.stringify(head, round, 1).replace(/\n}$/, '');
+  writeFileSync(file, `${headJson},\n "cases": [\n${cases.map((x) => JSON.stringify(x, round)).join(',\n')}\n ]\n}\n`);
 }
 
 /** One line per case: fastest peer against this package's fastest row. */
@@ -318,5 +349,5 @@ export function rerender(file) {
   printSummary(doc);
   const rowIds = new Set(doc.cases.flatMap((x) => x.results.filter((r) => r.status === 'ok').map((r) => r.rowId)));
   writeFileSync(file.replace(/\.json$/, '.svg'), svgChart(doc, ROWS.filter((r) => rowIds.has(r.id))) + '\n');
-  writeFileSync(file, JSON.stringify(doc, null, 1) + '\n');
+  writeDoc(file, doc);
 }

@@ -29,7 +29,7 @@ export function tableRow(r) {
     lpad(`${fmt(r.p10Ms)}–${fmt(r.p90Ms)}`, 17), lpad(fmt(r.kernelMedianMs), 10),
     lpad(fmt(r.gflops, 1), 8), lpad(r.gbs == null ? '' : fmt(r.gbs, 1), 6),
     lpad(r.pctCeiling == null ? '–' : `${r.pctCeiling.toFixed(0)}%`, 6),
-    lpad(r.extraMB == null ? '–' : r.extraMB.toFixed(0), 9),
+    lpad(r.extraMB == null ? '–' : Math.max(0, r.extraMB).toFixed(0), 9),
     lpad(r.maxErr.toExponential(0) + (r.checkFailed ? '!' : ''), 8), lpad(r.ratio == null ? '–' : r.ratio.toFixed(2), 6),
   ];
   return cells.join(' ');
