@@ -57,7 +57,7 @@ export function svgChart(doc, rows) {
     }
   const W = 430, Hh = 300, m = { l: 66, r: 12, t: 26, b: 40 };
   const cols = 2;
-  const legendH = 18 * Math.ceil(rows.length / 2) + 30;
+  const legendH = 18 * Math.ceil(rows.length / 2) + 46;
   const width = cols * W;
   const height = legendH + Math.ceil(panels.length / cols) * Hh;
   const color = new Map(rows.map((r, i) => [r.id, PALETTE[i % PALETTE.length]]));
@@ -65,9 +65,10 @@ export function svgChart(doc, rows) {
   const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const out = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="8" y="16" font-size="13" font-weight="bold">${esc(doc.title)} (median ms; solid = this package, dashed = peers)</text>`];
+    `<text x="8" y="16" font-size="13" font-weight="bold">${esc(doc.title)}</text>`,
+    `<text x="8" y="31">median ms per call vs sequence length, batch 1, log-log; solid = this package, dashed = peers; a line stops where a row was skipped</text>`];
   rows.forEach((r, i) => {
-    const x = 8 + (i % 2) * (width / 2), y = 34 + Math.floor(i / 2) * 18;
+    const x = 8 + (i % 2) * (width / 2), y = 50 + Math.floor(i / 2) * 18;
     out.push(`<line x1="${x}" y1="${y - 4}" x2="${x + 26}" y2="${y - 4}" stroke="${color.get(r.id)}" stroke-width="2.5"${dash(r.id)}/>`,
       `<text x="${x + 32}" y="${y}">${esc(r.label)}</text>`);
   });
