@@ -1,0 +1,37 @@
+/**
+ * Pass 2 of the fused GroupedQueryAttention kernel for tfjs-backend-webgl: the softmax weights
+ * (B,U,T,S), the only (B,U,T,S) buffer of the kernel.
+ *
+ * What it computes, per (b, u, t, j): e = exp(x − m) for keys entering the row's softmax, 0 for
+ * the others, with x the masked logit recomputed from fround(Q·scale)·K and m, the fully-masked flag
+ * (and l) read from pass 1's stats; with `returnScores` the normalised p = e / l, the returned
+ * probabilities.
+ *
+ * Layout: one fragment per weight, key j fastest (tfjs's texture layout of the 4-D output).
+ */
+import type { TensorInfo } from '@tensorflow/tfjs-core';
+import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { common, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+
+export function weightsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: string[], mask: TensorInfo | null): GlProgram {
+  return {
+    variableNames: names,
+    outputShape: [d.b, d.u, d.t, d.s],
+    userCode: `
+    ${common(d, attrs, mask)}
+    void main() {
+      ivec4 c = getOutputCoords();
+      int b = c.x;
+      int u = c.y;
+      int t = c.z;
+      int j = c.w;
+      bool full = getStats(b, u, t, 1) > 0.5;
+      float p = 0.0;
+      if (contributes(full, b, u, t, j)) {
+        float x = maskedLogit(dotQK(b, t, u, u / G, j), full, b, u, t, j);
+        p = exp(x - getStats(b, u, t, 0))${attrs.returnScores ? ' / getStats(b, u, t, 2)' : ''};
+      }
+      setOutput(p);
+    }`,
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * Pieces shared by the GLSL programs of the fused GroupedQueryAttention kernel (tfjs-backend-webgl):
+ * the program type, the call's dimensions, and `common`, the GLSL every score-computing program
+ * includes: compile-time sizes, the Q·K dot product (query head u reads key head floor(u / G) in
+ * place, no K/V repeats), the Keras 3.6 mask rules and the causal/window key band.
+ *
+ * Keras 3.6 rules (as in the composite path): Qs = fround(Q·scale); bool masks, causal and window
+ * give "allowed" keys; a row with at least one allowed key is a softmax over its allowed keys
+ * (the others contribute exactly 0); a row with none gives every key j < S the logit
+ * fround(L − 1e9) and a plain softmax (uniform for |L| ≤ 32, a 64-spaced grid otherwise);
+ * additive masks give fround(L + a) and a plain softmax.
+ *
+ * Shapes, the scale, the offset and the window are compiled into the shaders (constant loop bounds
+ * work on WebGL 1 too); each new shape compiles once.
+ */
+import type { TensorInfo } from '@tensorflow/tfjs-core';
+import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+
+/** The part of tfjs-backend-webgl's GPGPUProgram this file uses. */
+export interface GlProgram {
+  variableNames: string[];
+  outputShape: number[];
+  userCode: string;
+}
+
+/** Sizes of one call: query (B,T,U,H), key/value (B,S,V,H), group size G = U / V. */
+export interface Dims {
+  b: number;
+  t: number;
+  s: number;
+  u: number;
+  v: number;
+  h: number;
+  g: number;
+}
+
+/** A GLSL float literal denoting exactly the float32 value x. */
+export function glslFloat(x: number): string {
+  const s = String(x);
+  return /[.eE]/.test(s) ? s : `${s}.0`;
+}
+
+/** Whether rows can be fully masked (bool masks and positional masks; never for additive masks). */
+export function hasSpecialRows(attrs: GroupedQueryAttentionAttrs): boolean {
+  return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
+}
+
+/** GLSL shared by the programs: sizes, the dot product, the mask rules and the key band. */
+export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): string {
+  const m = (mask?.shape ?? [1, 1, 1, 1]) as number[];
+  const mi = (axis: number, name: string) => (m[axis] === 1 ? '0' : name);
+  const maskAt = `getMin(${mi(0, 'b')}, ${mi(1, 'u')}, ${mi(2, 't')}, ${mi(3, 'j')})`;
+  const w = attrs.slidingWindow;
+  return `
+    const int S = ${d.s};
+    const int H = ${d.h};
+    const int G = ${d.g};
+    const int OFFSET = ${attrs.queryOffset};
+    const int WINDOW = ${w};
+    const float SCALE = ${glslFloat(attrs.scale)};
+
+    float dotQK(int b, int t, int u, int g, int j) {
+      float acc = 0.0;
+      for (int h = 0; h < H; h++) {
+        acc += (getQin(b, t, u, h) * SCALE) * getKin(b, j, g, h);
+      }
+      return acc;
+    }
+    bool allowedKey(int b, int u, int t, int j) {
+      int p = t + OFFSET;
+      bool ok = true;
+      ${attrs.causal ? 'ok = ok && (j <= p);' : ''}
+      ${w > 0 ? 'int dd = p - j; if (dd < 0) { dd = -dd; } ok = ok && (dd < WINDOW);' : ''}
+      ${attrs.maskKind === 'bool' ? `ok = ok && (${maskAt} != 0.0);` : ''}
+      return ok;
+    }
+    bool contributes(bool full, int b, int u, int t, int j) {
+      ${hasSpecialRows(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
+    }
+    float maskedLogit(float score, bool full, int b, int u, int t, int j) {
+      ${attrs.maskKind === 'additive' ? `return score + ${maskAt};` : 'if (full) { return score - 1e9; }\n      return score;'}
+    }
+    // Keys [lo, end) that can enter row t's softmax.
+    ivec2 keyBand(int t, bool full) {
+      int lo = 0;
+      int end = S;
+      if (!full) {
+        int p = t + OFFSET;
+        ${w > 0 ? 'lo = max(0, p - WINDOW + 1);' : ''}
+        ${attrs.causal ? 'end = min(S, p + 1);' : w > 0 ? 'end = min(S, p + WINDOW);' : ''}
+      }
+      return ivec2(lo, end);
+    }`;
+}

@@ -1,0 +1,318 @@
+/**
+ * The flash-attention WGSL program of the fused GroupedQueryAttention kernel (tfjs-backend-webgpu),
+ * and the choice of its tile sizes.
+ *
+ * What it computes. Mode 'out': the attention output (B,T,U,H) = softmax(fround(Q·scale)·Kᵀ + mask
+ * rules)·V, in one pass with an online softmax, never materialising the (B,U,T,S) scores. Mode
+ * 'stats' (only for `returnScores`): the same pass without V, writing each row's final softmax max
+ * m, sum l and fully-masked flag to (B,U,T,3) for attention_probs_webgpu.ts.
+ *
+ * Workgroup layout. A 1-D dispatch of B·V·ceil(G/GC)·ceil(T/TQ) workgroups of WG = min(128,
+ * maxComputeInvocationsPerWorkgroup) invocations; workgroup id = ((b·V + g)·nGc + gcIdx)·nTb + tb.
+ * One workgroup serves batch b, key/value head g and a block of R = TQ·GC rows: TQ query positions
+ * × GC query heads of g's group (GC = min(G, rows)); row r is position t0 + r / GC, head
+ * gi0 + r % GC. Query head u reads key/value head floor(u / G) in place: no K/V copies, and the
+ * group's heads share every K/V tile, so each K/V tile is read once per R rows instead of once per
+ * row (the point of grouping: G query heads per K/V head).
+ *
+ * Workgroup memory (floats): qs R·H (scaled queries), kt and vt KC·H (one key/value tile), sc R·KC
+ * (the tile's scores, then weights), rowAlpha / rowL / rowHas R each, plus two scalars
+ * (`workgroupFloats`). Tiles are picked from TILE_PREFERENCES (rows, keys) to fit 16 KiB when possible
+ * (H=64: 16 rows × 16 keys; H=256: 4 rows × 4 keys): smaller arrays keep more workgroups in flight
+ * per core and SwiftShader compiles large workgroup arrays slowly; otherwise the device's whole
+ * maxComputeWorkgroupStorageSize (32 KiB on SwiftShader). null when even 1 row × 1 key does not fit
+ * (H beyond ~2000 at 32 KiB); the kernel then runs the composite path.
+ *
+ * Per workgroup:
+ *   1. qs = fround(Q · scale) for its rows (the composite path's rounding).
+ *   2. Mask pre-pass (bool masks, causal, window): which rows have at least one allowed key. Rows
+ *      with none are "fully masked" and follow Keras 3.6 float32: every key j in 0..S-1 gets the
+ *      logit fround(L − 1e9) and a plain softmax (uniform for |L| ≤ 32, a 64-spaced grid otherwise).
+ *   3. Online softmax over key tiles of KC keys: K (and V) tiles into workgroup memory; scores
+ *      L = qs·K, one invocation per (row, key); then invocation r < R updates row r's running max m
+ *      and sum l and turns the scores into weights; the rows' accumulators (R × H values, held in
+ *      registers acc0..acc{n−1}, n = ceil(R·H / WG), element tid + k·WG) are rescaled and get Σ p·V.
+ *      Tiles outside every row's causal/window band are skipped (unless a row of the block is fully
+ *      masked, which needs all keys). Disallowed keys contribute exactly 0.
+ *   4. Output = acc / l, written to (B,T,U,H) (or m, l, flag in 'stats' mode).
+ * Additive masks: logit fround(L + a) and a plain softmax over all keys, no special rows.
+ *
+ * Numerics: same rounding of qs and of masked logits as the composite path; the sums run in another
+ * order (online softmax), so results agree with the composite path to ~1e-6 relative.
+ */
+import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { UNIFORMS, attrsKey, hasSpecialRows, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+
+/** Tile configuration of one call. */
+export interface FlashConfig {
+  /** Query heads of the group per workgroup. */
+  gc: number;
+  /** Query positions per workgroup. */
+  tq: number;
+  /** Rows per workgroup = gc · tq. */
+  rows: number;
+  /** Keys per tile. */
+  kc: number;
+  /** Invocations per workgroup. */
+  wg: number;
+  /** Workgroup memory in bytes. */
+  bytes: number;
+}
+
+const PREFERRED_WORKGROUP_BYTES = 16384;
+
+const TILE_PREFERENCES: ReadonlyArray<readonly [number, number]> = [
+  [32, 32], [32, 16], [16, 16], [16, 8], [8, 8], [4, 8], [4, 4], [2, 4], [1, 4], [1, 2], [1, 1],
+];
+
+/** Workgroup floats of the flash program for `rows` rows, `kc` keys, head size h. */
+function workgroupFloats(rows: number, kc: number, h: number): number {
+  return rows * h + 2 * kc * h + rows * kc + 3 * rows + 4;
+}
+
+/**
+ * Picks tile sizes for head size h, group size g and query length t under the given limits, or
+ * null when no tile fits.
+ */
+export function chooseFlashConfig(
+  h: number,
+  g: number,
+  t: number,
+  limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
+): FlashConfig | null {
+  const wg = Math.min(128, limits.maxComputeInvocationsPerWorkgroup);
+  // Prefer tiles within 16 KiB (more workgroups in flight per core; SwiftShader also compiles
+  // large workgroup arrays slowly), then use the device's whole limit before giving up.
+  const budgets = [Math.min(PREFERRED_WORKGROUP_BYTES, limits.maxComputeWorkgroupStorageSize), limits.maxComputeWorkgroupStorageSize];
+  for (const budget of budgets) {
+    for (const [rowsMax, kc] of TILE_PREFERENCES) {
+      if (rowsMax > wg) continue;
+      const gc = Math.min(g, rowsMax);
+      const tq = Math.max(1, Math.min(t, Math.floor(rowsMax / gc)));
+      const rows = gc * tq;
+      const bytes = 4 * workgroupFloats(rows, kc, h);
+      if (bytes <= budget) return { gc, tq, rows, kc, wg, bytes };
+    }
+  }
+  return null;
+}
+
+/** The code of f(0), ..., f(n − 1): the accumulators are scalars with constant names (registers). */
+function unroll(n: number, f: (k: number) => string): string {
+  return Array.from({ length: n }, (_, k) => f(k)).join('\n');
+}
+
+/** The flash program: mode 'out' writes (B,T,U,H); mode 'stats' writes each row's (m, l, full) to (B,U,T,3). */
+export function flashProgram(
+  mode: 'out' | 'stats',
+  d: Dims,
+  cfg: FlashConfig,
+  attrs: GroupedQueryAttentionAttrs,
+  variableNames: string[],
+): GpuProgram {
+  const { h } = d;
+  const { gc, tq, rows, kc, wg } = cfg;
+  const acc = Math.ceil((rows * h) / wg);
+  const out = mode === 'out';
+  const special = hasSpecialRows(attrs);
+  const outputShape = out ? [d.b, d.t, d.u, d.h] : [d.b, d.u, d.t, 3];
+  const numWG = d.b * d.v * Math.ceil(d.g / gc) * Math.ceil(d.t / tq);
+  const userCode = `
+    const H = ${h};
+    const R = ${rows};
+    const GC = ${gc};
+    const TQ = ${tq};
+    const KC = ${kc};
+    const WG = ${wg};
+    var<workgroup> qs : array<f32, ${rows * h}>;
+    var<workgroup> kt : array<f32, ${kc * h}>;
+    ${out ? `var<workgroup> vt : array<f32, ${kc * h}>;` : ''}
+    var<workgroup> sc : array<f32, ${rows * kc}>;
+    var<workgroup> rowAlpha : array<f32, ${rows}>;
+    var<workgroup> rowL : array<f32, ${rows}>;
+    var<workgroup> rowHas : array<atomic<u32>, ${rows}>;
+    var<workgroup> wgId : i32;
+    var<workgroup> wgAnyFull : u32;
+    ${maskSnippet(attrs)}
+
+    fn main(index : i32) {
+      let tid = i32(localIndex);
+      if (tid == 0) {
+        wgId = i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x);
+      }
+      if (tid < R) { atomicStore(&rowHas[tid], ${special ? '0u' : '1u'}); }
+      let wid = workgroupUniformLoad(&wgId);
+      if (wid >= uniforms.numWG) { return; }
+      let T = uniforms.T;
+      let S = uniforms.S;
+      let U = uniforms.U;
+      let V = uniforms.V;
+      let G = uniforms.G;
+      let tb = wid % uniforms.nTb;
+      let w1 = wid / uniforms.nTb;
+      let gcIdx = w1 % uniforms.nGc;
+      let w2 = w1 / uniforms.nGc;
+      let g = w2 % V;
+      let b = w2 / V;
+      let t0 = tb * TQ;
+      let gi0 = gcIdx * GC;
+
+      // 1. Scaled queries of the block's rows (row r = query position t0 + r / GC, head gi0 + r % GC).
+      for (var i = tid; i < R * H; i += WG) {
+        let r = i / H;
+        let t = t0 + r / GC;
+        let gi = gi0 + r % GC;
+        var x = 0.0;
+        if (t < T && gi < G) {
+          x = Qin[((b * T + t) * U + g * G + gi) * H + i % H] * uniforms.scale;
+        }
+        qs[i] = x;
+      }
+      ${special ? `
+      // 2. Rows with at least one allowed key (the others are fully masked).
+      for (var i = tid; i < R * S; i += WG) {
+        let r = i / S;
+        let t = t0 + r / GC;
+        let gi = gi0 + r % GC;
+        if (t < T && gi < G && allowedKey(b, g * G + gi, t, i % S)) { atomicStore(&rowHas[r], 1u); }
+      }
+      workgroupBarrier();
+      if (tid == 0) {
+        var anyFull = 0u;
+        for (var r = 0; r < R; r++) {
+          let t = t0 + r / GC;
+          let gi = gi0 + r % GC;
+          if (t < T && gi < G && atomicLoad(&rowHas[r]) == 0u) { anyFull = 1u; }
+        }
+        wgAnyFull = anyFull;
+      }
+      let anyFull = workgroupUniformLoad(&wgAnyFull);` : `
+      workgroupBarrier();
+      let anyFull = 0u;`}
+
+      // Key range of the block: the union of its rows' causal/window bands, or all keys.
+      let pMin = t0 + uniforms.offset;
+      let pMax = min(t0 + TQ, T) - 1 + uniforms.offset;
+      var jLo = 0;
+      var jEnd = S;
+      if (anyFull == 0u) {
+        ${attrs.slidingWindow > 0 ? 'jLo = max(0, pMin - uniforms.window + 1);' : ''}
+        ${attrs.causal ? 'jEnd = min(S, pMax + 1);' : attrs.slidingWindow > 0 ? 'jEnd = min(S, pMax + uniforms.window);' : ''}
+      }
+
+      // Per-row state, held by invocation r < R.
+      var m = -3.402823e+38f;
+      var l = 0.0;
+      var rowT = 0;
+      var rowU = 0;
+      var rowValid = false;
+      var rowFull = false;
+      if (tid < R) {
+        rowT = t0 + tid / GC;
+        let gi = gi0 + tid % GC;
+        rowU = g * G + gi;
+        rowValid = rowT < T && gi < G;
+        rowFull = atomicLoad(&rowHas[tid]) == 0u;
+      }
+      ${unroll(acc, (k) => `var acc${k} = 0.0;`)}
+
+      // 3. Online softmax over key tiles.
+      for (var j0 = (jLo / KC) * KC; j0 < jEnd; j0 += KC) {
+        for (var i = tid; i < KC * H; i += WG) {
+          let j = j0 + i / H;
+          var kx = 0.0;
+          ${out ? 'var vx = 0.0;' : ''}
+          if (j < S) {
+            let src = ((b * S + j) * V + g) * H + i % H;
+            kx = Kin[src];
+            ${out ? 'vx = Vin[src];' : ''}
+          }
+          kt[i] = kx;
+          ${out ? 'vt[i] = vx;' : ''}
+        }
+        workgroupBarrier();
+        for (var i = tid; i < R * KC; i += WG) {
+          let qo = (i / KC) * H;
+          let ko = (i % KC) * H;
+          var dotv = 0.0;
+          for (var hh = 0; hh < uniforms.H; hh++) { dotv += qs[qo + hh] * kt[ko + hh]; }
+          sc[i] = dotv;
+        }
+        workgroupBarrier();
+        if (tid < R) {
+          let so = tid * KC;
+          if (rowValid) {
+            var tileMax = m;
+            for (var c = 0; c < uniforms.nKc; c++) {
+              let j = j0 + c;
+              if (j < S && contributes(rowFull, b, rowU, rowT, j)) {
+                let x = maskedLogit(sc[so + c], rowFull, b, rowU, rowT, j);
+                sc[so + c] = x;
+                tileMax = max(tileMax, x);
+              }
+            }
+            let alpha = exp(m - tileMax);
+            var sum = 0.0;
+            for (var c = 0; c < uniforms.nKc; c++) {
+              let j = j0 + c;
+              var p = 0.0;
+              if (j < S && contributes(rowFull, b, rowU, rowT, j)) { p = exp(sc[so + c] - tileMax); }
+              sc[so + c] = p;
+              sum += p;
+            }
+            l = l * alpha + sum;
+            m = tileMax;
+            rowAlpha[tid] = alpha;
+          } else {
+            for (var c = 0; c < uniforms.nKc; c++) { sc[so + c] = 0.0; }
+            rowAlpha[tid] = 1.0;
+          }
+        }
+        workgroupBarrier();
+        ${out ? `
+        ${unroll(acc, (k) => `{
+          let i = tid + ${k} * WG;
+          if (i < R * H) {
+            let r = i / H;
+            let hh = i % H;
+            var a = acc${k} * rowAlpha[r];
+            for (var c = 0; c < uniforms.nKc; c++) { a += sc[r * KC + c] * vt[c * H + hh]; }
+            acc${k} = a;
+          }
+        }`)}
+        workgroupBarrier();` : ''}
+      }
+
+      // 4. Results.
+      ${out ? `
+      if (tid < R) { rowL[tid] = l; }
+      workgroupBarrier();
+      ${unroll(acc, (k) => `{
+        let i = tid + ${k} * WG;
+        if (i < R * H) {
+          let r = i / H;
+          let t = t0 + r / GC;
+          let gi = gi0 + r % GC;
+          if (t < T && gi < G) {
+            result[((b * T + t) * U + g * G + gi) * H + i % H] = acc${k} / rowL[r];
+          }
+        }
+      }`)}` : `
+      if (tid < R && rowValid) {
+        let o = ((b * U + rowU) * T + rowT) * 3;
+        result[o] = m;
+        result[o + 1] = l;
+        result[o + 2] = select(0.0, 1.0, rowFull);
+      }`}
+    }`;
+  return {
+    outputShape,
+    shaderKey: `gqaFlash_${mode}_${h}_${gc}x${tq}_${kc}_${wg}_${attrsKey(attrs)}`,
+    dispatchLayout: { x: outputShape.map((_, i) => i) },
+    dispatch: [numWG, 1, 1],
+    variableNames,
+    uniforms: UNIFORMS,
+    workgroupSize: [wg, 1, 1],
+    getUserCode: () => userCode,
+  };
+}

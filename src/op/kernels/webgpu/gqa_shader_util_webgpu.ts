@@ -1,0 +1,99 @@
+/**
+ * Pieces shared by the WGSL programs of the fused GroupedQueryAttention kernel
+ * (flash_attention_webgpu.ts, attention_probs_webgpu.ts): the program and uniform types, the call's
+ * dimensions, the allowed-key / logit rules in WGSL, and the uniform block both programs declare.
+ *
+ * Both programs take the same uniform values (one `uniformValues` array per call), so the stats pass
+ * and the probabilities pass of `returnScores` reuse the flash pass's uniforms unchanged.
+ */
+import type { TensorInfo } from '@tensorflow/tfjs-core';
+import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import type { FlashConfig } from './flash_attention_webgpu.js';
+
+/** The part of WebGPUProgram (tfjs-backend-webgpu/dist/webgpu_program.d.ts) this file uses. */
+export interface GpuProgram {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  variableNames: string[];
+  uniforms?: string;
+  workgroupSize: [number, number, number];
+  size?: boolean;
+  getUserCode(): string;
+}
+
+export type Uniform = { type: 'int32' | 'float32'; data: number[] };
+
+/** Sizes of one call: query (B,T,U,H), key/value (B,S,V,H), group size G = U / V. */
+export interface Dims {
+  b: number;
+  t: number;
+  s: number;
+  u: number;
+  v: number;
+  h: number;
+  g: number;
+}
+
+/** WGSL shared by both programs: the allowed-key and logit rules. */
+export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
+  const positional = [
+    attrs.causal ? 'ok = ok && (j <= p);' : '',
+    attrs.slidingWindow > 0 ? 'ok = ok && (abs(p - j) < uniforms.window);' : '',
+  ].join('\n      ');
+  const maskIndex = 'b * uniforms.ms0 + u * uniforms.ms1 + t * uniforms.ms2 + j * uniforms.ms3';
+  return `
+    // Whether key j is allowed for query row (b, u, t) under the bool mask and causal/window rules.
+    fn allowedKey(b : i32, u : i32, t : i32, j : i32) -> bool {
+      let p = t + uniforms.offset;
+      var ok = true;
+      ${positional}
+      ${attrs.maskKind === 'bool' ? `ok = ok && (Min[${maskIndex}] != 0);` : ''}
+      return ok;
+    }
+    // Keras's logit for key j: the additive mask added in float32, or the -1e9 of a fully masked row.
+    fn maskedLogit(score : f32, full : bool, b : i32, u : i32, t : i32, j : i32) -> f32 {
+      ${attrs.maskKind === 'additive' ? `return score + Min[${maskIndex}];` : 'if (full) { return score - 1e9; }\n      return score;'}
+    }
+    // Whether key j enters row (b, u, t)'s softmax.
+    fn contributes(full : bool, b : i32, u : i32, t : i32, j : i32) -> bool {
+      ${hasSpecialRows(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
+    }`;
+}
+
+/** Whether rows can be fully masked (bool masks and positional masks; never for additive masks). */
+export function hasSpecialRows(attrs: GroupedQueryAttentionAttrs): boolean {
+  return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
+}
+
+export const UNIFORMS =
+  'T : i32, S : i32, U : i32, V : i32, G : i32, nGc : i32, nTb : i32, numWG : i32, offset : i32, window : i32, ' +
+  'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32,';
+
+/** The values of UNIFORMS for one call (cfg null: the flash program is not run). */
+export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): Uniform[] {
+  const nGc = cfg ? Math.ceil(d.g / cfg.gc) : 1;
+  const nTb = cfg ? Math.ceil(d.t / cfg.tq) : 1;
+  // Broadcast strides of the rank-4 mask: 0 along its size-1 axes.
+  let ms = [0, 0, 0, 0];
+  if (mask != null) {
+    const [m0, m1, m2, m3] = mask.shape as [number, number, number, number];
+    const strides = [m1 * m2 * m3, m2 * m3, m3, 1];
+    ms = [m0, m1, m2, m3].map((n, i) => (n === 1 ? 0 : strides[i]!));
+  }
+  const i = (x: number): Uniform => ({ type: 'int32', data: [x] });
+  return [
+    i(d.t), i(d.s), i(d.u), i(d.v), i(d.g), i(nGc), i(nTb), i(d.b * d.v * nGc * nTb),
+    i(attrs.queryOffset), i(attrs.slidingWindow),
+    { type: 'float32', data: [attrs.scale] },
+    i(ms[0]!), i(ms[1]!), i(ms[2]!), i(ms[3]!),
+    // Loop bounds as uniforms, not constants: keeps shader compilers from unrolling the loops.
+    i(d.h), i(cfg?.kc ?? 1), i(cfg ? Math.ceil((cfg.rows * d.h) / cfg.wg) : 1),
+  ];
+}
+
+/** The part of a shader key that depends on the mask rules. */
+export function attrsKey(attrs: GroupedQueryAttentionAttrs): string {
+  return `${attrs.maskKind}_${attrs.causal ? 'c' : ''}${attrs.slidingWindow > 0 ? 'w' : ''}`;
+}
