@@ -25,6 +25,7 @@ for (const past of [2048, 8192]) {
   for (let at = 0; at < past; at += 512) {
     const x = tf.randomNormal([1, Math.min(512, past - at), d]);
     tf.dispose(layer.apply(x, { value: x, cache, useCausalMask: true }));
+    if (process.env.VERBOSE) console.error(`prefill ${past}: ${at}`);
     x.dispose();
   }
   const x = tf.randomNormal([1, 1, d]);
