@@ -8,6 +8,7 @@
  *   node scripts/test-browser-gpu.mjs                 run the tests
  *   node scripts/test-browser-gpu.mjs --filter=golden only tests whose name contains "golden"
  *   node scripts/test-browser-gpu.mjs --bench         run the fused-vs-composite benchmark page
+ *                                                     (--reps=N timed calls per case, default 3)
  *   node scripts/test-browser-gpu.mjs --serve         only serve: open the printed URLs in a browser
  *                                                     with a real GPU (test page and bench page)
  *
@@ -122,7 +123,8 @@ async function runInBrowser() {
       if (m.type() === 'error') browserErrors.push(m.text());
     });
     if (flag('bench')) {
-      await page.goto(`http://127.0.0.1:${port}/bench.html`);
+      const reps = args.find((a) => a.startsWith('--reps='))?.slice('--reps='.length);
+      await page.goto(`http://127.0.0.1:${port}/bench.html${reps ? `?reps=${Number(reps)}` : ''}`);
       const lines = await page.evaluate(() => window.gqaBench.run());
       for (const line of lines) console.log(line);
       return 0;

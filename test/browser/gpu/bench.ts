@@ -14,6 +14,7 @@ import { timeCompare, type TimingShape } from './timing.js';
 
 const params = new URLSearchParams(location.search);
 const big = params.has('big');
+const reps = Number(params.get('reps') ?? (big ? 10 : 3));
 
 const SHAPES: Array<[string, TimingShape]> = big
   ? [
@@ -41,7 +42,7 @@ async function run(): Promise<string[]> {
       continue;
     }
     for (const [name, shape] of SHAPES) {
-      const r = await timeCompare(shape, big ? 10 : 3);
+      const r = await timeCompare(shape, reps);
       log(`${backend} ${name}: fused ${r.fusedMs.toFixed(2)} ms, composite ${r.compositeMs.toFixed(2)} ms, composite/fused ${r.ratio.toFixed(2)}x`);
     }
   }

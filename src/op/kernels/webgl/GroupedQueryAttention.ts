@@ -1,33 +1,49 @@
 /**
  * The fused GroupedQueryAttention kernel for tfjs-backend-webgl. This file validates a call and runs
- * three GLSL programs through `backend.compileAndRun`:
+ * these GLSL programs through `backend.compileAndRun`:
  *
- *   1. attention_stats_webgl.ts   (B,U,T,2|3): per-row softmax max, fully-masked flag (and sum);
- *   2. attention_weights_webgl.ts (B,U,T,S): fused scores + softmax weights (the probabilities
- *      when `returnScores`);
- *   3. attention_output_webgl.ts  (B,T,U,H): fused P·V with normalisation.
+ *   0. attention_pack_webgl.ts    twice: Q·scale and K packed as RGBA texels of 4 head dims;
+ *   1. attention_scores_webgl.ts  (B,U,T,S): the raw scores Qs·K, computed once, vec4 reads;
+ *   2. attention_stats_webgl.ts   (B,U,T,2|3): per-row softmax max, fully-masked flag (and sum),
+ *      from the scores (one read per key);
+ *   3. attention_output_webgl.ts  (B,T,U,H), packed 2×2: fused P·V with normalisation. Without
+ *      `returnScores` it forms the weights exp(x − m) from the scores itself: the scores are the
+ *      only (B,U,T,S) texture. With `returnScores`, attention_weights_webgl.ts first writes the
+ *      normalised probabilities (the returned tensor) and the output pass reads those.
  *
  * WebGL has no workgroup memory and one output value per fragment, so a single flash pass is not
  * possible without recomputing the row's dot products once per output element (H times the work).
- * The kernel therefore keeps one (B,U,T,S) buffer, the softmax weights, and fuses everything else.
- * Compared with the composite path (repeat K and V, transpose, matMul, add, softmax = max, sub,
- * exp, sum, div, matMul, transpose), this allocates one (B,U,T,S) buffer instead of several and
- * runs 3 programs instead of about 12.
+ * Q·K is computed once (pass 1) and the rest reads it. Compared with the composite path (repeat K
+ * and V, transpose, matMul, add, softmax = max, sub, exp, sum, div, matMul, transpose), this never
+ * copies K or V per query head, keeps one (B,U,T,S) texture (two with `returnScores`) and runs 5–6
+ * programs instead of about 12.
+ *
+ * Measured alternative (SwiftShader, slower for T=S=128): no scores texture, Q·K over the packed
+ * heads computed twice (in the stats and the weights passes) and an output pass reading weights.
  *
  * Device limit: the (B,U,T,S) weights must fit one float texture (WEBGL_MAX_TEXTURE_SIZE²
- * elements); otherwise the call runs the composite path and `console.warn`s once.
+ * elements), and so must the packed Q and K (texels of 4 values); otherwise the call runs the
+ * composite path and `console.warn`s once.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { compositeKernelOutputs, warnOnce } from '../webgpu/composite_fallback.js';
 import { outputProgram } from './attention_output_webgl.js';
+import { packHeadsProgram, paddedHeadSize } from './attention_pack_webgl.js';
+import { scoresProgram } from './attention_scores_webgl.js';
 import { statsProgram } from './attention_stats_webgl.js';
 import { weightsProgram } from './attention_weights_webgl.js';
 import type { Dims, GlProgram } from './gqa_shader_util_webgl.js';
 
 interface WebGLBackendLike {
-  compileAndRun(program: GlProgram, inputs: TensorInfo[], dtype?: 'float32'): TensorInfo;
+  compileAndRun(
+    program: GlProgram,
+    inputs: TensorInfo[],
+    dtype?: 'float32',
+    customUniformValues?: number[][],
+    preventEagerUnpackingOfOutput?: boolean,
+  ): TensorInfo;
   disposeIntermediateTensorInfo(info: TensorInfo): void;
 }
 
@@ -43,7 +59,9 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   const d: Dims = { b, t, s, u, v, h, g: u / v };
 
   const maxTexture = tf.env().getNumber('WEBGL_MAX_TEXTURE_SIZE');
-  if (b * u * t * s > maxTexture * maxTexture) {
+  const hp = paddedHeadSize(h);
+  const texels = Math.max(b * u * t * s, (b * t * u * hp) / 4, (b * s * v * hp) / 4);
+  if (texels > maxTexture * maxTexture) {
     warnOnce(
       `grouped-query-attention: the fused webgl kernel cannot run this call (the (B,U,T,S) weights ` +
         `exceed one ${maxTexture}x${maxTexture} texture); running the composite path instead.`,
@@ -52,21 +70,37 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   }
   const withMask = a.maskKind !== 'none' && mask != null;
   const m = withMask ? mask : null;
+  // Packed outputs stay packed (no eager unpacking): the scores pass reads them as RGBA texels.
+  const qp = gl.compileAndRun(packHeadsProgram('Qin', query.shape, a.scale), [query], 'float32', undefined, true);
+  const kp = gl.compileAndRun(packHeadsProgram('Kin', key.shape, null), [key], 'float32', undefined, true);
+  const scores = gl.compileAndRun(scoresProgram(d, a), [qp, kp], 'float32');
+  gl.disposeIntermediateTensorInfo(qp);
+  gl.disposeIntermediateTensorInfo(kp);
   const stats = gl.compileAndRun(
-    statsProgram(d, a, withMask ? ['Qin', 'Kin', 'Min'] : ['Qin', 'Kin'], m),
-    withMask ? [query, key, mask] : [query, key],
+    statsProgram(d, a, withMask ? ['Scores', 'Min'] : ['Scores'], m),
+    withMask ? [scores, mask] : [scores],
     'float32',
   );
+  if (!a.returnScores) {
+    // The output pass forms the softmax weights from the scores itself: one (B,U,T,S) texture.
+    const output = gl.compileAndRun(
+      outputProgram(d, a, 'scores', withMask ? ['Scores', 'Vin', 'Stats', 'Min'] : ['Scores', 'Vin', 'Stats'], m),
+      withMask ? [scores, value, stats, mask] : [scores, value, stats],
+      'float32',
+    );
+    gl.disposeIntermediateTensorInfo(scores);
+    gl.disposeIntermediateTensorInfo(stats);
+    return [output];
+  }
   const weights = gl.compileAndRun(
-    weightsProgram(d, a, withMask ? ['Qin', 'Kin', 'Stats', 'Min'] : ['Qin', 'Kin', 'Stats'], m),
-    withMask ? [query, key, stats, mask] : [query, key, stats],
+    weightsProgram(d, a, withMask ? ['Scores', 'Stats', 'Min'] : ['Scores', 'Stats'], m),
+    withMask ? [scores, stats, mask] : [scores, stats],
     'float32',
   );
-  const output = gl.compileAndRun(outputProgram(d, a), [weights, value, stats], 'float32');
+  gl.disposeIntermediateTensorInfo(scores);
+  const output = gl.compileAndRun(outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats'], null), [weights, value, stats], 'float32');
   gl.disposeIntermediateTensorInfo(stats);
-  if (a.returnScores) return [output, weights];
-  gl.disposeIntermediateTensorInfo(weights);
-  return [output];
+  return [output, weights];
 };
 
 export const groupedQueryAttentionWebGLConfig: KernelConfig = {

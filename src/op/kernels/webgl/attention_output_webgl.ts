@@ -1,53 +1,113 @@
 /**
- * Pass 3 of the fused GroupedQueryAttention kernel for tfjs-backend-webgl: the output (B,T,U,H).
+ * Last pass of the fused GroupedQueryAttention kernel for tfjs-backend-webgl: the output (B,T,U,H),
+ * written as a packed texture.
  *
- * What it computes, per (b, t, u, h): Σ_j e_j·V[b,j,floor(u/G),h] / Σ_j e_j over the weights of
- * pass 2 (or Σ_j p_j·V without the division when `returnScores` already normalised them). Value
- * head floor(u/G) is read in place: no V repeats.
+ * What it computes, per (b, t, u, h): Σ_j e_j·V[b,j,floor(u/G),h] / Σ_j e_j. Mode 'scores' (no
+ * `returnScores`): e_j = exp(x_j − m) is formed here from the raw scores of attention_scores_webgl.ts
+ * with the mask rules of gqa_shader_util_webgl.ts and the row max m / fully-masked flag of the stats
+ * pass, 0 for keys outside the row's softmax: no (B,U,T,S) weights texture exists. Mode 'weights'
+ * (`returnScores`): Σ_j p_j·V over the normalised probabilities of attention_weights_webgl.ts,
+ * without the division. Value head floor(u/G) is read in place: no V repeats. The sums run over j
+ * in ascending order, as in the composite path's P·V.
  *
- * Layout: one fragment per output value; it walks only the keys of the row's causal/window band
- * (all keys for a fully-masked row, flag from pass 1's stats, and for additive masks), since the
- * weights outside it are exactly 0.
+ * Layout: tfjs packs the last two dims in 2×2 blocks, so one fragment computes query heads u, u+1 ×
+ * head dims h, h+1 of one (b, t): per key it reads 2 scores (2 exps) and 2 values (4 when u and u+1
+ * belong to different groups) for 4 outputs, instead of one weight and one value per output. It
+ * walks the union of the two rows' causal/window bands (all keys for a fully-masked row and for
+ * additive masks); each row only takes keys of its own band.
  */
+import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import type { Dims, GlProgram } from './gqa_shader_util_webgl.js';
+import { common, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
-export function outputProgram(d: Dims, attrs: GroupedQueryAttentionAttrs): GlProgram {
-  return {
-    variableNames: ['W', 'Vin', 'Stats'],
-    outputShape: [d.b, d.t, d.u, d.h],
-    userCode: `
+/**
+ * Inputs: mode 'scores' ['Scores', 'Vin', 'Stats'] (+ 'Min' with a mask); mode 'weights' ['W', 'Vin',
+ * 'Stats'].
+ */
+export function outputProgram(
+  d: Dims,
+  attrs: GroupedQueryAttentionAttrs,
+  mode: 'scores' | 'weights',
+  names: string[],
+  mask: TensorInfo | null,
+): GlProgram {
+  const additive = attrs.maskKind === 'additive';
+  const fromScores = mode === 'scores';
+  const w = attrs.slidingWindow;
+  const header = fromScores
+    ? common(d, attrs, mask)
+    : `
     const int S = ${d.s};
+    const int H = ${d.h};
     const int G = ${d.g};
     const int OFFSET = ${attrs.queryOffset};
-    const int WINDOW = ${attrs.slidingWindow};
+    const int WINDOW = ${w};
     ivec2 keyBand(int t, bool full) {
       int lo = 0;
       int end = S;
       if (!full) {
         int p = t + OFFSET;
-        ${attrs.maskKind !== 'additive' && attrs.slidingWindow > 0 ? 'lo = max(0, p - WINDOW + 1);' : ''}
-        ${attrs.maskKind === 'additive' ? '' : attrs.causal ? 'end = min(S, p + 1);' : attrs.slidingWindow > 0 ? 'end = min(S, p + WINDOW);' : ''}
+        ${w > 0 ? 'lo = max(0, p - WINDOW + 1);' : ''}
+        ${attrs.causal ? 'end = min(S, p + 1);' : w > 0 ? 'end = min(S, p + WINDOW);' : ''}
       }
       return ivec2(lo, end);
+    }`;
+  return {
+    variableNames: names,
+    packedOutput: true,
+    outputShape: [d.b, d.t, d.u, d.h],
+    userCode: `
+    ${header}
+    const int U = ${d.u};
+    // Keys whose weight can be nonzero for row (b, u, t).
+    ivec2 rowBand(int t, bool full) {
+      ${additive ? 'return ivec2(0, S);' : 'return keyBand(t, full);'}
+    }
+    float weightOf(int b, int u, int t, int j, bool full, float m) {
+      ${fromScores
+        ? `if (!contributes(full, b, u, t, j)) { return 0.0; }
+      return exp(maskedLogit(getScores(b, u, t, j), full, b, u, t, j) - m);`
+        : 'return getW(b, u, t, j);'}
     }
     void main() {
       ivec4 c = getOutputCoords();
       int b = c.x;
       int t = c.y;
-      int u = c.z;
-      int h = c.w;
-      int g = u / G;
-      ivec2 band = keyBand(t, getStats(b, u, t, 1) > 0.5);
-      float acc = 0.0;
-      float den = 0.0;
+      int u0 = c.z;
+      int h0 = c.w;
+      // The block's second head / dim may lie outside (odd U or H): read valid coords, discard later.
+      int u1 = min(u0 + 1, U - 1);
+      int h1 = min(h0 + 1, H - 1);
+      int g0 = u0 / G;
+      int g1 = u1 / G;
+      bool full0 = getStats(b, u0, t, 1) > 0.5;
+      bool full1 = getStats(b, u1, t, 1) > 0.5;
+      float m0 = ${fromScores ? 'getStats(b, u0, t, 0)' : '0.0'};
+      float m1 = ${fromScores ? 'getStats(b, u1, t, 0)' : '0.0'};
+      ivec2 band0 = rowBand(t, full0);
+      ivec2 band1 = rowBand(t, full1);
+      int lo = min(band0.x, band1.x);
+      int end = max(band0.y, band1.y);
+      vec2 acc0 = vec2(0.0);
+      vec2 acc1 = vec2(0.0);
+      float den0 = 0.0;
+      float den1 = 0.0;
       for (int j = 0; j < S; j++) {
-        if (j < band.x || j >= band.y) { continue; }
-        float w = getW(b, u, t, j);
-        acc += w * getVin(b, j, g, h);
-        den += w;
+        if (j < lo || j >= end) { continue; }
+        vec2 v0 = vec2(getVin(b, j, g0, h0), getVin(b, j, g0, h1));
+        if (j >= band0.x && j < band0.y) {
+          float e = weightOf(b, u0, t, j, full0, m0);
+          acc0 += e * v0;
+          den0 += e;
+        }
+        if (j >= band1.x && j < band1.y) {
+          vec2 v1 = g1 == g0 ? v0 : vec2(getVin(b, j, g1, h0), getVin(b, j, g1, h1));
+          float e = weightOf(b, u1, t, j, full1, m1);
+          acc1 += e * v1;
+          den1 += e;
+        }
       }
-      setOutput(${attrs.returnScores ? 'acc' : 'acc / den'});
+      ${fromScores ? 'setOutput(vec4(acc0 / den0, acc1 / den1));' : 'setOutput(vec4(acc0, acc1));'}
     }`,
   };
 }

@@ -1,14 +1,14 @@
 /**
- * Pass 1 of the fused GroupedQueryAttention kernel for tfjs-backend-webgl: per-row softmax
+ * Pass 2 of the fused GroupedQueryAttention kernel for tfjs-backend-webgl: per-row softmax
  * statistics, (B,U,T,2) or, with `returnScores`, (B,U,T,3).
  *
- * What it computes, per query row (b, u, t): column 0 the row max m of the masked logits
- * (fused fround(Q·scale)·K + mask rules), column 1 the "fully masked" flag (no allowed key), and
- * (returnScores only) column 2 the row sum l = Σ exp(x − m) (online softmax).
+ * What it computes, per query row (b, u, t): column 0 the row max m of the masked logits (the raw
+ * scores of attention_scores_webgl.ts + mask rules), column 1 the "fully masked" flag (no allowed
+ * key), and (returnScores only) column 2 the row sum l = Σ exp(x − m) (online softmax).
  *
- * Layout: one fragment per output value, so each of a row's 2–3 columns walks the row's keys on
- * its own (WebGL has no shared memory between fragments). Keys outside the row's causal/window band
- * are skipped unless the row is fully masked.
+ * Layout: one fragment per output value, so each of a row's 2–3 columns walks the row's scores on
+ * its own, one texture read per key (WebGL has no shared memory between fragments). Keys outside
+ * the row's causal/window band are skipped unless the row is fully masked.
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
@@ -27,7 +27,6 @@ export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: 
       int u = c.y;
       int t = c.z;
       int col = c.w;
-      int g = u / G;
       bool full = false;
       ${hasSpecialRows(attrs) ? `
       full = true;
@@ -43,7 +42,7 @@ export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: 
       float l = 0.0;
       for (int j = 0; j < S; j++) {
         if (j < band.x || j >= band.y || !contributes(full, b, u, t, j)) { continue; }
-        float x = maskedLogit(dotQK(b, t, u, g, j), full, b, u, t, j);
+        float x = maskedLogit(getScores(b, u, t, j), full, b, u, t, j);
         if (col == 0) {
           m = max(m, x);
         } else {

@@ -1,11 +1,10 @@
 /**
- * Pass 2 of the fused GroupedQueryAttention kernel for tfjs-backend-webgl: the softmax weights
- * (B,U,T,S), the only (B,U,T,S) buffer of the kernel.
+ * The probabilities pass of the fused GroupedQueryAttention kernel for tfjs-backend-webgl, run only
+ * with `returnScores`: the softmax weights (B,U,T,S), the returned tensor.
  *
- * What it computes, per (b, u, t, j): e = exp(x − m) for keys entering the row's softmax, 0 for
- * the others, with x the masked logit recomputed from fround(Q·scale)·K and m, the fully-masked flag
- * (and l) read from pass 1's stats; with `returnScores` the normalised p = e / l, the returned
- * probabilities.
+ * What it computes, per (b, u, t, j): p = exp(x − m) / l for keys entering the row's softmax, 0 for
+ * the others, with x the masked logit of the raw score from attention_scores_webgl.ts, and m, l and
+ * the fully-masked flag read from the stats pass.
  *
  * Layout: one fragment per weight, key j fastest (tfjs's texture layout of the 4-D output).
  */
@@ -28,7 +27,7 @@ export function weightsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names
       bool full = getStats(b, u, t, 1) > 0.5;
       float p = 0.0;
       if (contributes(full, b, u, t, j)) {
-        float x = maskedLogit(dotQK(b, t, u, u / G, j), full, b, u, t, j);
+        float x = maskedLogit(getScores(b, u, t, j), full, b, u, t, j);
         p = exp(x - getStats(b, u, t, 0))${attrs.returnScores ? ' / getStats(b, u, t, 2)' : ''};
       }
       setOutput(p);

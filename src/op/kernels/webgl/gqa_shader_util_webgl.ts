@@ -1,8 +1,7 @@
 /**
  * Pieces shared by the GLSL programs of the fused GroupedQueryAttention kernel (tfjs-backend-webgl):
  * the program type, the call's dimensions, and `common`, the GLSL every score-computing program
- * includes: compile-time sizes, the Q·K dot product (query head u reads key head floor(u / G) in
- * place, no K/V repeats), the Keras 3.6 mask rules and the causal/window key band.
+ * includes: compile-time sizes, the Keras 3.6 mask rules and the causal/window key band.
  *
  * Keras 3.6 rules (as in the composite path): Qs = fround(Q·scale); bool masks, causal and window
  * give "allowed" keys; a row with at least one allowed key is a softmax over its allowed keys
@@ -19,6 +18,10 @@ import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 /** The part of tfjs-backend-webgl's GPGPUProgram this file uses. */
 export interface GlProgram {
   variableNames: string[];
+  /** Inputs are read as packed RGBA textures (tfjs packs unpacked inputs first). */
+  packedInputs?: boolean;
+  /** The output is a packed RGBA texture: setOutput(vec4) writes a 2×2 block of the last two dims. */
+  packedOutput?: boolean;
   outputShape: number[];
   userCode: string;
 }
@@ -45,7 +48,7 @@ export function hasSpecialRows(attrs: GroupedQueryAttentionAttrs): boolean {
   return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
 }
 
-/** GLSL shared by the programs: sizes, the dot product, the mask rules and the key band. */
+/** GLSL shared by the programs: sizes, the mask rules and the key band. */
 export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): string {
   const m = (mask?.shape ?? [1, 1, 1, 1]) as number[];
   const mi = (axis: number, name: string) => (m[axis] === 1 ? '0' : name);
@@ -59,13 +62,6 @@ export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorI
     const int WINDOW = ${w};
     const float SCALE = ${glslFloat(attrs.scale)};
 
-    float dotQK(int b, int t, int u, int g, int j) {
-      float acc = 0.0;
-      for (int h = 0; h < H; h++) {
-        acc += (getQin(b, t, u, h) * SCALE) * getKin(b, j, g, h);
-      }
-      return acc;
-    }
     bool allowedKey(int b, int u, int t, int j) {
       int p = t + OFFSET;
       bool ok = true;
