@@ -1,0 +1,255 @@
+/**
+ * A small decoder-only transformer built from tfjs-layers layers called eagerly:
+ * token + position embeddings, `layers` pre-norm blocks of causal GroupedQueryAttention and an MLP
+ * (residuals, layer norm), a final layer norm and a vocabulary projection.
+ *
+ * Shared by the Node demo (examples/demo.js), the browser page (web/) and the browser test.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { GroupedQueryAttention } from 'grouped-query-attention';
+import { createRng } from './rng.js';
+
+/**
+ * Layer normalization over the last axis with broadcasting. (tfjs-layers' LayerNormalization tiles
+ * gamma and beta to the input's shape, and the gradient of `tile` is one slice per repeat: over
+ * ten times slower to train here.) Weights `gamma`, `beta`, as in Keras.
+ */
+export class LayerNorm extends tfl.layers.Layer {
+  static className = 'DemoLayerNorm';
+
+  constructor(args = {}) {
+    super(args);
+    this.epsilon = args.epsilon ?? 1e-5;
+  }
+
+  build(inputShape) {
+    const d = inputShape[inputShape.length - 1];
+    this.gamma = this.addWeight('gamma', [d], 'float32', tfl.initializers.ones());
+    this.beta = this.addWeight('beta', [d], 'float32', tfl.initializers.zeros());
+    this.built = true;
+  }
+
+  call(inputs) {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      const { mean, variance } = tf.moments(x, -1, true);
+      const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.epsilon)));
+      return tf.add(tf.mul(normed, this.gamma.read()), this.beta.read());
+    });
+  }
+}
+tf.serialization.registerClass(LayerNorm);
+
+export const DEFAULT_CONFIG = {
+  vocabSize: 29,
+  maxLength: 64,
+  width: 64,
+  numQueryHeads: 4,
+  numKeyValueHeads: 2,
+  headDim: 16,
+  mlpWidth: 128,
+  layers: 2,
+  flashAttention: null,
+};
+
+export class Decoder {
+  constructor(config = {}) {
+    this.config = { ...DEFAULT_CONFIG, ...config };
+    const c = this.config;
+    this.tokenEmbedding = tfl.layers.embedding({ inputDim: c.vocabSize, outputDim: c.width });
+    this.positionEmbedding = tfl.layers.embedding({ inputDim: c.maxLength, outputDim: c.width });
+    this.blocks = Array.from({ length: c.layers }, () => ({
+      norm1: new LayerNorm({ epsilon: 1e-5 }),
+      attention: new GroupedQueryAttention({
+        headDim: c.headDim,
+        numQueryHeads: c.numQueryHeads,
+        numKeyValueHeads: c.numKeyValueHeads,
+        flashAttention: c.flashAttention,
+      }),
+      norm2: new LayerNorm({ epsilon: 1e-5 }),
+      up: tfl.layers.dense({ units: c.mlpWidth, activation: 'relu' }),
+      down: tfl.layers.dense({ units: c.width }),
+    }));
+    this.finalNorm = new LayerNorm({ epsilon: 1e-5 });
+    this.head = tfl.layers.dense({ units: c.vocabSize });
+    // Build every layer with one call, then draw the weights from the seed.
+    tf.tidy(() => this.forward(tf.zeros([1, 2], 'int32')));
+  }
+
+  /** Every layer, in a fixed order (weights are drawn, saved and compared in this order). */
+  get layers() {
+    return [
+      this.tokenEmbedding,
+      this.positionEmbedding,
+      ...this.blocks.flatMap((b) => [b.norm1, b.attention, b.norm2, b.up, b.down]),
+      this.finalNorm,
+      this.head,
+    ];
+  }
+
+  get attentionLayers() {
+    return this.blocks.map((b) => b.attention);
+  }
+
+  /** Number of trainable parameters. */
+  get parameterCount() {
+    return this.layers.reduce((n, l) => n + l.weights.reduce((m, w) => m + w.shape.reduce((a, b) => a * b, 1), 0), 0);
+  }
+
+  /**
+   * Seeded weights, identical in Node and browsers: Glorot-uniform kernels, small uniform
+   * embeddings, zero biases, unit layer-norm scales.
+   */
+  initialize(seed) {
+    const rng = createRng(seed);
+    for (const layer of this.layers) {
+      const values = layer.weights.map((w) => {
+        const shape = w.shape;
+        const size = shape.reduce((a, b) => a * b, 1);
+        const data = new Float32Array(size);
+        const name = w.originalName ?? w.name;
+        if (/gamma$/.test(name)) data.fill(1);
+        else if (/(bias|beta)$/.test(name)) data.fill(0);
+        else {
+          let limit = 0.1;
+          if (!/embeddings$/.test(name)) {
+            const [fanIn, fanOut] = shape.length === 2 ? shape
+              : /attention_output/.test(name) ? [shape[0] * shape[1], shape[2]] : [shape[0], shape[1] * shape[2]];
+            limit = Math.sqrt(6 / (fanIn + fanOut));
+          }
+          for (let i = 0; i < size; i++) data[i] = rng.uniform(-limit, limit);
+        }
+        return tf.tensor(data, shape);
+      });
+      layer.setWeights(values);
+      tf.dispose(values);
+    }
+    return this;
+  }
+
+  /** All weights as plain arrays, in `layers` order. */
+  getWeights() {
+    return this.layers.map((l) => l.getWeights().map((w) => ({ shape: w.shape, data: Array.from(w.dataSync()) })));
+  }
+
+  /** Copies the weights of another decoder of the same configuration. */
+  copyWeightsFrom(other) {
+    this.layers.forEach((layer, i) => layer.setWeights(other.layers[i].getWeights()));
+    return this;
+  }
+
+  /** The trainable tf.Variables (for an optimizer's varList). */
+  get variables() {
+    return this.layers.flatMap((l) => l.trainableWeights.map((w) => w.read()));
+  }
+
+  /**
+   * tokens: int32 (B, T). With `caches` (one per block, from `createCaches`), the tokens are the
+   * next T positions after `caches[0].length` and the keys/values are appended to the caches.
+   * Returns logits (B, T, vocab), and with `returnScores` the attention probabilities of every
+   * block, (B, U, T, S) each (not with caches).
+   */
+  forward(tokens, { caches = null, returnScores = false } = {}) {
+    const [, t] = tokens.shape;
+    const offset = caches ? caches[0].length : 0;
+    const positions = tf.expandDims(tf.range(offset, offset + t, 1, 'int32'), 0);
+    let h = tf.add(this.tokenEmbedding.apply(tokens), this.positionEmbedding.apply(positions));
+    const scores = [];
+    this.blocks.forEach((b, i) => {
+      const a = b.norm1.apply(h);
+      let attended = b.attention.apply(a, {
+        value: a,
+        useCausalMask: true,
+        ...(caches ? { cache: caches[i] } : {}),
+        ...(returnScores ? { returnAttentionScores: true } : {}),
+      });
+      if (returnScores) {
+        scores.push(attended[1]);
+        attended = attended[0];
+      }
+      h = tf.add(h, attended);
+      h = tf.add(h, b.down.apply(b.up.apply(b.norm2.apply(h))));
+    });
+    const logits = this.head.apply(this.finalNorm.apply(h));
+    return returnScores ? { logits, scores } : logits;
+  }
+
+  /** One KV cache per block. */
+  createCaches(batchSize, maxLength = this.config.maxLength) {
+    return this.attentionLayers.map((l) => l.createCache({ batchSize, maxLength }));
+  }
+
+  /**
+   * Mean cross-entropy over the positions whose weight is 1.
+   * inputs, labels int32 (B, T); weights float32 (B, T).
+   */
+  loss(inputs, labels, weights) {
+    const logits = this.forward(inputs);
+    const logp = tf.logSoftmax(logits);
+    const picked = tf.sum(tf.mul(logp, tf.oneHot(labels, this.config.vocabSize)), -1);
+    return tf.div(tf.neg(tf.sum(tf.mul(picked, weights))), tf.maximum(tf.sum(weights), 1));
+  }
+
+  dispose() {
+    for (const l of this.layers) l.dispose();
+  }
+}
+
+/**
+ * Greedy generation of a batch of examples of one task (same length and target positions).
+ * Positions before `promptLength` are the prompt; after it, a target position gets the model's
+ * prediction and any other position its given token.
+ *
+ * mode 'cache': prefill the prompt into KV caches, then one token per step;
+ * mode 'recompute': run the whole prefix again at every step (no cache).
+ *
+ * Returns the generated sequences, per-target accuracy, exact-match rate and timing.
+ */
+export async function generate(model, examples, mode = 'cache') {
+  const B = examples.length;
+  const L = examples[0].tokens.length;
+  const P = examples[0].promptLength;
+  const target = examples[0].target;
+  const seqs = examples.map((e) => e.tokens.slice(0, P));
+  // Reads are asynchronous: webgpu and webgl cannot read synchronously without stalling (or at all).
+  const step = async (tokens, shape, options) => {
+    const ids = tf.tidy(() => {
+      const logits = model.forward(tf.tensor2d(tokens, shape, 'int32'), options);
+      return tf.argMax(tf.slice(logits, [0, logits.shape[1] - 1, 0], [-1, 1, -1]), -1);
+    });
+    const data = await ids.data();
+    ids.dispose();
+    return data;
+  };
+  const start = performance.now();
+  let steps = 0;
+  let caches = null;
+  let next;
+  if (mode === 'cache') {
+    caches = model.createCaches(B, L);
+    next = await step(seqs.flat(), [B, P], { caches });
+  }
+  for (let i = P; i < L; i++) {
+    if (mode !== 'cache') next = await step(seqs.flat(), [B, i]);
+    for (let b = 0; b < B; b++) seqs[b].push(target[i] ? next[b] : examples[b].tokens[i]);
+    steps++;
+    if (mode === 'cache' && i < L - 1) next = await step(seqs.map((s) => s[i]), [B, 1], { caches });
+  }
+  const ms = performance.now() - start;
+  if (caches) for (const c of caches) c.dispose();
+  let right = 0;
+  let total = 0;
+  let exact = 0;
+  examples.forEach((e, b) => {
+    let all = true;
+    for (let i = P; i < L; i++) {
+      if (!target[i]) continue;
+      total++;
+      if (seqs[b][i] === e.tokens[i]) right++;
+      else all = false;
+    }
+    if (all) exact++;
+  });
+  return { sequences: seqs, accuracy: right / total, exact: exact / B, ms, tokensPerSecond: (B * steps) / (ms / 1000) };
+}
