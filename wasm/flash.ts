@@ -50,6 +50,33 @@ const P_DONE: i32 = 32;
 const P_NEXT: i32 = 33;
 const P_PROGRESS: i32 = 34;
 const P_MAXM4: i32 = 35;
+// A job covers the NG groups (batch, kv head) with flat index b*V + kvh in [G0, G0 + NG); gi is
+// the index inside the job. Input layouts are strides in floats, so inputs can be read in place
+// or from per-group staging:
+//   K(b, j, kvh)   = K + b*KBS + kvh*KHS + gi*KGS + j*KRS        (V likewise)
+//   Q(b, t, kvh, g) = Q + b*QBS + kvh*QHS + gi*QGS + t*QTS + g*H (O likewise)
+const P_G0: i32 = 36;
+const P_NG: i32 = 37;
+const P_KBS: i32 = 38;
+const P_KHS: i32 = 39;
+const P_KGS: i32 = 40;
+const P_KRS: i32 = 41;
+const P_VBS: i32 = 42;
+const P_VHS: i32 = 43;
+const P_VGS: i32 = 44;
+const P_VRS: i32 = 45;
+const P_QBS: i32 = 46;
+const P_QHS: i32 = 47;
+const P_QGS: i32 = 48;
+const P_QTS: i32 = 49;
+const P_OBS: i32 = 50;
+const P_OHS: i32 = 51;
+const P_OGS: i32 = 52;
+const P_OTS: i32 = 53;
+// The job runs key chunks KC0 .. KC0 + NKJ - 1 of the NK chunks (a key-chunked job sequence
+// whose partials are reduced once at the end; otherwise KC0 = 0, NKJ = NK).
+const P_KC0: i32 = 54;
+const P_NKJ: i32 = 55;
 
 const TASK_BITS: i32 = 20;
 const TASK_MASK: i32 = (1 << TASK_BITS) - 1;
@@ -91,6 +118,26 @@ let gPart: usize = 0;
 let gMaxM4: i32 = 0;
 let gDone: usize = 0;
 let gProgress: usize = 0;
+let gG0: i32 = 0;
+let gNg: i32 = 1;
+let gKbs: i32 = 0;
+let gKhs: i32 = 0;
+let gKgs: i32 = 0;
+let gKrs: i32 = 0;
+let gVbs: i32 = 0;
+let gVhs: i32 = 0;
+let gVgs: i32 = 0;
+let gVrs: i32 = 0;
+let gQbs: i32 = 0;
+let gQhs: i32 = 0;
+let gQgs: i32 = 0;
+let gQts: i32 = 0;
+let gObs: i32 = 0;
+let gOhs: i32 = 0;
+let gOgs: i32 = 0;
+let gOts: i32 = 0;
+let gKc0: i32 = 0;
+let gNkj: i32 = 1;
 
 // per-thread scratch pointers
 let sQ: usize = 0; // packed, scaled query tile [M4][Hp]
@@ -140,6 +187,33 @@ function loadParams(p: usize): void {
   gMaxM4 = load<i32>(p + (<usize>P_MAXM4 << 2));
   gDone = <usize>load<i32>(p + (<usize>P_DONE << 2));
   gProgress = <usize>load<i32>(p + (<usize>P_PROGRESS << 2));
+  gG0 = load<i32>(p + (<usize>P_G0 << 2));
+  gNg = load<i32>(p + (<usize>P_NG << 2));
+  gKbs = load<i32>(p + (<usize>P_KBS << 2));
+  gKhs = load<i32>(p + (<usize>P_KHS << 2));
+  gKgs = load<i32>(p + (<usize>P_KGS << 2));
+  gKrs = load<i32>(p + (<usize>P_KRS << 2));
+  gVbs = load<i32>(p + (<usize>P_VBS << 2));
+  gVhs = load<i32>(p + (<usize>P_VHS << 2));
+  gVgs = load<i32>(p + (<usize>P_VGS << 2));
+  gVrs = load<i32>(p + (<usize>P_VRS << 2));
+  gQbs = load<i32>(p + (<usize>P_QBS << 2));
+  gQhs = load<i32>(p + (<usize>P_QHS << 2));
+  gQgs = load<i32>(p + (<usize>P_QGS << 2));
+  gQts = load<i32>(p + (<usize>P_QTS << 2));
+  gObs = load<i32>(p + (<usize>P_OBS << 2));
+  gOhs = load<i32>(p + (<usize>P_OHS << 2));
+  gOgs = load<i32>(p + (<usize>P_OGS << 2));
+  gOts = load<i32>(p + (<usize>P_OTS << 2));
+  gKc0 = load<i32>(p + (<usize>P_KC0 << 2));
+  gNkj = load<i32>(p + (<usize>P_NKJ << 2));
+}
+
+/** Byte address of output row t of query head kvh*G + g in group (b, kvh), job-local index gi. */
+// @ts-ignore: decorator
+@inline
+function outRow(b: i32, kvh: i32, gi: i32, t: i32, g: i32): usize {
+  return gO + ((<usize>b * <usize>gObs + <usize>kvh * <usize>gOhs + <usize>gi * <usize>gOgs + <usize>t * <usize>gOts + <usize>g * <usize>gH) << 2);
 }
 
 function setScratch(p: usize, tid: i32): void {
@@ -210,14 +284,14 @@ function highAllowed(p: i32): i32 {
 // ---- the tile pipeline -------------------------------------------------------------------------
 
 /** Q tile: Qs = fround(Q * scale), packed [M4][Hp], zero padded. */
-function packQuery(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32): void {
+function packQuery(b: i32, kvh: i32, gi: i32, t0: i32, nt: i32, m4: i32): void {
   const scale = f32x4.splat(gScale);
   const hp = <usize>gHp;
   const M = nt * gG;
   for (let r = 0; r < M; r++) {
     const tl = r / gG;
     const g = r - tl * gG;
-    const src = gQ + ((<usize>(b * gT + t0 + tl) * <usize>gU + <usize>(kvh * gG + g)) * <usize>gH << 2);
+    const src = gQ + ((<usize>b * <usize>gQbs + <usize>kvh * <usize>gQhs + <usize>gi * <usize>gQgs + <usize>(t0 + tl) * <usize>gQts + <usize>g * <usize>gH) << 2);
     const dst = sQ + (<usize>r * hp << 2);
     let h = 0;
     for (; h < gH4; h += 4) v128.store(dst + (<usize>h << 2), f32x4.mul(v128.load(src + (<usize>h << 2)), scale));
@@ -229,7 +303,7 @@ function packQuery(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32): void {
 
 /** Logits for keys kt..kt+nk-1 into sS[j][r] (transposed), rows 0..m4-1. */
 function computeLogits(kBase: usize, kt: i32, nk: i32, m4: i32): void {
-  const kStride = <usize>(gV * gH) << 2;
+  const kStride = <usize>gKrs << 2;
   const hp4 = <usize>gHp << 2;
   const h4b = <usize>gH4 << 2;
   const m4b = <usize>m4 << 2;
@@ -296,8 +370,8 @@ let gSink: i32 = 0;
  * Loads one float of every cache line of the tile's key (or value) rows in a burst, so the
  * misses overlap (rows are V*H floats apart, often a page, which defeats hardware prefetch).
  */
-function touchRows(base: usize, kt: i32, nk: i32): void {
-  const stride = <usize>(gV * gH) << 2;
+function touchRows(base: usize, rowStride: i32, kt: i32, nk: i32): void {
+  const stride = <usize>rowStride << 2;
   const rowBytes = <usize>gH << 2;
   let p = base + <usize>kt * stride;
   let acc: i32 = 0;
@@ -407,7 +481,7 @@ function softmaxTile(nk: i32, m4: i32): void {
 
 /** O[r] = O[r] * alpha[r] + Σ_j P[j][r] V[j] for the key tile. */
 function accumulatePV(vBase: usize, kt: i32, nk: i32, m4: i32): void {
-  const vStride = <usize>(gV * gH) << 2;
+  const vStride = <usize>gVrs << 2;
   const hp4 = <usize>gHp << 2;
   const m4b = <usize>m4 << 2;
   const h8b = <usize>gH8 << 2;
@@ -516,13 +590,17 @@ function setupRows(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32): void {
 
 function runTask(task: i32, tid: i32): void {
   // task = ((qtRev * B + b) * V + kvh) * nK + kc, largest query tiles (most causal work) first
+  // (in general (qtRev * NG + gi) * nK + kc, group b*V + kvh = G0 + gi)
+  // with key chunks kc = KC0 + (task % NKJ); partials are indexed as if all NK chunks ran.
   let rest = task;
-  const kc = rest % gNk;
-  rest = rest / gNk;
-  const kvh = rest % gV;
-  rest = rest / gV;
-  const b = rest % gB;
-  const qt = gNqt - 1 - rest / gB;
+  const kc = gKc0 + rest % gNkj;
+  rest = rest / gNkj;
+  const pidx = rest * gNk + kc;
+  const gi = rest % gNg;
+  const grp = gG0 + gi;
+  const kvh = grp % gV;
+  const b = grp / gV;
+  const qt = gNqt - 1 - rest / gNg;
   const t0 = qt * gTq;
   const nt = min(gTq, gT - t0);
   const M = nt * gG;
@@ -530,7 +608,7 @@ function runTask(task: i32, tid: i32): void {
   const hp4 = <usize>gHp << 2;
   const m4b = <usize>m4 << 2;
 
-  packQuery(b, kvh, t0, nt, m4);
+  packQuery(b, kvh, gi, t0, nt, m4);
   setupRows(b, kvh, t0, nt, m4);
   memory.fill(sO, 0, <usize>m4 * hp4);
   const ninf = f32x4.splat(-Infinity);
@@ -550,14 +628,14 @@ function runTask(task: i32, tid: i32): void {
 
   const cStart = max(kLo, kc * gKChunk);
   const cEnd = min(kHi + 1, min(gS, (kc + 1) * gKChunk));
-  const kBase = gK + ((<usize>b * <usize>gC * <usize>gV + <usize>kvh) * <usize>gH << 2);
-  const vBase = gVal + ((<usize>b * <usize>gC * <usize>gV + <usize>kvh) * <usize>gH << 2);
+  const kBase = gK + ((<usize>b * <usize>gKbs + <usize>kvh * <usize>gKhs + <usize>gi * <usize>gKgs) << 2);
+  const vBase = gVal + ((<usize>b * <usize>gVbs + <usize>kvh * <usize>gVhs + <usize>gi * <usize>gVgs) << 2);
   const progress = gProgress + (<usize>tid << 2);
 
   for (let kt = cStart; kt < cEnd; kt += gBc) {
     const nk = min(gBc, cEnd - kt);
-    touchRows(kBase, kt, nk);
-    touchRows(vBase, kt, nk);
+    touchRows(kBase, gKrs, kt, nk);
+    touchRows(vBase, gVrs, kt, nk);
     computeLogits(kBase, kt, nk, m4);
     const needBounds = hasBounds && (kt < rowLoMax || kt + nk - 1 > rowHiMin);
     if (needBounds || gMaskKind != 0) applyMasks(kt, nk, m4, needBounds);
@@ -572,7 +650,7 @@ function runTask(task: i32, tid: i32): void {
       const tl = r / gG;
       const g = r - tl * gG;
       const l = load<f32>(sL + (<usize>r << 2));
-      const dst = gO + ((<usize>(b * gT + t0 + tl) * <usize>gU + <usize>(kvh * gG + g)) * <usize>gH << 2);
+      const dst = outRow(b, kvh, gi, t0 + tl, g);
       const src = sO + <usize>r * hp4;
       if (l > 0) {
         const lv = f32x4.splat(l);
@@ -587,7 +665,7 @@ function runTask(task: i32, tid: i32): void {
   } else {
     // Partial (m, l, unnormalised O) for the reduction.
     const partStride = <usize>gMaxM4 * (2 + <usize>gHp) << 2;
-    const part = gPart + <usize>task * partStride;
+    const part = gPart + <usize>pidx * partStride;
     memory.copy(part, sM, m4b);
     memory.copy(part + (<usize>gMaxM4 << 2), sL, m4b);
     memory.copy(part + (<usize>gMaxM4 << 3), sO, <usize>m4 * hp4);
@@ -680,11 +758,11 @@ export function reduce(params: usize): void {
   const partStride = <usize>gMaxM4 * (2 + <usize>gHp) << 2;
   const hp4 = <usize>gHp << 2;
   for (let group = 0; group < gNTasks / gNk; group++) {
-    let rest = group;
-    const kvh = rest % gV;
-    rest = rest / gV;
-    const b = rest % gB;
-    const qt = gNqt - 1 - rest / gB;
+    const gi = group % gNg;
+    const grp = gG0 + gi;
+    const kvh = grp % gV;
+    const b = grp / gV;
+    const qt = gNqt - 1 - group / gNg;
     const t0 = qt * gTq;
     const nt = min(gTq, gT - t0);
     const M = nt * gG;
@@ -695,7 +773,7 @@ export function reduce(params: usize): void {
       for (let c = 0; c < gNk; c++) mx = max(mx, load<f32>(first + <usize>c * partStride + rb));
       const tl = r / gG;
       const g = r - tl * gG;
-      const dst = gO + ((<usize>(b * gT + t0 + tl) * <usize>gU + <usize>(kvh * gG + g)) * <usize>gH << 2);
+      const dst = outRow(b, kvh, gi, t0 + tl, g);
       if (mx == -Infinity) {
         memory.fill(dst, 0, <usize>gH << 2);
         continue;

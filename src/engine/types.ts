@@ -182,7 +182,11 @@ export interface AttentionEngineOptions {
     readonly crashWorkersOnJob?: number;
     /** Milliseconds without progress before a busy worker is declared lost. Default 2000. */
     readonly stallMs?: number;
-    /** Budget of staged query + output bytes per job (query rows go in blocks). Default 4 MiB. */
+    /**
+     * Budget of staged query + output bytes per job (query rows go in blocks); plain-array key/value
+     * are staged within half of it (whole, by key chunks or by (batch, kv head) groups, at least one
+     * group). Default 4 MiB.
+     */
     readonly stagingBytes?: number;
   };
 }

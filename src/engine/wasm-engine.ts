@@ -4,7 +4,7 @@
  *
  * Memory map: [0, 64 KiB) control block, job parameters and per-thread progress counters; above it
  * a first-fit heap with KV-cache buffers, per-thread scratch (kept and reused) and per-call staging
- * (copies of Float32Array inputs, the output, the mask; freed at the end of each call).
+ * (bounded copies of Float32Array inputs, the output, the mask; freed at the end of each call).
  *
  * A job is a list of tasks (batch, kv head, query tile, key chunk). Threads claim tasks from a
  * counter tagged with the job generation, so a late worker never claims a task of another job;
@@ -151,10 +151,26 @@ class WasmBuffer implements EngineBuffer {
   }
 }
 
-/** Staged view of one input: where it lives in engine memory, and a JS view of it. */
-interface Staged {
-  offset: number;
-  owned: boolean;
+/** Copies `rows` rows of `len` floats, `srcStride` apart in `src` from `srcOff`, to consecutive rows of `dst`. */
+function gather(dst: Float32Array, dstOff: number, src: Float32Array, srcOff: number, rows: number, len: number, srcStride: number): void {
+  if (srcStride === len) {
+    dst.set(src.subarray(srcOff, srcOff + rows * len), dstOff);
+  } else if (len >= 32) {
+    for (let r = 0; r < rows; r++, srcOff += srcStride, dstOff += len) dst.set(src.subarray(srcOff, srcOff + len), dstOff);
+  } else {
+    for (let r = 0; r < rows; r++, srcOff += srcStride - len) for (let i = 0; i < len; i++) dst[dstOff++] = src[srcOff++]!;
+  }
+}
+
+/** Copies consecutive rows of `len` floats from `src` to rows `dstStride` apart in `dst`. */
+function scatter(dst: Float32Array, dstOff: number, dstStride: number, src: Float32Array, srcOff: number, rows: number, len: number): void {
+  if (dstStride === len) {
+    dst.set(src.subarray(srcOff, srcOff + rows * len), dstOff);
+  } else if (len >= 32) {
+    for (let r = 0; r < rows; r++, srcOff += len, dstOff += dstStride) dst.set(src.subarray(srcOff, srcOff + len), dstOff);
+  } else {
+    for (let r = 0; r < rows; r++, dstOff += dstStride - len) for (let i = 0; i < len; i++) dst[dstOff++] = src[srcOff++]!;
+  }
 }
 
 export class WasmEngine implements AttentionEngine {
@@ -383,15 +399,19 @@ export class WasmEngine implements AttentionEngine {
     return result;
   }
 
-  private stage(a: Float32Array): Staged {
-    if (a.buffer === this.memory.buffer || this.inPlace.has(a)) {
-      return { offset: a.byteOffset, owned: false };
-    }
-    const off = this.heap.alloc(a.byteLength);
-    new Float32Array(this.memory.buffer, off, a.length).set(a);
-    return { offset: off, owned: true };
+  /** Whether `a` already lives in engine memory (an EngineBuffer view), read in place. */
+  private isInPlace(a: Float32Array): boolean {
+    return a.buffer === this.memory.buffer || this.inPlace.has(a);
   }
 
+  /**
+   * Runs the problem as a sequence of jobs. A job covers `ng` consecutive groups (batch, kv head),
+   * a block of query rows and a range of key chunks. Plain-array key/value inputs are staged
+   * within `stagingBytes / 2`: whole when they fit (or probabilities are requested), by key chunks
+   * of every head for short queries (partials reduced at the end), else per group (the S×H rows
+   * of the job's kv heads, a strided gather). EngineBuffers are read in place. The query (unless
+   * in place) and the output are staged per job as (ng, rows, G, H), within `stagingBytes`.
+   */
   private run(p: NormalizedProblem): AttentionResult {
     const { B, T, S, C, U, V, H, G } = p;
     const threads = this.threads;
@@ -399,22 +419,73 @@ export class WasmEngine implements AttentionEngine {
     const maxM4 = (tq * G + 3) & ~3;
     const Hp = (H + 3) & ~3;
     const Bc = KEY_TILE;
-    // Query rows per job: everything at once when the query is in engine memory or probabilities are
-    // requested; otherwise blocks of rows whose staged query + output fit STAGING_BYTES.
-    const qInPlace = p.query.buffer === this.memory.buffer || this.inPlace.has(p.query);
-    const rowBytes = 2 * B * U * H * 4;
+    const want = p.wantProbabilities;
+    const qIn = this.isInPlace(p.query);
+    const kIn = this.isInPlace(p.key);
+    const sameKV = p.value === p.key;
+    const vIn = sameKV ? kIn : this.isInPlace(p.value);
+    // Offsets of in-place inputs, read before any allocation (growth detaches non-shared views).
+    const qInOff = p.query.byteOffset;
+    const kInOff = p.key.byteOffset;
+    const vInOff = p.value.byteOffset;
+    const nGroups = B * V;
+    const GH = G * H;
+
+    const kvArrays = (kIn ? 0 : 1) + (vIn || sameKV ? 0 : 1);
+    const partStride = maxM4 * (2 + Hp) * 4;
+    const half = this.stagingBytes / 2;
+
+    // Key rows of every head staged with bulk copies and read with the in-place strides: all S
+    // rows in one job when they fit half the budget (or probabilities are requested), else, for
+    // short queries, key chunks [j0, j0 + SC) in turn, each job leaving (max, sum, output)
+    // partials per key chunk, reduced once at the end. Needs the whole query, output and the
+    // partials within the budget.
+    let chunked = false;
+    let SC = S;
+    let kChunk = 0;
+    let nK = 1;
+    if (kvArrays > 0) {
+      const nQTall = Math.ceil(T / tq);
+      const qoBytes = (qIn ? 1 : 2) * B * T * U * H * 4;
+      if (want || (kvArrays * B * S * V * H * 4 <= half && qoBytes <= this.stagingBytes)) {
+        chunked = true;
+      } else {
+        const nsub = threads > 1 ? Math.ceil((4 * threads) / (nGroups * nQTall)) : 1;
+        const sc = Math.max(Bc, Math.floor(half / (kvArrays * B * V * H * 4) / Bc) * Bc);
+        const kc = Math.max(Bc, Math.floor(sc / nsub / Bc) * Bc);
+        const nk = Math.ceil(S / kc);
+        if (sc < S && nk * nGroups * nQTall * partStride + qoBytes <= this.stagingBytes) {
+          chunked = true;
+          kChunk = kc;
+          SC = Math.max(kc, Math.floor(sc / kc) * kc);
+          nK = nk;
+        }
+      }
+    }
+    const split = chunked && SC < S;
+    // Otherwise groups per job: all of them when K/V are read in place (or probabilities are
+    // requested), else as many (batch, kv head) groups as the key/value budget holds.
+    let ng = nGroups;
+    if (!chunked && !want && kvArrays > 0) {
+      ng = Math.max(1, Math.min(nGroups, Math.floor(half / (kvArrays * S * H * 4))));
+    }
+    // Query rows per job: all of them with probabilities or key chunks; otherwise blocks of rows
+    // whose staged query + output fit the staging budget.
+    const rowBytes = (qIn ? 1 : 2) * ng * GH * 4;
     let Tb = T;
-    if (!qInPlace && !p.wantProbabilities && rowBytes * T > this.stagingBytes) {
-      Tb = Math.max(tq, Math.floor(this.stagingBytes / rowBytes / tq) * tq);
+    if (!want && !chunked && rowBytes * T > this.stagingBytes) {
+      Tb = Math.min(T, Math.max(tq, Math.floor(this.stagingBytes / rowBytes / tq) * tq));
     }
     const nQT = Math.ceil(Tb / tq);
-    const base = B * V * nQT;
-    let nK = 1;
-    if (!p.wantProbabilities && threads > 1 && base < 4 * threads && S >= 512) {
-      nK = Math.max(1, Math.min(Math.ceil((4 * threads) / base), Math.floor(S / 256)));
+    const base = ng * nQT;
+    if (!split) {
+      if (!want && threads > 1 && base < 4 * threads && S >= 512) {
+        nK = Math.max(1, Math.min(Math.ceil((4 * threads) / base), Math.floor(S / 256)));
+      }
+      kChunk = Math.ceil(S / nK / Bc) * Bc;
+      nK = Math.ceil(S / kChunk);
     }
-    const kChunk = Math.ceil(S / nK / Bc) * Bc;
-    nK = Math.ceil(S / kChunk);
+    const nkj = split ? SC / kChunk : nK; // key chunks per job
     const ntasks = base * nK;
     if (ntasks >= TASK_LIMIT) {
       throw new ValueError(`AttentionEngine.attention: argument \`problem\` is too large (${ntasks} tasks, limit ${TASK_LIMIT - 1}); received B=${B}, T=${T}, V=${V}.`);
@@ -432,22 +503,18 @@ export class WasmEngine implements AttentionEngine {
 
     const owned: number[] = [];
     const alloc = (bytes: number): number => {
-      const off = this.heap.alloc(bytes);
+      const off = this.heap.alloc(Math.max(64, bytes));
       owned.push(off);
       return off;
     };
     try {
-      const k = this.stage(p.key);
-      if (k.owned) owned.push(k.offset);
-      const v = p.value === p.key ? k : this.stage(p.value);
-      if (v.owned && v !== k) owned.push(v.offset);
-      const blocked = Tb < T;
-      const q = blocked ? { offset: alloc(B * Tb * U * H * 4), owned: true } : this.stage(p.query);
-      if (!blocked && q.owned) owned.push(q.offset);
-      const outN = B * T * U * H;
-      const output = new Float32Array(outN);
-      const oOff = alloc(B * Tb * U * H * 4);
-      const probN = p.wantProbabilities ? B * U * T * S : 0;
+      const kvFloats = chunked ? B * SC * V * H : ng * S * H;
+      const kOff = kIn ? kInOff : alloc(kvFloats * 4);
+      const vOff = sameKV ? kOff : vIn ? vInOff : alloc(kvFloats * 4);
+      const qOff = qIn ? qInOff : alloc(ng * Tb * GH * 4);
+      const oOff = alloc(ng * Tb * GH * 4);
+      const output = new Float32Array(B * T * U * H);
+      const probN = want ? B * U * T * S : 0;
       const probOff = probN > 0 ? alloc(probN * 4) : 0;
       let maskKind = 0;
       let maskOff = 0;
@@ -461,57 +528,107 @@ export class WasmEngine implements AttentionEngine {
         else new Float32Array(this.memory.buffer, maskOff, m.data.length).set(m.data as Float32Array);
         ms = [...m.strides];
       }
-      const partStride = maxM4 * (2 + Hp) * 4;
       const partOff = nK > 1 ? alloc(ntasks * partStride) : 0;
-      const doneOff = alloc(ntasks * 4);
+      const doneOff = alloc(base * nkj * 4);
       const rowFloats = U * H;
+      const kvRow = V * H;
 
-      for (let t0 = 0; t0 < T; t0 += Tb) {
-        const tb = Math.min(Tb, T - t0);
-        const nqt = Math.ceil(tb / tq);
-        const jobTasks = B * V * nqt * nK;
-        if (blocked) {
-          const qs = new Float32Array(this.memory.buffer, q.offset, B * tb * rowFloats);
-          for (let b = 0; b < B; b++) {
-            qs.set(p.query.subarray((b * T + t0) * rowFloats, (b * T + t0 + tb) * rowFloats), b * tb * rowFloats);
+      for (let g0 = 0; g0 < nGroups; g0 += ng) {
+        const gn = Math.min(ng, nGroups - g0);
+        if (!chunked && (!kIn || !vIn)) {
+          const mem = this.memory.buffer;
+          for (let gi = 0; gi < gn; gi++) {
+            const b = Math.floor((g0 + gi) / V);
+            const src = (b * C * V + ((g0 + gi) % V)) * H;
+            if (!kIn) gather(new Float32Array(mem, kOff, gn * S * H), gi * S * H, p.key, src, S, H, kvRow);
+            if (!vIn && !sameKV) gather(new Float32Array(mem, vOff, gn * S * H), gi * S * H, p.value, src, S, H, kvRow);
           }
         }
-        const buf = this.memory.buffer;
-        const pi = new Int32Array(buf, PARAMS_OFFSET, 64);
-        const pf = new Float32Array(buf, PARAMS_OFFSET, 64);
-        pi.set([B, tb, S, C, U, V, H, G, q.offset, k.offset, v.offset, oOff]);
-        pf[12] = p.scale;
-        pi[13] = p.causal ? 1 : 0;
-        pi[14] = p.window;
-        pi[15] = p.p0 + t0;
-        pi[16] = maskKind;
-        pi[17] = maskOff + t0 * ms[2]! * (maskKind === 2 ? 4 : 1);
-        pi[18] = ms[0]!;
-        pi[19] = ms[1]!;
-        pi[20] = ms[2]!;
-        pi[21] = ms[3]!;
-        pi[22] = probOff;
-        pi[23] = tq;
-        pi[24] = Bc;
-        pi[25] = nqt;
-        pi[26] = nK;
-        pi[27] = kChunk;
-        pi[28] = jobTasks;
-        pi[29] = partOff;
-        pi[30] = this.scratchOff;
-        pi[31] = stride;
-        pi[32] = doneOff;
-        pi[33] = NEXT_OFFSET;
-        pi[34] = PROGRESS_OFFSET;
-        pi[35] = maxM4;
-        new Int32Array(buf, doneOff, jobTasks).fill(0);
-        this.runJob(jobTasks, doneOff);
-        if (nK > 1) this.exports.reduce(PARAMS_OFFSET);
-        const os = new Float32Array(this.memory.buffer, oOff, B * tb * rowFloats);
-        if (!blocked) output.set(os);
-        else {
-          for (let b = 0; b < B; b++) {
-            output.set(os.subarray(b * tb * rowFloats, (b + 1) * tb * rowFloats), (b * T + t0) * rowFloats);
+        for (let t0 = 0; t0 < T; t0 += Tb) {
+          const tb = Math.min(Tb, T - t0);
+          const nqt = Math.ceil(tb / tq);
+          if (!qIn) {
+            const qs = new Float32Array(this.memory.buffer, qOff, gn * tb * GH);
+            for (let gi = 0; gi < gn; gi++) {
+              const b = Math.floor((g0 + gi) / V);
+              const src = (b * T + t0) * rowFloats + ((g0 + gi) % V) * GH;
+              gather(qs, gi * tb * GH, p.query, src, tb, GH, rowFloats);
+            }
+          }
+          for (let kc0 = 0; kc0 < nK; kc0 += nkj) {
+            const j0 = kc0 * kChunk;
+            const nkjJob = Math.min(nkj, nK - kc0);
+            const jobTasks = nqt * gn * nkjJob;
+            if (chunked) {
+              // Rows [j0, j1) of every head: contiguous in (B, C, V, H), one bulk copy per batch.
+              const j1 = Math.min(S, j0 + SC);
+              const mem = this.memory.buffer;
+              for (let b = 0; b < B; b++) {
+                const from = (b * C + j0) * kvRow;
+                const to = (b * C + j1) * kvRow;
+                if (!kIn) new Float32Array(mem, kOff, B * SC * kvRow).set(p.key.subarray(from, to), b * SC * kvRow);
+                if (!vIn && !sameKV) new Float32Array(mem, vOff, B * SC * kvRow).set(p.value.subarray(from, to), b * SC * kvRow);
+              }
+            }
+            const buf = this.memory.buffer;
+            const pi = new Int32Array(buf, PARAMS_OFFSET, 64);
+            const pf = new Float32Array(buf, PARAMS_OFFSET, 64);
+            // Staged key chunks are addressed as if they started at row 0 (the offset may wrap
+            // below zero; the kernel's 32-bit address arithmetic wraps back).
+            const shift = chunked ? j0 * kvRow * 4 : 0;
+            pi.set([B, tb, S, C, U, V, H, G, qIn ? qOff + t0 * rowFloats * 4 : qOff, kIn ? kOff : kOff - shift, vIn ? vOff : vOff - shift, oOff]);
+            pf[12] = p.scale;
+            pi[13] = p.causal ? 1 : 0;
+            pi[14] = p.window;
+            pi[15] = p.p0 + t0;
+            pi[16] = maskKind;
+            pi[17] = maskOff + t0 * ms[2]! * (maskKind === 2 ? 4 : 1);
+            pi[18] = ms[0]!;
+            pi[19] = ms[1]!;
+            pi[20] = ms[2]!;
+            pi[21] = ms[3]!;
+            pi[22] = probOff;
+            pi[23] = tq;
+            pi[24] = Bc;
+            pi[25] = nqt;
+            pi[26] = nK;
+            pi[27] = kChunk;
+            pi[28] = jobTasks;
+            pi[29] = partOff;
+            pi[30] = this.scratchOff;
+            pi[31] = stride;
+            pi[32] = doneOff;
+            pi[33] = NEXT_OFFSET;
+            pi[34] = PROGRESS_OFFSET;
+            pi[35] = maxM4;
+            pi[36] = g0;
+            pi[37] = gn;
+            // K / V: (b, kvh, gi, row) strides in floats: in place (B, C, V, H), staged key chunks
+            // (B, SC, V, H) or staged groups (gn, S, H).
+            const kvStaged = chunked ? [SC * kvRow, H, 0, kvRow] : [0, 0, S * H, H];
+            pi.set(kIn ? [C * kvRow, H, 0, kvRow] : kvStaged, 38);
+            pi.set(vIn ? [C * kvRow, H, 0, kvRow] : kvStaged, 42);
+            // Q / O: (b, kvh, gi, row) strides, in place (B, T, U, H) or staged (gn, tb, G, H).
+            pi.set(qIn ? [T * rowFloats, GH, 0, rowFloats] : [0, 0, tb * GH, GH], 46);
+            pi.set([0, 0, tb * GH, GH], 50);
+            pi[54] = kc0;
+            pi[55] = nkjJob;
+            new Int32Array(buf, doneOff, jobTasks).fill(0);
+            this.runJob(jobTasks, doneOff);
+          }
+          if (nK > 1) {
+            // Reduce every key chunk of the jobs above.
+            const pi = new Int32Array(this.memory.buffer, PARAMS_OFFSET, 64);
+            pi[28] = nqt * gn * nK;
+            pi[54] = 0;
+            pi[55] = nK;
+          }
+          if (nK > 1) this.exports.reduce(PARAMS_OFFSET);
+          const os = new Float32Array(this.memory.buffer, oOff, gn * tb * GH);
+          for (let gi = 0; gi < gn; gi++) {
+            const b = Math.floor((g0 + gi) / V);
+            const dst = (b * T + t0) * rowFloats + ((g0 + gi) % V) * GH;
+            scatter(output, dst, rowFloats, os, gi * tb * GH, tb, GH);
           }
         }
       }
