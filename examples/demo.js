@@ -18,11 +18,11 @@ import { createOptimizer, evaluate, learningRate, trainStep } from './lib/train.
 
 const here = dirname(fileURLToPath(import.meta.url));
 const OPTIONS = {
-  task: { type: 'string', default: 'copy', help: `task: ${Object.keys(TASKS).join(' | ')}` },
+  task: { type: 'string', default: 'sort', help: `task: ${Object.keys(TASKS).join(' | ')}` },
   n: { type: 'string', default: '8', help: 'symbols per example (copy/sort length, recall pairs)' },
   steps: { type: 'string', default: '1200', help: 'most training steps' },
   'time-limit': { type: 'string', default: '170', help: 'seconds of training at most' },
-  target: { type: 'string', default: '0.99', help: 'stop once held-out accuracy reaches this' },
+  target: { type: 'string', default: '0.995', help: 'stop once held-out accuracy reaches this' },
   batch: { type: 'string', default: '32', help: 'examples per step' },
   lr: { type: 'string', default: '0.003', help: 'Adam learning rate (warm-up, then cosine decay)' },
   heads: { type: 'string', default: '4', help: 'query heads U' },

@@ -9,7 +9,7 @@ import { Decoder, generate } from './decoder.js';
 import { createRng, makeBatch, TASKS, VOCAB } from './tasks.js';
 import { createOptimizer, trainStep } from './train.js';
 
-export const FIXTURE_DEFAULTS = { seed: 5, task: 'recall', n: 4, count: 3, trainSteps: 4 };
+export const FIXTURE_DEFAULTS = { seed: 5, task: 'sort', n: 6, count: 3, trainSteps: 4 };
 
 export function fixtureConfig(task, n) {
   return { vocabSize: VOCAB.length, maxLength: TASKS[task].length(n), numQueryHeads: 4, numKeyValueHeads: 2 };
