@@ -2,8 +2,9 @@
 /**
  * Checks the API docs: every export of the package's entry points (as TypeDoc sees them) has a
  * JSDoc comment with an `@example`, and every TypeScript example that imports the package runs in
- * Node (transpiled with esbuild, run from the repository root so that `grouped-query-attention`
- * resolves to the built package; examples that need a browser backend are listed, not run).
+^ * Node (transpiled with esbuild, run from a temporary folder inside the repository so that
+ * `grouped-query-attention` resolves to the built package, and files they write go away;
+ * examples that need a browser backend are listed, not run).
  *
  *   node docs/check-jsdoc.mjs            report; exits 1 if anything is missing or fails
  *   node docs/check-jsdoc.mjs --no-run   only check that the comments and examples exist
@@ -49,7 +50,7 @@ try {
         const js = transformSync(code, { loader: 'ts', format: 'esm' }).code;
         const file = join(tmp, `example-${ran++}.mjs`);
         writeFileSync(file, js);
-        const result = spawnSync(process.execPath, [file], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+        const result = spawnSync(process.execPath, [file], { cwd: tmp, encoding: 'utf8', timeout: 60_000 });
         if (result.status !== 0) {
           const err = (result.stderr || result.stdout || `exit ${result.status}`).split('\n').find((l) => /Error|error/.test(l)) ?? result.stderr.slice(0, 200);
           notes.push(`example ${i + 1} fails: ${err.trim().slice(0, 200)}`);
