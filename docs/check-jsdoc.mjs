@@ -2,7 +2,7 @@
 /**
  * Checks the API docs: every export of the package's entry points (as TypeDoc sees them) has a
  * JSDoc comment with an `@example`, and every TypeScript example that imports the package runs in
-^ * Node (transpiled with esbuild, run from a temporary folder inside the repository so that
+ * Node (transpiled with esbuild, run from a temporary folder inside the repository so that
  * `grouped-query-attention` resolves to the built package, and files they write go away;
  * examples that need a browser backend are listed, not run).
  *
