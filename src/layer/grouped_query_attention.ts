@@ -409,6 +409,11 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     training: boolean,
   ): tf.Tensor | tf.Tensor[] {
     this.checkCall(query, value, key, {});
+    // The cache path reads the projected tensors synchronously (dataSync), which tfjs-webgpu does not
+    // support (it loses the device in Chromium): refuse before any work instead.
+    check(tf.getBackend() !== 'webgpu', this.where, () =>
+      'a KV cache cannot be used on the webgpu backend (it reads tensors synchronously); use wasm, cpu or webgl ' +
+      '(received backend webgpu)');
     const [b, t] = query.shape as [number, number];
     checkCachedCall(this.where, cache, this, b, t, masks);
     check(!(training && this.dropout > 0), this.where, () =>
