@@ -50,7 +50,7 @@ try {
         const js = transformSync(code, { loader: 'ts', format: 'esm' }).code;
         const file = join(tmp, `example-${ran++}.mjs`);
         writeFileSync(file, js);
-        const result = spawnSync(process.execPath, [file], { cwd: tmp, encoding: 'utf8', timeout: 60_000 });
+        const result = spawnSync(process.execPath, [file], { cwd: root, encoding: 'utf8', timeout: 60_000 });
         if (result.status !== 0) {
           const err = (result.stderr || result.stdout || `exit ${result.status}`).split('\n').find((l) => /Error|error/.test(l)) ?? result.stderr.slice(0, 200);
           notes.push(`example ${i + 1} fails: ${err.trim().slice(0, 200)}`);

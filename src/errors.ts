@@ -3,7 +3,21 @@
  * and the received value, so a failed call explains itself without a stack trace.
  */
 
-/** An argument, shape or option that breaks a documented rule. Raised before any work is done. */
+/**
+ * An argument, shape or option that breaks a documented rule. Raised before any work is done.
+ *
+ * @example
+ * ```ts
+ * import { GroupedQueryAttention, ValueError } from 'grouped-query-attention';
+ *
+ * try {
+ *   new GroupedQueryAttention({ headDim: 8, numQueryHeads: 6, numKeyValueHeads: 4 });
+ * } catch (e) {
+ *   console.log(e instanceof ValueError, (e as Error).message);
+ *   // true "GroupedQueryAttention '...': numQueryHeads must be divisible by numKeyValueHeads; received ..."
+ * }
+ * ```
+ */
 export class ValueError extends Error {
   constructor(message: string) {
     super(message);

@@ -364,7 +364,16 @@ function translateGqa(o: Options, name: string): Translated {
   return { layer, call };
 }
 
-/** The Keras layer classes this importer rebuilds. */
+/**
+ * The Keras layer classes this importer rebuilds.
+ *
+ * @example
+ * ```ts
+ * import { SUPPORTED_KERAS_LAYERS } from 'grouped-query-attention';
+ *
+ * console.log(SUPPORTED_KERAS_LAYERS.includes('GroupQueryAttention'));   // true
+ * ```
+ */
 export const SUPPORTED_KERAS_LAYERS: readonly string[] = Object.keys(TRANSLATORS);
 
 /** A `[layer_name, node_index, tensor_index]` reference. */

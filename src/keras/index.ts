@@ -43,7 +43,8 @@ const WRITTEN_KERAS_VERSION = '3.6.0';
  * import { loadKerasModel } from 'grouped-query-attention';
  *
  * // Python: model.save("decoder.keras")
- * const model = await loadKerasModel('decoder.keras');
+ * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
+ * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
  * const tokens = tf.tensor2d([[22, 8, 38, 30, 3, 2, 1, 17, 9, 0, 16, 28]], [1, 12], 'int32');
  * const logits = model.predict(tokens) as tf.Tensor;   // (1, 12, 50), as Keras's model(tokens)
  * model.dispose();
@@ -85,7 +86,7 @@ export async function loadKerasModel(source: KerasSource): Promise<tfl.LayersMod
  * const value = tfl.input({ shape: [7, 8], name: 'value' });
  * const gqa = new GroupedQueryAttention({ headDim: 4, numQueryHeads: 4, numKeyValueHeads: 2 });
  * const model = tfl.model({ inputs: [query, value], outputs: gqa.apply(query, { value }) as tfl.SymbolicTensor });
- * await loadKerasWeights(model, 'gqa_layer.weights.h5');   // Python: model.save_weights(...)
+ * await loadKerasWeights(model, 'test/data/fixtures/gqa_layer_v36.weights.h5');   // Python: model.save_weights(...)
  * ```
  */
 export async function loadKerasWeights(model: tfl.LayersModel, source: KerasSource): Promise<void> {
@@ -111,11 +112,13 @@ export async function loadKerasWeights(model: tfl.LayersModel, source: KerasSour
  *
  * @example
  * ```ts
+ * import '@tensorflow/tfjs-backend-cpu';
  * import { writeFileSync } from 'node:fs';
  * import { loadKerasModel, saveKerasWeights } from 'grouped-query-attention';
  *
- * const model = await loadKerasModel('decoder.keras');
- * writeFileSync('decoder.weights.h5', await saveKerasWeights(model));
+ * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
+ * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
+ * writeFileSync('out/decoder.weights.h5', await saveKerasWeights(model));
  * // Python: model.load_weights("decoder.weights.h5")
  * ```
  */
@@ -166,8 +169,10 @@ export async function saveKerasModel(model: tfl.LayersModel): Promise<Uint8Array
  *
  * @example
  * ```ts
+ * import '@tensorflow/tfjs-backend-cpu';
  * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention';
- * const model = await loadKerasModel('decoder.keras');
+ * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
+ * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
  * for (const w of kerasWeightPaths(model)) console.log(w.path, w.name, w.shape);
  * ```
  */
@@ -180,8 +185,10 @@ export function kerasWeightPaths(model: tfl.LayersModel): Array<{ path: string; 
  *
  * @example
  * ```ts
+ * import '@tensorflow/tfjs-backend-cpu';
  * import { kerasModelConfig, loadKerasModel } from 'grouped-query-attention';
- * const model = await loadKerasModel('decoder.keras');
+ * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
+ * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
  * console.log(JSON.stringify(kerasModelConfig(model)).slice(0, 80));
  * ```
  */

@@ -7,6 +7,19 @@ import { KerasFileError } from './errors.js';
  * A Keras file: a file path (Node only), an `http(s):`/`file:`/`blob:`/`data:` URL string or `URL`
  * (read with `fetch`, or from disk for `file:` in Node), an `ArrayBuffer`, a typed array or
  * `DataView` over the bytes, or a browser `Blob`/`File`.
+ *
+ * @example
+ * ```ts
+ * import '@tensorflow/tfjs-backend-cpu';
+ * import { readFileSync } from 'node:fs';
+ * import { loadKerasModel, type KerasSource } from 'grouped-query-attention';
+ *
+ * const sources: KerasSource[] = [
+ *   'test/data/fixtures/gqa_layer_v36.keras',                    // a path (Node) or a URL string
+ *   readFileSync('test/data/fixtures/gqa_layer_v36.keras'),      // bytes (a File or Blob in browsers)
+ * ];
+ * for (const source of sources) (await loadKerasModel(source)).dispose();
+ * ```
  */
 export type KerasSource = string | URL | ArrayBuffer | ArrayBufferView | Blob;
 

@@ -17,7 +17,19 @@ import { toSnakeCase } from './objects.js';
 type Layer = tfl.LayersModel['layers'][number];
 type LayerVariable = Layer['weights'][number];
 
-/** One weight of the model and where Keras stores it. */
+/**
+ * One weight of the model and where Keras stores it (an entry of {@link KerasWeightLayout}).
+ *
+ * @example
+ * ```ts
+ * import '@tensorflow/tfjs-backend-cpu';
+ * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention';
+ *
+ * const model = await loadKerasModel('test/data/fixtures/gqa_layer_v36.keras');
+ * const [first] = kerasWeightPaths(model);
+ * console.log(first);   // the HDF5 path of query/kernel, its Keras name and shape
+ * ```
+ */
 export interface KerasWeightEntry {
   /** HDF5 dataset path, e.g. `/layers/grouped_query_attention/_query_dense/vars/0`. */
   path: string;
@@ -27,7 +39,18 @@ export interface KerasWeightEntry {
   variable: LayerVariable;
 }
 
-/** The groups and weights of a model's Keras weights file. */
+/**
+ * The groups and weights of a model's Keras weights file.
+ *
+ * @example
+ * ```ts
+ * import '@tensorflow/tfjs-backend-cpu';
+ * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention';
+ *
+ * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
+ * for (const w of kerasWeightPaths(model)) console.log(w);
+ * ```
+ */
 export interface KerasWeightLayout {
   groups: H5GroupSpec[];
   weights: KerasWeightEntry[];

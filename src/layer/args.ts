@@ -13,7 +13,21 @@ import type {
   RegularizerIdentifier,
 } from './identifiers.js';
 
-/** Constructor arguments (Keras `GroupQueryAttention` in camelCase). */
+/**
+ * Constructor arguments (Keras `GroupQueryAttention` in camelCase).
+ *
+ * @example
+ * ```ts
+ * import { GroupedQueryAttention, type GroupedQueryAttentionArgs } from 'grouped-query-attention';
+ *
+ * const args: GroupedQueryAttentionArgs = {
+ *   headDim: 64, numQueryHeads: 8, numKeyValueHeads: 2,   // G = 4 query heads per key/value head
+ *   dropout: 0.1, useBias: false, kernelInitializer: 'heNormal', kernelRegularizer: 'l2',
+ *   slidingWindow: 256, useGate: true, seed: 1,
+ * };
+ * const layer = new GroupedQueryAttention(args);
+ * ```
+ */
 export interface GroupedQueryAttentionArgs extends LayerArgs {
   /** Size of each attention head, H (query, key and value heads alike). */
   headDim: number;
@@ -53,7 +67,26 @@ export interface GroupedQueryAttentionArgs extends LayerArgs {
 /** Tensors of a call: all Tensors, or all SymbolicTensors in a functional model. */
 export type AnyTensor = tf.Tensor | SymbolicTensor;
 
-/** The keyword arguments of `layer.apply(query, callArgs)`. */
+/**
+ * The keyword arguments of `layer.apply(query, callArgs)`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import '@tensorflow/tfjs-backend-cpu';
+ * import { GroupedQueryAttention, type GroupedQueryAttentionCallArgs } from 'grouped-query-attention';
+ *
+ * const layer = new GroupedQueryAttention({ headDim: 4, numQueryHeads: 4, numKeyValueHeads: 2 });
+ * const query = tf.randomNormal([2, 3, 8]);
+ * const call: GroupedQueryAttentionCallArgs = {
+ *   value: tf.randomNormal([2, 5, 8]),
+ *   valueMask: tf.tensor2d([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], [2, 5], 'bool'),  // padded keys
+ *   useCausalMask: true,
+ *   returnAttentionScores: true,
+ * };
+ * const [out, scores] = layer.apply(query, call) as tf.Tensor[];   // (2,3,8), (2,4,3,5)
+ * ```
+ */
 export interface GroupedQueryAttentionCallArgs {
   /** (B, S, Dv). Required. */
   value: AnyTensor;

@@ -602,7 +602,17 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
 
 tf.serialization.registerClass(GroupedQueryAttention);
 
-/** Keras's public name, `keras.layers.GroupQueryAttention`, so configs written under it load too. */
+/**
+ * Keras's public name, `keras.layers.GroupQueryAttention`, so configs written under it load too.
+ *
+ * @example
+ * ```ts
+ * import { GroupQueryAttention } from 'grouped-query-attention';
+ *
+ * const layer = new GroupQueryAttention({ headDim: 8, numQueryHeads: 4, numKeyValueHeads: 2 });
+ * console.log(layer.getClassName());   // 'GroupQueryAttention'
+ * ```
+ */
 export class GroupQueryAttention extends GroupedQueryAttention {
   /** @nocollapse */
   static override readonly className: string = 'GroupQueryAttention';

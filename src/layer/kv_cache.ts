@@ -9,7 +9,19 @@ import { getDefaultEngine } from '../engine/index.js';
 import type { EngineBuffer } from '../engine/types.js';
 import { check, formatValue, ValueError } from '../errors.js';
 
-/** Options of `layer.createCache`. */
+/**
+ * Options of `layer.createCache`.
+ *
+ * @example
+ * ```ts
+ * import { GroupedQueryAttention, type KVCacheOptions } from 'grouped-query-attention';
+ *
+ * const layer = new GroupedQueryAttention({ headDim: 8, numQueryHeads: 4, numKeyValueHeads: 1 });
+ * const options: KVCacheOptions = { batchSize: 2, maxLength: 128 };
+ * const cache = layer.createCache(options);   // 2·128·1·8 floats each for keys and values
+ * cache.dispose();
+ * ```
+ */
 export interface KVCacheOptions {
   /** Batch size B of every call that uses the cache. */
   batchSize: number;

@@ -19,7 +19,25 @@ import {
 } from './kernel_names.js';
 import { combinedAdder, expandMaskToRank4, maskShapeRank4, normalizeMask, type NormalizedMask } from './masks.js';
 
-/** Options of {@link groupedQueryAttention}. */
+/**
+ * Options of {@link groupedQueryAttention}.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import '@tensorflow/tfjs-backend-cpu';
+ * import { groupedQueryAttention, type GroupedQueryAttentionOptions } from 'grouped-query-attention';
+ *
+ * const q = tf.randomNormal([1, 4, 6, 8]);   // (B,T,U,H)
+ * const kv = tf.randomNormal([1, 9, 3, 8]);  // (B,S,V,H)
+ * const options: GroupedQueryAttentionOptions = {
+ *   attentionMask: tf.ones([4, 9], 'bool'),  // (T,S), broadcast over batch and heads
+ *   causal: true, queryOffset: 5,            // the 4 queries sit at positions 5..8
+ *   slidingWindow: 3,
+ * };
+ * groupedQueryAttention(q, kv, kv, options).print();
+ * ```
+ */
 export interface GroupedQueryAttentionOptions {
   /**
    * Mask broadcastable to (B, U, T, S) after Keras's rank expansion ((T,S), (B,T,S), (1,T,S), (B,1,S),
@@ -45,7 +63,16 @@ export interface GroupedQueryAttentionOptions {
   seed?: number | null;
 }
 
-/** Keras's query scale in float32: `1 / sqrt(float32(H))`, each step rounded to float32. */
+/**
+ * Keras's query scale in float32: `1 / sqrt(float32(H))`, each step rounded to float32.
+ *
+ * @example
+ * ```ts
+ * import { defaultScale } from 'grouped-query-attention';
+ *
+ * console.log(defaultScale(6));   // 0.40824827551841736 (Keras 3.6; 1 ulp from fround(1/sqrt(6)))
+ * ```
+ */
 export function defaultScale(headDim: number): number {
   return Math.fround(1 / Math.fround(Math.sqrt(headDim)));
 }
@@ -134,7 +161,21 @@ function normalize(mask: tf.Tensor | null | undefined, p: Prepared, where: strin
   return normalizeMask(expandMaskToRank4(mask, p.scoresShape, where, 'attentionMask'), p.attrs);
 }
 
-/** Whether the active backend has a fused kernel for this op. */
+/**
+ * Whether a backend (default: the active one) has a fused kernel for this op; without one the op
+ * runs its composite path, with the same results.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import '@tensorflow/tfjs-backend-cpu';
+ * import { hasFusedKernel } from 'grouped-query-attention';
+ *
+ * await tf.setBackend('cpu');
+ * console.log(hasFusedKernel());           // true
+ * console.log(hasFusedKernel('webgpu'));   // true only after import 'grouped-query-attention/webgpu'
+ * ```
+ */
 export function hasFusedKernel(backendName: string = tf.getBackend()): boolean {
   return tf.getKernel(GroupedQueryAttention, backendName) != null;
 }

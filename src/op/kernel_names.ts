@@ -9,9 +9,23 @@ import type { TensorInfo } from '@tensorflow/tfjs-core';
  * Inputs: query (B,T,U,H), key (B,S,V,H), value (B,S,V,H), optional mask broadcastable to
  * (B,U,T,S) as a rank-4 tensor (dtype bool for a boolean mask, float32 for an additive one).
  * Outputs: [output (B,T,U,H)] or, with `returnScores`, [output, probabilities (B,U,T,S)].
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import '@tensorflow/tfjs-backend-cpu';
+ * import { GroupedQueryAttentionKernel, type GroupedQueryAttentionAttrs } from 'grouped-query-attention';
+ *
+ * // A backend registers its own fused kernel under this name; the op finds it with getKernel.
+ * console.log(tf.getKernel(GroupedQueryAttentionKernel, 'cpu') != null);   // true
+ * const attrs: GroupedQueryAttentionAttrs = {
+ *   maskKind: 'none', causal: true, queryOffset: 0, slidingWindow: 0, scale: 0.125, returnScores: false,
+ * };
+ * ```
  */
 export const GroupedQueryAttention = 'GroupedQueryAttention';
 
+/** Inputs of the {@link GroupedQueryAttention} kernel, for backend kernel authors (see its example). */
 export type GroupedQueryAttentionInputs = {
   query: TensorInfo;
   key: TensorInfo;
@@ -20,6 +34,7 @@ export type GroupedQueryAttentionInputs = {
   mask?: TensorInfo;
 };
 
+/** Attributes of the {@link GroupedQueryAttention} kernel, for backend kernel authors (see its example). */
 export interface GroupedQueryAttentionAttrs {
   /** 'none': no mask input; 'bool': nonzero allows (Keras bool masks); 'additive': float32 adder. */
   maskKind: 'none' | 'bool' | 'additive';
