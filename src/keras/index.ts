@@ -118,7 +118,7 @@ export async function loadKerasWeights(model: tfl.LayersModel, source: KerasSour
  *
  * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
  * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
- * writeFileSync('out/decoder.weights.h5', await saveKerasWeights(model));
+ * writeFileSync('decoder.weights.h5', await saveKerasWeights(model));
  * // Python: model.load_weights("decoder.weights.h5")
  * ```
  */
