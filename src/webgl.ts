@@ -13,7 +13,23 @@ import { groupedQueryAttentionWebGLConfig } from './op/kernels/webgl/GroupedQuer
 
 export { groupedQueryAttentionWebGLConfig } from './op/kernels/webgl/GroupedQueryAttention.js';
 
-/** Registers the webgl kernel unless one is registered already. Called on import. */
+/**
+ * Registers the webgl kernel unless one is registered already. Called on import; call it again after
+ * `tf.unregisterKernel` or to be explicit.
+ *
+ * @example
+ * ```ts
+ * // In a browser page (the webgl backend needs one):
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import '@tensorflow/tfjs-backend-webgl';
+ * import { groupedQueryAttention, hasFusedKernel } from 'grouped-query-attention';
+ * import { registerWebGLKernels } from 'grouped-query-attention/webgl';
+ *
+ * registerWebGLKernels();
+ * await tf.setBackend('webgl');
+ * console.log(hasFusedKernel());   // true: groupedQueryAttention runs the fused WebGL kernel
+ * ```
+ */
 export function registerWebGLKernels(): void {
   const c = groupedQueryAttentionWebGLConfig;
   if (tf.getKernel(c.kernelName, c.backendName) == null) tf.registerKernel(c);

@@ -15,7 +15,23 @@ import { groupedQueryAttentionWebGPUConfig } from './op/kernels/webgpu/GroupedQu
 
 export { groupedQueryAttentionWebGPUConfig, chooseFlashConfig, type FlashConfig } from './op/kernels/webgpu/GroupedQueryAttention.js';
 
-/** Registers the webgpu kernel unless one is registered already. Called on import. */
+/**
+ * Registers the webgpu kernel unless one is registered already. Called on import; call it again after
+ * `tf.unregisterKernel` or to be explicit.
+ *
+ * @example
+ * ```ts
+ * // In a browser page (the webgpu backend needs one):
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import '@tensorflow/tfjs-backend-webgpu';
+ * import { groupedQueryAttention, hasFusedKernel } from 'grouped-query-attention';
+ * import { registerWebGPUKernels } from 'grouped-query-attention/webgpu';
+ *
+ * registerWebGPUKernels();
+ * await tf.setBackend('webgpu');
+ * console.log(hasFusedKernel());   // true: groupedQueryAttention runs the fused WebGPU kernel
+ * ```
+ */
 export function registerWebGPUKernels(): void {
   const c = groupedQueryAttentionWebGPUConfig;
   if (tf.getKernel(c.kernelName, c.backendName) == null) tf.registerKernel(c);

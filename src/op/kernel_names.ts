@@ -25,7 +25,24 @@ import type { TensorInfo } from '@tensorflow/tfjs-core';
  */
 export const GroupedQueryAttention = 'GroupedQueryAttention';
 
-/** Inputs of the {@link GroupedQueryAttention} kernel, for backend kernel authors (see its example). */
+/**
+ * Inputs of the {@link GroupedQueryAttention} kernel, for backend kernel authors.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import '@tensorflow/tfjs-backend-cpu';
+ * import { GroupedQueryAttentionKernel, type GroupedQueryAttentionInputs } from 'grouped-query-attention';
+ *
+ * const inputs: GroupedQueryAttentionInputs = {
+ *   query: tf.ones([1, 2, 4, 8]), key: tf.ones([1, 3, 2, 8]), value: tf.ones([1, 3, 2, 8]),
+ *   mask: tf.zeros([1, 1, 1, 1]),   // placeholder when maskKind is 'none'
+ * };
+ * const attrs = { maskKind: 'none', causal: false, queryOffset: 0, slidingWindow: 0, scale: 0.35355339, returnScores: false };
+ * const [out] = tf.engine().runKernel(GroupedQueryAttentionKernel, inputs as never, attrs as never) as tf.Tensor[];
+ * console.log(out.shape);   // [1, 2, 4, 8]
+ * ```
+ */
 export type GroupedQueryAttentionInputs = {
   query: TensorInfo;
   key: TensorInfo;
@@ -34,7 +51,18 @@ export type GroupedQueryAttentionInputs = {
   mask?: TensorInfo;
 };
 
-/** Attributes of the {@link GroupedQueryAttention} kernel, for backend kernel authors (see its example). */
+/**
+ * Attributes of the {@link GroupedQueryAttention} kernel, for backend kernel authors.
+ *
+ * @example
+ * ```ts
+ * import { defaultScale, type GroupedQueryAttentionAttrs } from 'grouped-query-attention';
+ *
+ * const attrs: GroupedQueryAttentionAttrs = {
+ *   maskKind: 'bool', causal: true, queryOffset: 0, slidingWindow: 0, scale: defaultScale(64), returnScores: false,
+ * };
+ * ```
+ */
 export interface GroupedQueryAttentionAttrs {
   /** 'none': no mask input; 'bool': nonzero allows (Keras bool masks); 'additive': float32 adder. */
   maskKind: 'none' | 'bool' | 'additive';

@@ -103,6 +103,18 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   return [output, weights];
 };
 
+/**
+ * The webgl kernel's registration record (`tf.registerKernel(groupedQueryAttentionWebGLConfig)`);
+ * `import 'grouped-query-attention/webgl'` registers it for you.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { groupedQueryAttentionWebGLConfig } from 'grouped-query-attention/webgl';
+ *
+ * console.log(tf.getKernel(groupedQueryAttentionWebGLConfig.kernelName, 'webgl') != null);   // true
+ * ```
+ */
 export const groupedQueryAttentionWebGLConfig: KernelConfig = {
   kernelName: GroupedQueryAttention,
   backendName: 'webgl',

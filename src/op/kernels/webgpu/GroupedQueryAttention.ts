@@ -80,6 +80,18 @@ const groupedQueryAttentionWebGPU: KernelFunc = ({ inputs, backend, attrs }) => 
   return [output, probabilities];
 };
 
+/**
+ * The webgpu kernel's registration record (`tf.registerKernel(groupedQueryAttentionWebGPUConfig)`);
+ * `import 'grouped-query-attention/webgpu'` registers it for you.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { groupedQueryAttentionWebGPUConfig } from 'grouped-query-attention/webgpu';
+ *
+ * console.log(tf.getKernel(groupedQueryAttentionWebGPUConfig.kernelName, 'webgpu') != null);   // true
+ * ```
+ */
 export const groupedQueryAttentionWebGPUConfig: KernelConfig = {
   kernelName: GroupedQueryAttention,
   backendName: 'webgpu',

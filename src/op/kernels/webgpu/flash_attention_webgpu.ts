@@ -43,7 +43,18 @@
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { UNIFORMS, attrsKey, hasSpecialRows, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
-/** Tile configuration of one call. */
+/**
+ * Tile configuration of one call of the WebGPU flash kernel.
+ *
+ * @example
+ * ```ts
+ * import { chooseFlashConfig, type FlashConfig } from 'grouped-query-attention/webgpu';
+ *
+ * // H = 128, G = 4, T = 512 under SwiftShader-like limits (32 KiB workgroup storage, 256 invocations)
+ * const config: FlashConfig | null = chooseFlashConfig(128, 4, 512, { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 256 });
+ * console.log(config);
+ * ```
+ */
 export interface FlashConfig {
   /** Query heads of the group per workgroup. */
   gc: number;
@@ -72,7 +83,16 @@ function workgroupFloats(rows: number, kc: number, h: number): number {
 
 /**
  * Picks tile sizes for head size h, group size g and query length t under the given limits, or
- * null when no tile fits.
+ * null when no tile fits (the kernel then runs the composite path and warns once).
+ *
+ * @example
+ * ```ts
+ * import { chooseFlashConfig } from 'grouped-query-attention/webgpu';
+ *
+ * const limits = { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 256 };
+ * console.log(chooseFlashConfig(64, 7, 1, limits));     // a decode tile for G = 7
+ * console.log(chooseFlashConfig(4096, 1, 16, limits));  // null: H too large for the device
+ * ```
  */
 export function chooseFlashConfig(
   h: number,
