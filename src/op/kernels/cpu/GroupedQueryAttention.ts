@@ -4,7 +4,8 @@
  */
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { getDefaultEngine } from '../../../engine/index.js';
-import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { GroupedQueryAttention } from '../../kernel_names.js';
+import { readKernelCall } from '../kernel_call.js';
 import { engineProblem } from '../engine_problem.js';
 
 interface CpuBackendLike {
@@ -14,11 +15,7 @@ interface CpuBackendLike {
 
 const groupedQueryAttentionCpu: KernelFunc = ({ inputs, backend, attrs }) => {
   const cpu = backend as unknown as CpuBackendLike;
-  const query = inputs['query'] as TensorInfo;
-  const key = inputs['key'] as TensorInfo;
-  const value = inputs['value'] as TensorInfo;
-  const mask = inputs['mask'] as TensorInfo;
-  const a = attrs as unknown as GroupedQueryAttentionAttrs;
+  const { query, key, value, mask, attrs: a, dims } = readKernelCall(inputs, attrs);
   const values = (t: TensorInfo) => cpu.data.get(t.dataId).values;
   const problem = engineProblem(
     { query, key, mask },
@@ -33,8 +30,7 @@ const groupedQueryAttentionCpu: KernelFunc = ({ inputs, backend, attrs }) => {
   const result = getDefaultEngine().attention(problem);
   const output = cpu.makeTensorInfo(query.shape, 'float32', result.output);
   if (!a.returnScores) return [output];
-  const [b, , u] = query.shape as [number, number, number];
-  return [output, cpu.makeTensorInfo([b, u, query.shape[1]!, key.shape[1]!], 'float32', result.probabilities!)];
+  return [output, cpu.makeTensorInfo([dims.b, dims.u, dims.t, dims.s], 'float32', result.probabilities!)];
 };
 
 export const groupedQueryAttentionCpuConfig: KernelConfig = {

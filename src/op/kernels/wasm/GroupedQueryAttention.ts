@@ -6,19 +6,15 @@
  */
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { getDefaultEngine } from '../../../engine/index.js';
-import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { GroupedQueryAttention } from '../../kernel_names.js';
+import { readKernelCall } from '../kernel_call.js';
 import { engineProblem } from '../engine_problem.js';
 import { heapView, type WasmBackendLike } from './heap.js';
 
 const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
   const wasm = backend as unknown as WasmBackendLike;
-  const query = inputs['query'] as TensorInfo;
-  const key = inputs['key'] as TensorInfo;
-  const value = inputs['value'] as TensorInfo;
-  const mask = inputs['mask'] as TensorInfo;
-  const a = attrs as unknown as GroupedQueryAttentionAttrs;
-  const [b, t, u] = query.shape as [number, number, number];
-  const s = key.shape[1]!;
+  const { query, key, value, mask, attrs: a, dims } = readKernelCall(inputs, attrs);
+  const { b, t, u, s } = dims;
   // Outputs first: makeOutput may grow the heap and detach earlier views.
   const output = wasm.makeOutput(query.shape, 'float32');
   const scores = a.returnScores ? wasm.makeOutput([b, u, t, s], 'float32') : null;

@@ -26,6 +26,7 @@
  * composite path and `console.warn`s once.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { readKernelCall } from '../kernel_call.js';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { compositeKernelOutputs, warnOnce } from '../webgpu/composite_fallback.js';
@@ -49,14 +50,8 @@ interface WebGLBackendLike {
 
 const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   const gl = backend as unknown as WebGLBackendLike;
-  const a = attrs as unknown as GroupedQueryAttentionAttrs;
-  const query = inputs['query'] as TensorInfo;
-  const key = inputs['key'] as TensorInfo;
-  const value = inputs['value'] as TensorInfo;
-  const mask = inputs['mask'] as TensorInfo | undefined;
-  const [b, t, u, h] = query.shape as [number, number, number, number];
-  const [, s, v] = key.shape as [number, number, number, number];
-  const d: Dims = { b, t, s, u, v, h, g: u / v };
+  const { query, key, value, mask, attrs: a, dims: d } = readKernelCall(inputs, attrs);
+  const { b, t, s, u, v, h } = d;
 
   const maxTexture = tf.env().getNumber('WEBGL_MAX_TEXTURE_SIZE');
   const hp = paddedHeadSize(h);

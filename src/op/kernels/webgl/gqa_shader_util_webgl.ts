@@ -27,15 +27,8 @@ export interface GlProgram {
 }
 
 /** Sizes of one call: query (B,T,U,H), key/value (B,S,V,H), group size G = U / V. */
-export interface Dims {
-  b: number;
-  t: number;
-  s: number;
-  u: number;
-  v: number;
-  h: number;
-  g: number;
-}
+import type { Dims } from '../kernel_call.js';
+export type { Dims };
 
 /** A GLSL float literal denoting exactly the float32 value x. */
 export function glslFloat(x: number): string {

@@ -14,6 +14,7 @@
  * Numerics: results agree with the composite path to ~1e-6 relative (tested at 1e-5 relative +
  * 1e-5 absolute, 1e-4 against the cpu backend for large H).
  */
+import { readKernelCall } from '../kernel_call.js';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { probabilitiesProgram } from './attention_probs_webgpu.js';
@@ -41,14 +42,8 @@ function exceedsLimit(d: Dims, attrs: GroupedQueryAttentionAttrs, device: GPUDev
 
 const groupedQueryAttentionWebGPU: KernelFunc = ({ inputs, backend, attrs }) => {
   const gpu = backend as unknown as WebGPUBackendLike;
-  const a = attrs as unknown as GroupedQueryAttentionAttrs;
-  const query = inputs['query'] as TensorInfo;
-  const key = inputs['key'] as TensorInfo;
-  const value = inputs['value'] as TensorInfo;
-  const mask = inputs['mask'] as TensorInfo | undefined;
-  const [b, t, u, h] = query.shape as [number, number, number, number];
-  const [, s, v] = key.shape as [number, number, number, number];
-  const d: Dims = { b, t, s, u, v, h, g: u / v };
+  const { query, key, value, mask, attrs: a, dims: d } = readKernelCall(inputs, attrs);
+  const { t, s, h } = d;
   const limits = gpu.device.limits;
   const cfg = chooseFlashConfig(h, d.g, t, limits);
   const reason =

@@ -26,15 +26,8 @@ export interface GpuProgram {
 export type Uniform = { type: 'int32' | 'float32'; data: number[] };
 
 /** Sizes of one call: query (B,T,U,H), key/value (B,S,V,H), group size G = U / V. */
-export interface Dims {
-  b: number;
-  t: number;
-  s: number;
-  u: number;
-  v: number;
-  h: number;
-  g: number;
-}
+import type { Dims } from '../kernel_call.js';
+export type { Dims };
 
 /** WGSL shared by both programs: the allowed-key and logit rules. */
 export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
