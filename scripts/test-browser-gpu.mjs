@@ -14,6 +14,7 @@
  *
  * Env: CHROMIUM=/path/to/chromium overrides the browser; GQA_PORT fixes the port for --serve.
  */
+import { launchChromium } from './lib/chromium.mjs';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -100,21 +101,8 @@ if (flag('serve')) {
 }
 
 async function runInBrowser() {
-  const { chromium } = await import('playwright-core');
-  const executablePath =
-    process.env.CHROMIUM ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-headless-shell'].find(existsSync);
-  if (!executablePath) {
-    console.error('No Chromium found: apt-get install -y --no-install-recommends chromium (or set CHROMIUM=...)');
-    return 1;
-  }
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu',
-    ],
-  });
+  const browser = await launchChromium();
+  if (browser == null) return 1;
   try {
     const page = await browser.newPage();
     const browserErrors = [];
@@ -132,7 +120,7 @@ async function runInBrowser() {
     await page.goto(`http://127.0.0.1:${port}/page.html`);
     await page.waitForFunction(() => window.gqa != null, null, { timeout: 30_000 });
     const names = (await page.evaluate(() => window.gqa.names())).filter((n) => n.includes(filter));
-    console.log(`# bundle ${buildMs.toFixed(0)} ms, ${names.length} tests, Chromium ${browser.version()} (${executablePath})`);
+    console.log(`# bundle ${buildMs.toFixed(0)} ms, ${names.length} tests, Chromium ${browser.version()}`);
     let passed = 0;
     let failed = 0;
     for (const name of names) {

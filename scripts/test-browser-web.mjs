@@ -16,6 +16,7 @@
  *
  * Env: CHROMIUM=/path/to/chromium overrides the browser.
  */
+import { launchChromium } from './lib/chromium.mjs';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -86,23 +87,12 @@ if (flag('serve')) {
 }
 
 async function runInBrowser() {
-  const { chromium } = await import('playwright-core');
-  const executablePath =
-    process.env.CHROMIUM ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-headless-shell'].find(existsSync);
-  if (!executablePath) {
-    console.log('FAIL no Chromium found: apt-get install -y --no-install-recommends chromium (or set CHROMIUM=...)');
+  const browser = await launchChromium();
+  if (browser == null) {
     failed++;
     console.log(`${passed} passed, ${failed} failed`);
     return 1;
   }
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu',
-    ],
-  });
   const errors = [];
   const check = async (name, fn, timeoutMs = 120_000) => {
     const start = performance.now();
@@ -132,7 +122,7 @@ async function runInBrowser() {
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(m.text());
     });
-    console.log(`# vite build ${buildMs.toFixed(0)} ms, Chromium ${browser.version()} (${executablePath}), Node fixture on ${nodeFixture.backend}`);
+    console.log(`# vite build ${buildMs.toFixed(0)} ms, Chromium ${browser.version()}, Node fixture on ${nodeFixture.backend}`);
 
     await check('page loads cross-origin isolated with the wasm engine on worker threads', async () => {
       await page.goto(url);
