@@ -18,7 +18,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { common, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+import { common, keyBand, sizes, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 /**
  * Inputs: mode 'scores' ['Scores', 'Vin', 'Stats'] (+ 'Min' with a mask); mode 'weights' ['W', 'Vin',
@@ -33,25 +33,8 @@ export function outputProgram(
 ): GlProgram {
   const additive = attrs.maskKind === 'additive';
   const fromScores = mode === 'scores';
-  const w = attrs.slidingWindow;
-  const header = fromScores
-    ? common(d, attrs, mask)
-    : `
-    const int S = ${d.s};
-    const int H = ${d.h};
-    const int G = ${d.g};
-    const int OFFSET = ${attrs.queryOffset};
-    const int WINDOW = ${w};
-    ivec2 keyBand(int t, bool full) {
-      int lo = 0;
-      int end = S;
-      if (!full) {
-        int p = t + OFFSET;
-        ${w > 0 ? 'lo = max(0, p - WINDOW + 1);' : ''}
-        ${attrs.causal ? 'end = min(S, p + 1);' : w > 0 ? 'end = min(S, p + WINDOW);' : ''}
-      }
-      return ivec2(lo, end);
-    }`;
+  // Weights mode reads finished weights: no mask rules, only the sizes and the key band.
+  const header = fromScores ? common(d, attrs, mask) : sizes(d, attrs) + keyBand(attrs);
   return {
     variableNames: names,
     packedOutput: true,

@@ -41,19 +41,40 @@ export function hasSpecialRows(attrs: GroupedQueryAttentionAttrs): boolean {
   return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
 }
 
+/** GLSL constants every program uses: the sizes, the query offset, the window and the scale. */
+export function sizes(d: Dims, attrs: GroupedQueryAttentionAttrs): string {
+  return `
+    const int S = ${d.s};
+    const int H = ${d.h};
+    const int G = ${d.g};
+    const int OFFSET = ${attrs.queryOffset};
+    const int WINDOW = ${attrs.slidingWindow};
+    const float SCALE = ${glslFloat(attrs.scale)};`;
+}
+
+/** GLSL `keyBand(t, full)`: the keys [lo, end) that can enter row t's softmax. */
+export function keyBand(attrs: GroupedQueryAttentionAttrs): string {
+  const w = attrs.slidingWindow;
+  return `
+    ivec2 keyBand(int t, bool full) {
+      int lo = 0;
+      int end = S;
+      if (!full) {
+        int p = t + OFFSET;
+        ${w > 0 ? 'lo = max(0, p - WINDOW + 1);' : ''}
+        ${attrs.causal ? 'end = min(S, p + 1);' : w > 0 ? 'end = min(S, p + WINDOW);' : ''}
+      }
+      return ivec2(lo, end);
+    }`;
+}
+
 /** GLSL shared by the programs: sizes, the mask rules and the key band. */
 export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): string {
   const m = (mask?.shape ?? [1, 1, 1, 1]) as number[];
   const mi = (axis: number, name: string) => (m[axis] === 1 ? '0' : name);
   const maskAt = `getMin(${mi(0, 'b')}, ${mi(1, 'u')}, ${mi(2, 't')}, ${mi(3, 'j')})`;
   const w = attrs.slidingWindow;
-  return `
-    const int S = ${d.s};
-    const int H = ${d.h};
-    const int G = ${d.g};
-    const int OFFSET = ${attrs.queryOffset};
-    const int WINDOW = ${w};
-    const float SCALE = ${glslFloat(attrs.scale)};
+  return `${sizes(d, attrs)}
 
     bool allowedKey(int b, int u, int t, int j) {
       int p = t + OFFSET;
@@ -68,16 +89,5 @@ export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorI
     }
     float maskedLogit(float score, bool full, int b, int u, int t, int j) {
       ${attrs.maskKind === 'additive' ? `return score + ${maskAt};` : 'if (full) { return score - 1e9; }\n      return score;'}
-    }
-    // Keys [lo, end) that can enter row t's softmax.
-    ivec2 keyBand(int t, bool full) {
-      int lo = 0;
-      int end = S;
-      if (!full) {
-        int p = t + OFFSET;
-        ${w > 0 ? 'lo = max(0, p - WINDOW + 1);' : ''}
-        ${attrs.causal ? 'end = min(S, p + 1);' : w > 0 ? 'end = min(S, p + WINDOW);' : ''}
-      }
-      return ivec2(lo, end);
-    }`;
+    }${keyBand(attrs)}`;
 }
