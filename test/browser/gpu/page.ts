@@ -23,6 +23,7 @@ import {
 } from '../../../src/index.js';
 import '../../../src/webgpu.js';
 import '../../../src/webgl.js';
+import { applyGoldenCase, goldenLayer, type GoldenCase } from '../../helpers/golden_case.js';
 import { timeCompare } from './timing.js';
 
 type GpuBackend = 'webgpu' | 'webgl';
@@ -260,63 +261,12 @@ async function caseTest(backend: GpuBackend, c: Case, seed: number): Promise<Res
 // ---------------------------------------------------------------------------------------------
 // Golden cases (Keras 3.6 numbers) through the public layer API, as test/helpers/run_golden.ts.
 
-interface JsonTensor {
-  shape: number[];
-  dtype: 'float32' | 'float64' | 'bool' | 'int32';
-  data: Array<number | boolean>;
-}
-interface GoldenCase {
-  name: string;
-  init_kwargs: Record<string, unknown>;
-  call_kwargs: { use_causal_mask: boolean; return_attention_scores: boolean; training: boolean | null };
-  inputs: Record<string, JsonTensor>;
-  masks: Record<string, JsonTensor>;
-  weights: Array<{ shape: number[]; data: number[] }>;
-  expected: { output: JsonTensor; attention_scores?: JsonTensor };
-}
-
-const MASK_ARGS: Record<string, string> = {
-  query_mask: 'queryMask',
-  value_mask: 'valueMask',
-  key_mask: 'keyMask',
-  attention_mask: 'attentionMask',
-};
-
-function toTensor(t: JsonTensor): tf.Tensor {
-  if (t.dtype === 'bool') return tf.tensor(t.data.map((x) => (x ? 1 : 0)), t.shape, 'bool');
-  if (t.dtype === 'int32') return tf.tensor(t.data as number[], t.shape, 'int32');
-  return tf.tensor(t.data as number[], t.shape, 'float32');
-}
-
-function layerArgs(kwargs: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(kwargs)) out[k.replace(/_([a-z])/g, (_, ch: string) => ch.toUpperCase())] = v;
-  return out;
-}
-
 async function goldenTest(backend: GpuBackend, c: GoldenCase): Promise<Result> {
   await useBackend(backend);
   const before = tf.memory().numTensors;
   const calls = kernelCalls[backend] ?? 0;
-  const layer = new GroupedQueryAttention(layerArgs(c.init_kwargs) as unknown as GroupedQueryAttentionArgs);
-  const [out, scores] = tf.tidy(() => {
-    const query = toTensor(c.inputs['query']!);
-    const value = toTensor(c.inputs['value']!);
-    const key = c.inputs['key'] ? toTensor(c.inputs['key']) : undefined;
-    layer.build([query.shape, value.shape, ...(key ? [key.shape] : [])]);
-    layer.setWeights(c.weights.map((w) => tf.tensor(w.data, w.shape, 'float32')));
-    const masks: Record<string, tf.Tensor> = {};
-    for (const [name, t] of Object.entries(c.masks ?? {})) masks[MASK_ARGS[name]!] = toTensor(t);
-    const result = layer.apply(query, {
-      value,
-      ...(key ? { key } : {}),
-      ...masks,
-      returnAttentionScores: c.call_kwargs.return_attention_scores,
-      useCausalMask: c.call_kwargs.use_causal_mask,
-      ...(c.call_kwargs.training != null ? { training: c.call_kwargs.training } : {}),
-    }) as tf.Tensor | tf.Tensor[];
-    return Array.isArray(result) ? [result[0]!, result[1]] : [result, undefined];
-  });
+  const layer = goldenLayer(c);
+  const [out, scores] = tf.tidy(() => applyGoldenCase(layer, c));
   const got = (await out.data()) as Float32Array;
   const gotScores = scores ? ((await scores.data()) as Float32Array) : undefined;
   tf.dispose([out, ...(scores ? [scores] : [])]);
