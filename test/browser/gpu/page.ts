@@ -13,12 +13,10 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgl';
 import '@tensorflow/tfjs-backend-webgpu';
 import {
-  GroupedQueryAttention,
   GroupedQueryAttentionKernel,
   groupedQueryAttention,
   groupedQueryAttentionReference,
   hasFusedKernel,
-  type GroupedQueryAttentionArgs,
   type GroupedQueryAttentionOptions,
 } from '../../../src/index.js';
 import '../../../src/webgpu.js';
