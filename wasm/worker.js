@@ -50,8 +50,10 @@
     }
     Atomics.store(ctl, STATE + tid, WorkerState.STOPPED);
   }
-  if (typeof self === 'undefined' && typeof require === 'function') {
-    var wt = require('node:worker_threads');
+  // Node (detected without `require`, which an ES-module evaluation lacks) or a Web Worker.
+  var nodeProcess = typeof process === 'object' && process !== null && typeof process.getBuiltinModule === 'function' ? process : null;
+  if (typeof self === 'undefined' && nodeProcess !== null) {
+    var wt = nodeProcess.getBuiltinModule('node:worker_threads');
     run(wt.workerData, function (msg) { wt.parentPort.postMessage(msg); });
   } else {
     self.onmessage = function (ev) {

@@ -106,7 +106,7 @@ function nodeProcess(): (NodeProcess & { getBuiltinModule: (name: string) => unk
 export interface NodeWorkerThreads {
   Worker: new (
     src: string,
-    opts: { eval: boolean; workerData: unknown; execArgv?: string[] },
+    opts: { eval: boolean; workerData: unknown; execArgv: string[] },
   ) => {
     on(ev: string, cb: (x: unknown) => void): void;
     unref(): void;

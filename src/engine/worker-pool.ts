@@ -30,6 +30,33 @@ interface WorkerHandle {
   terminate(): void;
 }
 
+/**
+ * The code a Node worker evaluates: runs `source` with a `require` limited to Node's built-in
+ * modules (so it needs no CommonJS wrapper), and if it throws, or the thread exits, while the worker
+ * is still starting, marks it failed in the control block and wakes the host at once (the host is
+ * blocked in Atomics.wait and would not see the worker's 'error' event until it gives up).
+ */
+function nodeBootstrap(source: string): string {
+  return `'use strict';
+var workerThreads = process.getBuiltinModule('node:worker_threads');
+var data = workerThreads.workerData;
+function failedWhileStarting() {
+  var ctl = new Int32Array(data.memory.buffer, data.ctlOffset, ${CONTROL_WORDS});
+  var state = ${WORKER_STATE_BASE} + data.tid;
+  if (Atomics.compareExchange(ctl, state, ${WorkerState.STARTING}, ${WorkerState.FAILED}) !== ${WorkerState.STARTING}) return;
+  Atomics.add(ctl, ${Control.FAILED}, 1);
+  Atomics.notify(ctl, ${Control.READY});
+}
+process.on('exit', failedWhileStarting);
+try {
+  new Function('require', ${JSON.stringify(source)})(function (name) { return process.getBuiltinModule(name); });
+} catch (e) {
+  failedWhileStarting();
+  workerThreads.parentPort.postMessage({ type: 'error', message: String((e && e.message) || e) });
+}
+`;
+}
+
 /** Generations cycle through 1..GENERATIONS (they must fit above the task bits of the counter). */
 const GENERATIONS = (1 << (31 - TASK_BITS)) - 1;
 
@@ -113,7 +140,9 @@ export class WorkerPool {
       const handle: WorkerHandle = { tid, alive: true, terminate: () => {} };
       try {
         if (wt) {
-          const w = new wt.Worker(source, { eval: true, workerData: data });
+          // No exec flags: the worker runs as a plain script whatever the parent was started with
+          // (e.g. `--input-type=module`); the bootstrap reports a start failure at once.
+          const w = new wt.Worker(nodeBootstrap(source), { eval: true, workerData: data, execArgv: [] });
           w.unref();
           w.on('error', (e) => this.markLost(handle, `failed: ${String((e as Error)?.message ?? e)}`));
           w.on('exit', () => this.markLost(handle, 'exited'));
@@ -161,10 +190,19 @@ export class WorkerPool {
     };
     const timeout = this.options.workerStartTimeoutMs ?? 10_000;
     if (wt) {
-      // Node: wait synchronously (workers boot on their own threads).
-      const t0 = performance.now();
+      // Node: wait synchronously (workers boot on their own threads). The timeout runs from the
+      // last worker that finished starting, so many workers on a busy machine are not dropped
+      // while they keep coming up, and one that hangs is dropped `timeout` ms after the others.
+      let lastStarted = performance.now();
+      let started = Atomics.load(ctl, Control.READY) + Atomics.load(ctl, Control.FAILED);
       while (!settled()) {
-        const left = timeout - (performance.now() - t0);
+        const now = performance.now();
+        const startedNow = Atomics.load(ctl, Control.READY) + Atomics.load(ctl, Control.FAILED);
+        if (startedNow !== started) {
+          started = startedNow;
+          lastStarted = now;
+        }
+        const left = timeout - (now - lastStarted);
         if (left <= 0) break;
         Atomics.wait(ctl, Control.READY, Atomics.load(ctl, Control.READY), Math.min(left, 50));
       }
