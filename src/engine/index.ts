@@ -9,15 +9,11 @@
  *
  * @module
  */
+import { ValueError, formatValue } from '../errors.js';
 import { JsEngine } from './js-engine.js';
-import {
-  compileKernel,
-  compileKernelSync,
-  defaultThreads,
-  sharedMemorySupported,
-  WasmEngine,
-  wasmSimdSupported,
-} from './wasm-engine.js';
+import { compileKernel, compileKernelSync, defaultThreads, sharedMemorySupported, wasmSimdSupported } from './kernel-module.js';
+import { WasmEngine } from './wasm-engine.js';
+import { MAX_THREADS } from './wasm/generated/interface.js';
 import type { AttentionEngine, AttentionEngineOptions } from './types.js';
 
 export type {
@@ -32,10 +28,24 @@ export type {
 export { attentionReference } from './reference.js';
 export { defaultScale } from './problem.js';
 
-function plan(options: AttentionEngineOptions): { simd: boolean; shared: boolean; threads: number } {
+/**
+ * Threads an engine will use: `options.threads` (validated: a positive integer) or the available
+ * cores, at most MAX_THREADS (an explicit larger count is capped with a warning), 1 without shared
+ * memory.
+ */
+function plan(fn: string, options: AttentionEngineOptions): { simd: boolean; shared: boolean; threads: number } {
+  const requested = options?.threads;
+  if (requested !== undefined && !(typeof requested === 'number' && Number.isInteger(requested) && requested >= 1)) {
+    throw new ValueError(`${fn}: argument \`options.threads\` must be a positive integer (threads including the calling thread); received ${formatValue(requested)}.`);
+  }
+  if (requested !== undefined && requested > MAX_THREADS) {
+    console.warn(`attention engine: ${fn}: options.threads = ${requested} is capped at ${MAX_THREADS} (MAX_THREADS, the most threads an engine uses).`);
+  }
   const simd = options.simd !== false && wasmSimdSupported();
   const shared = simd && options.sharedMemory !== false && sharedMemorySupported();
-  const threads = shared ? Math.max(1, Math.floor(options.threads ?? defaultThreads())) : 1;
+  const cores = Math.floor(Number(defaultThreads()));
+  const wanted = requested ?? (Number.isFinite(cores) && cores >= 1 ? cores : 1);
+  const threads = shared ? Math.min(MAX_THREADS, wanted) : 1;
   return { simd, shared, threads };
 }
 
@@ -53,7 +63,7 @@ function plan(options: AttentionEngineOptions): { simd: boolean; shared: boolean
  * ```
  */
 export function createAttentionEngineSync(options: AttentionEngineOptions = {}): AttentionEngine {
-  const { simd, shared, threads } = plan(options);
+  const { simd, shared, threads } = plan('createAttentionEngineSync', options);
   if (!simd) return new JsEngine();
   return new WasmEngine(compileKernelSync(shared), shared, threads, options);
 }
@@ -76,7 +86,7 @@ export function createAttentionEngineSync(options: AttentionEngineOptions = {}):
  * ```
  */
 export async function createAttentionEngine(options: AttentionEngineOptions = {}): Promise<AttentionEngine> {
-  const { simd, shared, threads } = plan(options);
+  const { simd, shared, threads } = plan('createAttentionEngine', options);
   if (!simd) return new JsEngine();
   const module = await compileKernel(shared);
   return new WasmEngine(module, shared, threads, options);
@@ -103,14 +113,25 @@ export function getDefaultEngine(): AttentionEngine {
   if (defaultEngine !== null) return defaultEngine;
   try {
     defaultEngine = createAttentionEngineSync();
-  } catch {
-    // e.g. a browser main thread refusing synchronous compilation: JS until the kernel is ready.
+  } catch (error) {
     const fallback = new JsEngine();
     defaultEngine = fallback;
-    defaultPending = createAttentionEngine().then((e) => {
-      if (defaultEngine === fallback) defaultEngine = e;
-      return defaultEngine ?? e;
-    });
+    if (typeof (globalThis as { document?: unknown }).document === 'undefined') {
+      // Not a browser main thread, where synchronous creation is expected to work: say why.
+      console.warn(`attention engine: the default WebAssembly engine could not be created (${String((error as Error)?.message ?? error)}); using the plain-JS engine.`);
+      return fallback;
+    }
+    // A browser main thread refusing synchronous compilation: JS until the kernel is ready.
+    defaultPending = createAttentionEngine().then(
+      (e) => {
+        if (defaultEngine === fallback) defaultEngine = e;
+        return defaultEngine ?? e;
+      },
+      (e: unknown) => {
+        console.warn(`attention engine: the default WebAssembly engine could not be created (${String((e as Error)?.message ?? e)}); using the plain-JS engine.`);
+        return fallback;
+      },
+    );
   }
   return defaultEngine;
 }

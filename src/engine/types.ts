@@ -163,16 +163,21 @@ export interface EngineProblem extends Omit<AttentionProblem, 'query' | 'key' | 
  */
 export interface AttentionEngineOptions {
   /**
-   * Threads including the calling thread. Default: available cores
-   * (`os.availableParallelism()` in Node, `navigator.hardwareConcurrency` in browsers).
-   * Forced to 1 without SharedArrayBuffer.
+   * Threads including the calling thread: a positive integer. Default: available cores
+   * (`os.availableParallelism()` in Node, `navigator.hardwareConcurrency` in browsers). At most 64
+   * (`MAX_THREADS` in wasm/interface.mjs): a larger explicit count is capped with a warning, a
+   * larger core count silently. Forced to 1 without SharedArrayBuffer.
    */
   readonly threads?: number;
   /** `false` forces the plain-JS path. Default: WebAssembly SIMD when the runtime supports it. */
   readonly simd?: boolean;
   /** `false` forces a non-shared memory (single thread), as without SharedArrayBuffer. */
   readonly sharedMemory?: boolean;
-  /** Milliseconds to wait for workers to start in synchronous creation (Node). Default 10000. */
+  /**
+   * Milliseconds synchronous creation (Node) waits for the next worker to finish starting before it
+   * drops the ones still starting (a worker that throws or exits while starting is seen at once).
+   * Default 10000.
+   */
   readonly workerStartTimeoutMs?: number;
   /** Testing hooks (fault injection). Not for production use. */
   readonly testing?: {
