@@ -31,6 +31,16 @@ export type {
 } from './types.js';
 export { attentionReference } from './reference.js';
 export { defaultScale } from './problem.js';
+export {
+  dropoutHash,
+  dropoutKeepScale,
+  dropoutKey,
+  dropoutRowFactors,
+  dropoutThreshold,
+  isDropped,
+  mix32,
+  randomDropoutSeed,
+} from './dropout_hash.js';
 
 function plan(options: AttentionEngineOptions): { simd: boolean; shared: boolean; threads: number } {
   const simd = options.simd !== false && wasmSimdSupported();
