@@ -25,11 +25,14 @@ export type {
   AttentionEngineOptions,
   AttentionProblem,
   AttentionResult,
+  BackwardProblem,
+  BackwardResult,
   EngineBuffer,
   EngineMask,
   EngineProblem,
 } from './types.js';
 export { attentionReference } from './reference.js';
+export { attentionBackwardReference } from './backward-reference.js';
 export { defaultScale } from './problem.js';
 export {
   dropoutHash,
