@@ -10,14 +10,8 @@
  * @module
  */
 import { JsEngine } from './js-engine.js';
-import {
-  compileKernel,
-  compileKernelSync,
-  defaultThreads,
-  sharedMemorySupported,
-  WasmEngine,
-  wasmSimdSupported,
-} from './wasm-engine.js';
+import { compileKernel, compileKernelSync, defaultThreads, sharedMemorySupported, wasmSimdSupported } from './kernel-module.js';
+import { WasmEngine } from './wasm-engine.js';
 import type { AttentionEngine, AttentionEngineOptions } from './types.js';
 
 export type {
