@@ -90,7 +90,7 @@ export function backwardRow(
     }
     logits[j] = s;
   }
-  let lse = saved.logSumExp[row]!;
+  let lse = exact ? 0 : saved.logSumExp![row]!;
   if (exact) {
     let max = -Infinity;
     for (let j = lo; j <= hi; j++) if (logits[j]! > max) max = logits[j]!;
@@ -137,7 +137,8 @@ export function attentionBackwardJs(p: NormalizedProblem, saved: SavedForward): 
       for (let t = 0; t < T; t++) {
         const row = (b * U + u) * T + t;
         const fully = fullySet.has(row);
-        const exact = needsExactRow(saved.logSumExp[row]!, fully);
+        // Without a saved log-sum-exp every row computes its own max and sum.
+        const exact = saved.logSumExp === undefined || needsExactRow(saved.logSumExp[row]!, fully);
         backwardRow(p, saved, b, u, t, fully, exact, dQuery, dKey, dValue, scratch);
       }
     }

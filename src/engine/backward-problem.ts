@@ -10,8 +10,8 @@ import type { BackwardProblem } from './types.js';
 export interface SavedForward {
   /** (B, T, U, H). */
   readonly output: Float32Array;
-  /** (B, U, T). */
-  readonly logSumExp: Float32Array;
+  /** (B, U, T); absent when the forward did not return it (the backward then computes it). */
+  readonly logSumExp?: Float32Array;
   /** (B, T, U, H). */
   readonly gradOutput: Float32Array;
 }
@@ -35,7 +35,7 @@ export function normalizeBackward(
   const { B, T, U, H } = p;
   const saved = {
     output: check('output', B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`),
-    logSumExp: check('logSumExp', B * U * T, `B*U*T (${B}*${U}*${T})`),
+    ...(problem.logSumExp === undefined ? {} : { logSumExp: check('logSumExp', B * U * T, `B*U*T (${B}*${U}*${T})`) }),
     gradOutput: check('gradOutput', B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`),
   };
   return { p, saved };

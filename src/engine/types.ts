@@ -133,8 +133,11 @@ export interface AttentionResult {
 export interface BackwardProblem extends AttentionProblem {
   /** The forward output (B, T, U, H). */
   readonly output: Float32Array;
-  /** The forward's log-sum-exp (B, U, T). */
-  readonly logSumExp: Float32Array;
+  /**
+   * The forward's log-sum-exp (B, U, T) (`returnLogSumExp`). Optional: without it the backward
+   * computes it first (one more Q·Kᵀ sweep).
+   */
+  readonly logSumExp?: Float32Array;
   /** Gradient of the loss with respect to the output, (B, T, U, H). */
   readonly gradOutput: Float32Array;
 }

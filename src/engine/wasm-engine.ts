@@ -14,9 +14,9 @@
  * H head size, G = U/V. A group is one (batch, kv head) pair.
  */
 import { ValueError } from '../errors.js';
-import { attentionBackwardJs } from './backward-js.js';
 import { normalizeBackward } from './backward-problem.js';
 import { WasmHeap } from './heap.js';
+import { runBackwardWasm } from './wasm-backward.js';
 import { planJobs, STAGING_BYTES } from './job-plan.js';
 import { attentionJs, writeFullyMaskedRows } from './js-path.js';
 import { createMemory, type KernelExports } from './kernel-module.js';
@@ -51,6 +51,12 @@ class WasmBuffer implements EngineBuffer {
     this.engine.releaseBuffer(this);
   }
 }
+
+/** The backward-only parameters, off in forward jobs. */
+const FORWARD_ONLY = {
+  pass: 0, gradOutput: 0, logSumExp: 0, rowDelta: 0, gradQuery: 0, gradKey: 0, gradValue: 0, keyTiles: 0,
+  computeLogSumExp: 0, dropoutThreshold: 0, dropoutKeepScale: 1, dropoutKey: 0,
+} as const;
 
 export class WasmEngine implements AttentionEngine {
   readonly kind = 'wasm' as const;
@@ -155,7 +161,31 @@ export class WasmEngine implements AttentionEngine {
   attentionBackward(problem: BackwardProblem): BackwardResult {
     this.checkAlive('attentionBackward');
     const { p, saved } = normalizeBackward('AttentionEngine.attentionBackward', problem);
-    return attentionBackwardJs(p, saved);
+    const owned: number[] = [];
+    const alloc = (bytes: number): number => {
+      const offset = this.heap.alloc(Math.max(64, bytes));
+      owned.push(offset);
+      return offset;
+    };
+    try {
+      return runBackwardWasm(
+        {
+          memory: this.memory,
+          alloc,
+          scratch: (bytes) => {
+            this.ensureScratch(bytes);
+            return this.scratchOffset;
+          },
+          threads: 1 + this.pool.workerSlots,
+          stageMask: (q) => this.stageMask(q, alloc),
+          runJob: (tasks, doneOffset) => this.pool.runJob(tasks, doneOffset),
+        },
+        p,
+        saved,
+      );
+    } finally {
+      for (const offset of owned) this.heap.release(offset);
+    }
   }
 
   /** Whether `a` already lives in engine memory (an EngineBuffer view), read in place. */
@@ -308,6 +338,7 @@ export class WasmEngine implements AttentionEngine {
               outputStrideRow: stagedRowStrides.row,
               firstChunk,
               chunksInJob,
+              ...FORWARD_ONLY,
             };
             writeParams(this.memory.buffer, params);
             new Int32Array(this.memory.buffer, doneOffset, tasks).fill(0);

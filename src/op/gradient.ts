@@ -2,7 +2,8 @@
  * Gradient of the fused `GroupedQueryAttention` kernel.
  *
  * On `cpu` and `wasm` (the backends whose tensors the attention engine reads as typed arrays) it is
- * the engine's fused backward: the forward's log-sum-exp, then dQ, dK, dV with no (B,U,T,S) buffer
+ * the engine's fused backward: from the saved output, the rows' log-sum-exp, then dQ, dK, dV with
+ * no (B,U,T,S) buffer
  * (src/engine/backward-*.ts; the WebAssembly engine splits the work over its threads). The
  * dropout pattern is regenerated from the kernel's `dropoutSeed`.
  *
@@ -31,7 +32,7 @@ type Grads = { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Ten
 const ENGINE_GRADIENT_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']);
 
 function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
-  const [query, key, value, maskInput] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+  const [query, key, value, maskInput, output] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
   const problem = engineProblem(
     { query, key, mask: maskInput },
     {
@@ -42,12 +43,11 @@ function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQu
     },
     { ...attrs, returnScores: false },
   );
-  const engine = getDefaultEngine();
-  const forward = engine.attention({ ...problem, returnLogSumExp: true });
-  const { dQuery, dKey, dValue } = engine.attentionBackward({
+  // The forward's output is saved (outputsToSave); the backward computes the rows' log-sum-exp
+  // itself (one Q·Kᵀ sweep), so inference calls never pay for it.
+  const { dQuery, dKey, dValue } = getDefaultEngine().attentionBackward({
     ...problem,
-    output: forward.output,
-    logSumExp: forward.logSumExp!,
+    output: output.dataSync() as Float32Array,
     gradOutput: dOut.dataSync() as Float32Array,
   });
   return {
@@ -117,6 +117,7 @@ export function registerGroupedQueryAttentionGradient(): void {
   tf.registerGradient({
     kernelName: GroupedQueryAttention,
     inputsToSave: ['query', 'key', 'value', 'mask'],
+    outputsToSave: [true],
     gradFunc: (dy, saved, attrs) => gradients(dy, saved, attrs as unknown as GroupedQueryAttentionAttrs),
   });
 }

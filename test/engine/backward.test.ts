@@ -78,10 +78,14 @@ describe('engine backward', () => {
         const ref = attentionBackwardReference({ ...problem, ...saved });
         for (const { name, engine } of engines) {
           const f = engine.attention({ ...problem, returnLogSumExp: true });
-          const got = engine.attentionBackward({ ...problem, output: f.output, logSumExp: f.logSumExp!, gradOutput });
-          expectClose(got.dQuery, ref.dQuery, `${name} dQuery`, 1e-4, 1e-4);
-          expectClose(got.dKey, ref.dKey, `${name} dKey`, 1e-4, 1e-4);
-          expectClose(got.dValue, ref.dValue, `${name} dValue`, 1e-4, 1e-4);
+          // With the forward's log-sum-exp, and without it (the backward computes it).
+          for (const logSumExp of [f.logSumExp!, undefined]) {
+            const what = `${name} (${logSumExp ? 'saved' : 'recomputed'} lse)`;
+            const got = engine.attentionBackward({ ...problem, output: f.output, logSumExp, gradOutput });
+            expectClose(got.dQuery, ref.dQuery, `${what} dQuery`, 1e-4, 1e-4);
+            expectClose(got.dKey, ref.dKey, `${what} dKey`, 1e-4, 1e-4);
+            expectClose(got.dValue, ref.dValue, `${what} dValue`, 1e-4, 1e-4);
+          }
         }
       }),
       { numRuns: 30, seed: 13 },
