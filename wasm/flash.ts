@@ -15,8 +15,10 @@
 //
 // Files: generated/params.ts (the parameter block, generated from interface.mjs), job.ts (derived
 // sizes, scratch), simd.ts (exp, sums), masks.ts (bands and masks), tiles.ts (logits, softmax,
-// P·V), forward.ts (one task), reduce.ts (key-chunk partials). This file holds the entry points.
-import { TASK_BITS, gDone, gTaskCounter, gTasks } from './generated/params';
+// P·V), forward.ts (one task), reduce.ts (key-chunk partials), backward.ts (the backward passes,
+// selected by the `pass` parameter). This file holds the entry points.
+import { TASK_BITS, gDone, gPass, gTaskCounter, gTasks } from './generated/params';
+import { runBackwardTask } from './backward';
 import { loadJob, setScratch } from './job';
 import { runTask } from './forward';
 import { reducePartials } from './reduce';
@@ -41,7 +43,8 @@ export function work(params: usize, tid: i32, gen: i32): i32 {
     const idx = v & TASK_MASK;
     if (idx >= gTasks) break;
     if (atomic.cmpxchg<i32>(next, v, v + 1) != v) continue;
-    runTask(idx, tid);
+    if (gPass != 0) runBackwardTask(gPass, idx, tid);
+    else runTask(idx, tid);
     atomic.store<i32>(gDone + (<usize>idx << 2), 1);
     ran++;
   }
@@ -52,7 +55,8 @@ export function work(params: usize, tid: i32, gen: i32): i32 {
 export function runOne(params: usize, tid: i32, task: i32): void {
   loadJob(params);
   setScratch(tid);
-  runTask(task, tid);
+  if (gPass != 0) runBackwardTask(gPass, task, tid);
+  else runTask(task, tid);
   atomic.store<i32>(gDone + (<usize>task << 2), 1);
 }
 

@@ -109,6 +109,20 @@ export const PARAMS = [
   // key chunks of a chunked job sequence (otherwise firstChunk = 0, chunksInJob = keyChunks)
   ['firstChunk', 'i32', 'first key chunk this job runs'],
   ['chunksInJob', 'i32', 'key chunks this job runs (partials are indexed as if all keyChunks ran)'],
+  // backward (wasm/backward.ts); a forward job sets pass = 0. Layouts: query, gradOutput, gradQuery
+  // (B, T, U, H); key, value, gradKey, gradValue (B, S, V, H); logSumExp, rowDelta (B, U, T).
+  ['pass', 'i32', '0 forward; 1 backward dQ pass (a task per query tile); 2 backward dK/dV pass (a task per key tile)'],
+  ['gradOutput', 'ptr', 'backward: gradient of the output'],
+  ['logSumExp', 'ptr', 'backward: per-row log-sum-exp (+inf marks a row the host computes itself)'],
+  ['rowDelta', 'ptr', 'backward: D = rowsum(dO * O) per row'],
+  ['gradQuery', 'ptr', 'backward: dQ'],
+  ['gradKey', 'ptr', 'backward: dK'],
+  ['gradValue', 'ptr', 'backward: dV'],
+  ['keyTiles', 'i32', 'backward: key tiles of keyTile keys (the dK/dV pass has one task per key tile and group)'],
+  ['computeLogSumExp', 'i32', 'backward dQ pass: 1 computes each row\'s log-sum-exp first and writes it to logSumExp'],
+  ['dropoutThreshold', 'i32', 'dropout: drop when (hash >> 8) < threshold (unsigned); 0 = no dropout'],
+  ['dropoutKeepScale', 'f32', 'dropout: factor of kept probabilities, fround(1 / fround(1 - rate))'],
+  ['dropoutKey', 'i32', 'dropout: mix32(seed), the hash key of this call (src/engine/dropout_hash.ts)'],
 ];
 
 /** Bits of the task counter word that hold the task index (the job generation is above them). */

@@ -14,9 +14,11 @@
  * H head size, G = U/V. A group is one (batch, kv head) pair.
  */
 import { ValueError } from '../errors.js';
+import { normalizeBackward } from './backward-problem.js';
 import { WasmHeap } from './heap.js';
+import { runBackwardWasm } from './wasm-backward.js';
 import { planJobs, STAGING_BYTES } from './job-plan.js';
-import { writeFullyMaskedRows } from './js-path.js';
+import { attentionJs, writeFullyMaskedRows } from './js-path.js';
 import { createMemory, type KernelExports } from './kernel-module.js';
 import { findFullyMaskedRows, normalizeProblem, type NormalizedProblem } from './problem.js';
 import { gather, scatter } from './staging.js';
@@ -24,6 +26,8 @@ import type {
   AttentionEngine,
   AttentionEngineOptions,
   AttentionResult,
+  BackwardProblem,
+  BackwardResult,
   EngineBuffer,
   EngineProblem,
 } from './types.js';
@@ -47,6 +51,12 @@ class WasmBuffer implements EngineBuffer {
     this.engine.releaseBuffer(this);
   }
 }
+
+/** The backward-only parameters, off in forward jobs. */
+const FORWARD_ONLY = {
+  pass: 0, gradOutput: 0, logSumExp: 0, rowDelta: 0, gradQuery: 0, gradKey: 0, gradValue: 0, keyTiles: 0,
+  computeLogSumExp: 0, dropoutThreshold: 0, dropoutKeepScale: 1, dropoutKey: 0,
+} as const;
 
 export class WasmEngine implements AttentionEngine {
   readonly kind = 'wasm' as const;
@@ -132,6 +142,8 @@ export class WasmEngine implements AttentionEngine {
       value: this.resolveArray('value', problem?.value),
     };
     const p = normalizeProblem('AttentionEngine.attention', problem as never, arrays);
+    // Dropout and the log-sum-exp are not in the SIMD kernel yet: the plain-JS path computes them.
+    if (p.dropoutRate > 0 || p.wantLogSumExp) return attentionJs(p);
     const fully = findFullyMaskedRows(p);
     // Where inputs that live in engine memory (EngineBuffers or raw views of it) are, read before
     // the run: growth during the run detaches views of a non-shared memory.
@@ -158,6 +170,36 @@ export class WasmEngine implements AttentionEngine {
   private reviewed(a: Float32Array, place: { byteOffset: number; length: number } | null): Float32Array {
     if (place === null || a.buffer === this.memory.buffer) return a;
     return new Float32Array(this.memory.buffer, place.byteOffset, place.length);
+  }
+
+  attentionBackward(problem: BackwardProblem): BackwardResult {
+    this.checkAlive('attentionBackward');
+    const { p, saved } = normalizeBackward('AttentionEngine.attentionBackward', problem);
+    const owned: number[] = [];
+    const alloc = (bytes: number): number => {
+      const offset = this.heap.alloc(Math.max(64, bytes));
+      owned.push(offset);
+      return offset;
+    };
+    try {
+      return runBackwardWasm(
+        {
+          memory: this.memory,
+          alloc,
+          scratch: (bytes) => {
+            this.ensureScratch(bytes);
+            return this.scratchOffset;
+          },
+          threads: 1 + this.pool.workerSlots,
+          stageMask: (q) => this.stageMask(q, alloc),
+          runJob: (tasks, doneOffset) => this.pool.runJob(tasks, doneOffset),
+        },
+        p,
+        saved,
+      );
+    } finally {
+      for (const offset of owned) this.heap.release(offset);
+    }
   }
 
   /** Whether `a` already lives in engine memory (an EngineBuffer view), read in place. */
@@ -310,6 +352,7 @@ export class WasmEngine implements AttentionEngine {
               outputStrideRow: stagedRowStrides.row,
               firstChunk,
               chunksInJob,
+              ...FORWARD_ONLY,
             };
             writeParams(this.memory.buffer, params);
             new Int32Array(this.memory.buffer, doneOffset, tasks).fill(0);
