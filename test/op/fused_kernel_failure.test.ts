@@ -17,6 +17,9 @@ const failing: AttentionEngine = {
   attention: () => {
     throw new Error('engine failure inside the kernel');
   },
+  attentionBackward: () => {
+    throw new Error('engine failure inside the kernel');
+  },
   allocate: (floats) => realDefault.allocate(floats),
   memoryBytes: () => 0,
   dispose: () => {},
