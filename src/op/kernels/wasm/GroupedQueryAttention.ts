@@ -4,11 +4,10 @@
  * tfjs-wasm itself is single-threaded in Node and has no fused attention); the results are written
  * into outputs allocated on the heap.
  */
-import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { getDefaultEngine } from '../../../engine/index.js';
+import type { KernelConfig, KernelFunc } from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention } from '../../kernel_names.js';
 import { readKernelCall } from '../kernel_call.js';
-import { engineProblem } from '../engine_problem.js';
+import { engineFor, engineProblem } from '../engine_problem.js';
 import { heapView, type WasmBackendLike } from './heap.js';
 
 const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
@@ -28,7 +27,7 @@ const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
     },
     a,
   );
-  const result = getDefaultEngine().attention(problem);
+  const result = engineFor(a).attention(problem);
   (heapView(wasm, output) as Float32Array).set(result.output);
   if (scores == null) return [output];
   (heapView(wasm, scores) as Float32Array).set(result.probabilities!);
