@@ -176,6 +176,8 @@ function prepare(
   let maskKind: GroupedQueryAttentionAttrs['maskKind'] = 'none';
   if (mask != null) {
     check(mask instanceof tf.Tensor, where, () => `attentionMask must be a tf.Tensor; received ${formatValue(mask)}`);
+    check(mask.dtype !== 'string' && mask.dtype !== 'complex64', where, () =>
+      `attentionMask must be a bool or numeric tensor; received dtype ${mask.dtype}`);
     maskShapeRank4(mask.shape, scoresShape, where, 'attentionMask');
     maskKind = mask.dtype === 'bool' || causal || slidingWindow > 0 ? 'bool' : 'additive';
   }
