@@ -18,7 +18,7 @@ import {
   type GroupedQueryAttentionInputs,
 } from './kernel_names.js';
 import { type KVStorage } from './kv_storage.js';
-import { combinedAdder, expandMaskToRank4, maskShapeRank4, normalizeMask, type NormalizedMask } from './masks.js';
+import { combinedAdder, expandMaskToRank4, maskKindOf, maskShapeRank4, normalizeMask, type KernelMask } from './masks.js';
 
 /**
  * A KV cache for one call of the op: its storage and the positions it already holds.
@@ -173,14 +173,13 @@ function prepare(
 
   const scoresShape: [number, number, number, number] = [b, u, t, keyLength];
   const mask = options.attentionMask;
-  let maskKind: GroupedQueryAttentionAttrs['maskKind'] = 'none';
   if (mask != null) {
     check(mask instanceof tf.Tensor, where, () => `attentionMask must be a tf.Tensor; received ${formatValue(mask)}`);
     check(mask.dtype !== 'string' && mask.dtype !== 'complex64', where, () =>
       `attentionMask must be a bool or numeric tensor; received dtype ${mask.dtype}`);
     maskShapeRank4(mask.shape, scoresShape, where, 'attentionMask');
-    maskKind = mask.dtype === 'bool' || causal || slidingWindow > 0 ? 'bool' : 'additive';
   }
+  const maskKind = maskKindOf(mask?.dtype ?? null, { causal, queryOffset, slidingWindow });
   return {
     attrs: { maskKind, causal, queryOffset, slidingWindow, scale, returnScores },
     cache,
@@ -220,7 +219,7 @@ function checkCache(
     `would need ${length + t}`);
 }
 
-function normalize(mask: tf.Tensor | null | undefined, p: Prepared, where: string): NormalizedMask | null {
+function normalize(mask: tf.Tensor | null | undefined, p: Prepared, where: string): KernelMask | null {
   if (mask == null) return null;
   return normalizeMask(expandMaskToRank4(mask, p.scoresShape, where, 'attentionMask'), p.attrs);
 }

@@ -1,16 +1,23 @@
 /**
- * Mask plumbing shared by the op, its reference path and its gradient, following Keras 3.6:
- * masks are expanded to rank 4 with `expand_dims(axis=-3)`, must broadcast into the (B, U, T, S)
- * scores without enlarging them, and are applied additively as `(1 - mask) * -1e9` in float32.
+ * The op's mask rule, once, for the op, its composite path, its gradient and the kernel hosts,
+ * following Keras 3.6 (docs/keras-3.6-behaviour.md §4–§6): masks are expanded to rank 4 with
+ * `expand_dims(axis=-3)`, must broadcast into the (B, U, T, S) scores without enlarging them, and are
+ * applied additively as `(1 - mask) * -1e9` in float32.
+ *
+ * Shape letters: B batch · T query length · S key length · U query heads.
+ *
+ * One name for one concept: a query row whose keys are all masked is a "row with no allowed key"
+ * (§6); it is not zero, and only bool and positional (causal, window) masks can make one.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { check, formatShape } from '../errors.js';
+import type { GroupedQueryAttentionAttrs } from './kernel_names.js';
 
 /** Keras's large negative for float32 scores (`Softmax` in keras/src/layers/activations/softmax.py). */
 export const LARGE_NEGATIVE = -1e9;
 
-/** A mask ready for a kernel: rank 4, broadcastable to (B, U, T, S). */
-export interface NormalizedMask {
+/** A mask ready for a kernel: rank 4, broadcastable to (B, U, T, S), and how to apply it. */
+export interface KernelMask {
   /** 'bool': true allows; 'additive': float32 values added to the scaled logits. */
   kind: 'bool' | 'additive';
   mask: tf.Tensor4D;
@@ -58,13 +65,40 @@ export function expandMaskToRank4(
 }
 
 /**
- * Turns a user mask into the kernel form, with Keras's dtype rule: a bool mask stays bool; a numeric
- * mask becomes bool (nonzero allows) when a causal or window mask is AND-ed with it, and is otherwise
- * used numerically as `(1 - mask) * -1e9` (the non-binary mask quirk of Keras 3.6, spec §5).
+ * The kernel's `maskKind` for a user mask of `dtype` (null: none), with Keras's dtype rule: a bool
+ * mask stays bool; a numeric mask becomes bool (nonzero allows) when a causal or window mask is
+ * AND-ed with it, and is otherwise used numerically (docs/keras-3.6-behaviour.md §5).
  */
-export function normalizeMask(mask4: tf.Tensor4D, positional: PositionMaskOptions): NormalizedMask {
+export function maskKindOf(dtype: tf.DataType | null, positional: PositionMaskOptions): GroupedQueryAttentionAttrs['maskKind'] {
+  if (dtype == null) return 'none';
+  return dtype === 'bool' || positional.causal || positional.slidingWindow > 0 ? 'bool' : 'additive';
+}
+
+/**
+ * The kernel's mask input as a {@link KernelMask}, or null when `maskKind` is 'none' (the input is
+ * then a placeholder) — for the kernel-side paths that rebuild the mask from a kernel call.
+ */
+export function kernelMaskOf(attrs: Pick<GroupedQueryAttentionAttrs, 'maskKind'>, mask: tf.Tensor4D | null | undefined): KernelMask | null {
+  return attrs.maskKind === 'none' || mask == null ? null : { kind: attrs.maskKind, mask };
+}
+
+/**
+ * Whether a call can have rows with no allowed key (docs/keras-3.6-behaviour.md §6): with a bool
+ * mask or a causal/window mask, never with an additive mask alone (it has no "allowed" keys, only
+ * added values). Kernels compute such rows specially, exactly as Keras does.
+ */
+export function mayHaveRowsWithNoAllowedKey(attrs: Pick<GroupedQueryAttentionAttrs, 'maskKind' | 'causal' | 'slidingWindow'>): boolean {
+  return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
+}
+
+/**
+ * Turns a user mask into the kernel form by {@link maskKindOf}'s rule: bool stays bool, numeric
+ * becomes bool (nonzero allows) next to a causal or window mask, else the additive
+ * `(1 - mask) * -1e9` (Keras 3.6's non-binary mask quirk, docs/keras-3.6-behaviour.md §5).
+ */
+export function normalizeMask(mask4: tf.Tensor4D, positional: PositionMaskOptions): KernelMask {
   if (mask4.dtype === 'bool') return { kind: 'bool', mask: mask4 };
-  if (positional.causal || positional.slidingWindow > 0) {
+  if (maskKindOf(mask4.dtype, positional) === 'bool') {
     return { kind: 'bool', mask: tf.notEqual(mask4, tf.scalar(0, mask4.dtype)) as tf.Tensor4D };
   }
   return { kind: 'additive', mask: maskAdder(mask4) };
@@ -104,7 +138,7 @@ export function positionMask(
  * causal/window mask, as `(1 - mask) * -1e9`; null when nothing is masked.
  */
 export function combinedAdder(
-  mask: NormalizedMask | null,
+  mask: KernelMask | null,
   queryLength: number,
   keyLength: number,
   positional: PositionMaskOptions,

@@ -47,11 +47,11 @@ class FailingInitializer extends InitializerBase {
     super();
     this.failOn = config.failOn;
   }
-  apply(shape: number[]): tf.Tensor {
+  override apply(shape: number[]): tf.Tensor {
     if (FailingInitializer.calls++ === this.failOn) throw new Error('initializer failed (test)');
     return tf.ones(shape);
   }
-  getConfig() {
+  override getConfig() {
     return { failOn: this.failOn };
   }
 }
