@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { compositeProbabilities } from './composite.js';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from './kernel_names.js';
-import { combinedAdder, type NormalizedMask } from './masks.js';
+import { combinedAdder, kernelMaskOf } from './masks.js';
 
 function gradients(
   dy: tf.Tensor | tf.Tensor[],
@@ -21,8 +21,7 @@ function gradients(
   const [b, t, u, h] = query.shape;
   const [, s, v] = key.shape;
   const g = u / v;
-  const mask: NormalizedMask | null =
-    attrs.maskKind === 'none' ? null : { kind: attrs.maskKind, mask: maskInput };
+  const mask = kernelMaskOf(attrs, maskInput);
 
   const grads = tf.tidy(() => {
     const adder = combinedAdder(mask, t, s, attrs);
