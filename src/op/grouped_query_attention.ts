@@ -17,7 +17,7 @@ import {
   type GroupedQueryAttentionAttrs,
   type GroupedQueryAttentionInputs,
 } from './kernel_names.js';
-import { type KVStorage } from './kv_storage.js';
+import type { KVStorage } from './kv_storage.js';
 import { combinedAdder, expandMaskToRank4, maskKindOf, maskShapeRank4, normalizeMask, type KernelMask } from './masks.js';
 
 /**
