@@ -96,6 +96,42 @@ describe.each(BACKENDS)('KV cache through the op on %s', (backend) => {
     layer.dispose();
   });
 
+  test('a cached call dispatches once through the op: the fused kernel reads the cache in place', async () => {
+    const layer = makeLayer(6, 10);
+    const cache = layer.createCache({ batchSize: 1, maxLength: 8 });
+    const x = tf.randomNormal([1, 3, 6]);
+    tf.dispose(layer.apply(x, { value: x, cache, useCausalMask: true }) as tf.Tensor);
+    const step = tf.randomNormal([1, 1, 6]);
+    const info = await tf.profile(() => layer.apply(step, { value: step, cache, useCausalMask: true }) as tf.Tensor);
+    const attention = info.kernels.filter((k) => k.name === 'GroupedQueryAttention');
+    expect(attention).toHaveLength(1);
+    // The kernel got this step's key (B, T=1, V, H) and reads the 4 positions from the storage.
+    expect(attention[0]!.inputShapes[1]).toEqual([1, 1, 2, 4]);
+    expect(attention[0]!.outputShapes[0]).toEqual([1, 1, 4, 4]);
+    cache.dispose();
+    layer.dispose();
+  });
+
+  test('flashAttention: false (the composite path) reads copies of the cache and gives the same numbers', () => {
+    const fused = makeLayer(6, 11);
+    const composite = new GroupedQueryAttention({ headDim: 4, numQueryHeads: 4, numKeyValueHeads: 2, flashAttention: false });
+    composite.build([[null, null, 6], [null, null, 6]]);
+    composite.setWeights(fused.getWeights());
+    const x = tf.randomNormal([2, 5, 6], 0, 1, 'float32', 12);
+    const mask = tf.tensor2d([[1, 1, 1, 1, 0], [1, 0, 1, 1, 1]], [2, 5], 'bool');
+    const full = fused.apply(x, { value: x, valueMask: mask, useCausalMask: true }) as tf.Tensor;
+    const cache = composite.createCache({ batchSize: 2, maxLength: 5 });
+    const parts = [[0, 2], [2, 5]].map(([a, b]) => {
+      const xs = tf.slice(x, [0, a!, 0], [2, b! - a!, 6]);
+      const ms = tf.slice(mask, [0, a!], [2, b! - a!]);
+      return composite.apply(xs, { value: xs, valueMask: ms, cache, useCausalMask: true }) as tf.Tensor;
+    });
+    expectClose(tf.concat(parts, 1).dataSync(), full.dataSync(), 'composite with cache');
+    cache.dispose();
+    fused.dispose();
+    composite.dispose();
+  });
+
   test('a cache keeps the engine that allocated it: it works after setDefaultEngine()', () => {
     const layer = makeLayer(6, 4);
     const x = tf.randomNormal([1, 4, 6], 0, 1, 'float32', 7);
