@@ -31,6 +31,14 @@ export function broadcastShapes(a: readonly number[], b: readonly number[]): num
   return out;
 }
 
+/** Checks that every mask is a bool or numeric tensor (Keras casts them to bool), before any work. */
+export function checkMaskDtypes(where: string, masks: LayerMasks): void {
+  for (const [name, m] of Object.entries(masks) as Array<[string, tf.Tensor | null | undefined]>) {
+    check(m == null || (m.dtype !== 'string' && m.dtype !== 'complex64'), where, () =>
+      `${name} must be a bool or numeric tensor; received dtype ${m!.dtype}`);
+  }
+}
+
 /** Checks every mask's shape before any work, naming the mask and both shapes on failure. */
 export function checkLayerMasks(
   where: string,

@@ -28,7 +28,7 @@ import {
   type GroupedQueryAttentionArgs,
   type GroupedQueryAttentionCallArgs,
 } from './args.js';
-import { checkLayerMasks, computeAttentionMask, type LayerMasks } from './attention_mask.js';
+import { checkLayerMasks, checkMaskDtypes, computeAttentionMask, type LayerMasks } from './attention_mask.js';
 import { checkCachedMasks, newKeyBits } from './cached_attention.js';
 import { constrainOnAssign } from './constraints.js';
 import { cloneInitializer, serialize, type Constraint, type Initializer, type Regularizer } from './identifiers.js';
@@ -288,6 +288,7 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     // Checks, then the cache's key-mask bits for this call's positions (read before any work).
     const t = query.shape[1]!;
     let bits: Uint8Array | null = null;
+    checkMaskDtypes(this.where, masks);
     if (cache == null) {
       this.checkCall(query, value, key, masks);
     } else {
@@ -378,10 +379,6 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
         `${name} must have rank 3 (batch, length, features); received shape ${formatShape(t.shape)}`);
       check(t.dtype !== 'string' && t.dtype !== 'complex64', where, () =>
         `${name} must be a numeric tensor; received dtype ${t.dtype}`);
-    }
-    for (const [name, m] of Object.entries(masks) as Array<[string, tf.Tensor | null | undefined]>) {
-      check(m == null || (m.dtype !== 'string' && m.dtype !== 'complex64'), where, () =>
-        `${name} must be a bool or numeric tensor; received dtype ${m!.dtype}`);
     }
     const [b, t] = query.shape;
     const s = value.shape[1]!;

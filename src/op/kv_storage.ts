@@ -29,8 +29,19 @@
  *    `read(keyLength)`, which returns copies (B, keyLength, V, H) as tensors of the active backend, and
  *    runs the ordinary uncached dispatch on them. Same results, one mask rule.
  *
- * `dispose()` frees the memory; it is idempotent. A storage never changes its engine or device: a
- * cache keeps working after `setDefaultEngine()`.
+ * `dispose()` frees the memory; it is idempotent, and may run from a FinalizationRegistry callback (a
+ * cache dropped without `dispose()`), outside any tfjs scope: it must not need one. A storage never
+ * changes its engine or device: a cache keeps working after `setDefaultEngine()`.
+ *
+ * What stays outside the storage: the cache's length and its key-mask bits (`layer/kv_cache.ts`).
+ * The layer turns the bits into a bool (B, L+T) mask tensor only when some position was masked, and
+ * reads a call's value/key mask (B, T) with `dataSync` when one is given.
+ *
+ * A GPU storage (webgpu/webgl) would: allocate two (B, C, V, H) float32 buffers/textures once; in
+ * `write`, copy the call's (B, T, V, H) tensors into rows position..position+T-1 on the device (no
+ * readback); return true from `readsInPlace` for its own backend, whose fused kernel then binds the
+ * storage's buffers instead of the key/value inputs (row stride C) when `attrs.cache` is set; build
+ * `read` from device-side slices; and raise in `checkUsable` for any other backend.
  *
  * A backend plugs its own storage in with {@link registerKVStorage}; `layer.createCache` asks
  * {@link createKVStorage} for one under the active backend (engine storage when none is registered).

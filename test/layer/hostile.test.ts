@@ -180,6 +180,13 @@ describe.each(BACKENDS)('hostile use of the layer on %s', (backend) => {
       expect(kernels).toEqual([]);
       expect(leaked).toBe(0);
     }
+    // With a KV cache too.
+    const cache = layer.createCache({ batchSize: 1, maxLength: 4 });
+    const cached = await failure(() => layer.apply(q, { value: q, valueMask: row, cache }));
+    expect(cached.error.message).toMatch(/'strmask': valueMask must be a bool or numeric tensor; received dtype string/);
+    expect(cached.kernels).toEqual([]);
+    expect(cache.length).toBe(0);
+    cache.dispose();
     const x = tf.ones([1, 2, 4, 2]);
     const kv = tf.ones([1, 2, 2, 2]);
     const { error } = await failure(() => groupedQueryAttention(x, kv, kv, { attentionMask: text }));
