@@ -10,24 +10,9 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { GroupedQueryAttention, groupedQueryAttention, type GroupedQueryAttentionArgs } from '../../src/index.js';
 import { formatValue } from '../../src/errors.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
+import { thrown } from './failure.js';
 
 const GOOD: GroupedQueryAttentionArgs = { headDim: 2, numQueryHeads: 4, numKeyValueHeads: 2 };
-
-/** Runs `bad` under tf.profile: the error, the kernels that ran before it, tensors left behind. */
-async function failure(bad: () => unknown): Promise<{ error: Error; kernels: string[]; leaked: number }> {
-  let error: unknown = null;
-  const before = tf.memory().numTensors;
-  const info = await tf.profile(() => {
-    try {
-      tf.dispose(bad() as tf.Tensor);
-    } catch (e) {
-      error = e;
-    }
-    return [] as tf.Tensor[];
-  });
-  expect(error, 'throws').toBeInstanceOf(Error);
-  return { error: error as Error, kernels: info.kernels.map((k) => k.name), leaked: tf.memory().numTensors - before };
-}
 
 /** tfjs's Initializer base class (not exported by name). */
 const InitializerBase = Object.getPrototypeOf(tfl.initializers.zeros().constructor) as new () => {
@@ -78,7 +63,7 @@ describe.each(BACKENDS)('hostile use of the layer on %s', (backend) => {
     } as GroupedQueryAttentionArgs);
     const q = tf.ones([1, 2, 4]);
     const variables = Object.keys(tf.engine().registeredVariables).length;
-    const { error, leaked } = await failure(() => layer.apply(q, { value: q }));
+    const { error, leaked } = await thrown(() => layer.apply(q, { value: q }));
     expect(error.message).toMatch(pattern);
     expect(layer.built).toBe(false);
     expect(layer.weights).toHaveLength(0);
@@ -115,7 +100,7 @@ describe.each(BACKENDS)('hostile use of the layer on %s', (backend) => {
     ['a regularizer instance as an initializer', { kernelInitializer: tfl.regularizers.l2() },
       /kernelInitializer must be an initializer .*received L1L2/],
   ] as const)('wrong-kind identifiers are named at construction: %s', async (_name, override, pattern) => {
-    const { error, kernels, leaked } = await failure(() => new GroupedQueryAttention({ ...GOOD, ...override } as never));
+    const { error, kernels, leaked } = await thrown(() => new GroupedQueryAttention({ ...GOOD, ...override } as never));
     expect(error.name).toBe('ValueError');
     expect(error.message).toMatch(pattern);
     expect(error.message).toMatch(/^GroupedQueryAttention 'grouped_query_attention(_\d+)?'/);
@@ -133,7 +118,7 @@ describe.each(BACKENDS)('hostile use of the layer on %s', (backend) => {
       () => groupedQueryAttention(tf.ones([1, 1, 1, 1]), tf.ones([1, 1, 1, 1]), tf.ones([1, 1, 1, 1]), { scale: huge as never }),
     ];
     for (const bad of cases) {
-      const { error } = await failure(bad);
+      const { error } = await thrown(bad);
       expect(error.message.length, error.message.slice(0, 200)).toBeLessThan(600);
     }
     expect(formatValue(huge)).toBe('[0,1,2,3,4,5,6,7,...] (1000000 elements)');
@@ -150,13 +135,13 @@ describe.each(BACKENDS)('hostile use of the layer on %s', (backend) => {
       ['useCausalMask', { useCausalMask: 1 }],
       ['returnAttentionScores', { returnAttentionScores: 'yes' }],
     ] as const) {
-      const { error, kernels, leaked } = await failure(() => layer.apply(q, { value: q, ...kwargs }));
+      const { error, kernels, leaked } = await thrown(() => layer.apply(q, { value: q, ...kwargs }));
       expect(error.message).toMatch(new RegExp(`GroupedQueryAttention 'flags': ${name} must be a boolean; received ('yes'|1)`));
       expect(kernels).toEqual([]);
       expect(leaked).toBe(0);
     }
     for (const name of ['flashAttention', 'useBias', 'useGate'] as const) {
-      const { error } = await failure(() => new GroupedQueryAttention({ ...GOOD, [name]: 'yes' } as never));
+      const { error } = await thrown(() => new GroupedQueryAttention({ ...GOOD, [name]: 'yes' } as never));
       expect(error.message).toMatch(new RegExp(`${name} must be a boolean; received 'yes'`));
     }
     expect(Array.from((layer.apply(q, { value: q, training: false }) as tf.Tensor).dataSync())).toEqual(Array.from(good));
@@ -175,33 +160,33 @@ describe.each(BACKENDS)('hostile use of the layer on %s', (backend) => {
       ['queryMask', { queryMask: row }],
       ['valueMask', { valueMask: row }],
     ] as const) {
-      const { error, kernels, leaked } = await failure(() => layer.apply(q, { value: q, ...kwargs }));
+      const { error, kernels, leaked } = await thrown(() => layer.apply(q, { value: q, ...kwargs }));
       expect(error.message).toMatch(new RegExp(`'strmask': ${name} must be a bool or numeric tensor; received dtype string`));
       expect(kernels).toEqual([]);
       expect(leaked).toBe(0);
     }
     // With a KV cache too.
     const cache = layer.createCache({ batchSize: 1, maxLength: 4 });
-    const cached = await failure(() => layer.apply(q, { value: q, valueMask: row, cache }));
+    const cached = await thrown(() => layer.apply(q, { value: q, valueMask: row, cache }));
     expect(cached.error.message).toMatch(/'strmask': valueMask must be a bool or numeric tensor; received dtype string/);
     expect(cached.kernels).toEqual([]);
     expect(cache.length).toBe(0);
     cache.dispose();
     const x = tf.ones([1, 2, 4, 2]);
     const kv = tf.ones([1, 2, 2, 2]);
-    const { error } = await failure(() => groupedQueryAttention(x, kv, kv, { attentionMask: text }));
+    const { error } = await thrown(() => groupedQueryAttention(x, kv, kv, { attentionMask: text }));
     expect(error.message).toMatch(/^groupedQueryAttention: attentionMask must be a bool or numeric tensor; received dtype string/);
     tf.dispose([q, text, row, x, kv]);
     layer.dispose();
   });
 
   test('weight shapes past 2^31 elements: a clear error naming the layer and the arguments, before any work', async () => {
-    const heads = await failure(() => new GroupedQueryAttention({ headDim: 2 ** 16, numQueryHeads: 2 ** 16, numKeyValueHeads: 1 }));
+    const heads = await thrown(() => new GroupedQueryAttention({ headDim: 2 ** 16, numQueryHeads: 2 ** 16, numKeyValueHeads: 1 }));
     expect(heads.error.message).toMatch(
       /^GroupedQueryAttention 'grouped_query_attention(_\d+)?': numQueryHeads × headDim must be at most 2147483647 .*received numQueryHeads=65536, headDim=65536/);
     const layer = new GroupedQueryAttention({ headDim: 4096, numQueryHeads: 1024, numKeyValueHeads: 1, name: 'big' });
     const variables = Object.keys(tf.engine().registeredVariables).length;
-    const { error, kernels, leaked } = await failure(() => layer.build([[null, 1, 1024], [null, 1, 8]]));
+    const { error, kernels, leaked } = await thrown(() => layer.build([[null, 1, 1024], [null, 1, 8]]));
     expect(error.message).toMatch(
       /^GroupedQueryAttention 'big': query\/kernel \[1024,1024,4096\] would hold 4294967296 elements, more than a tensor can \(2147483647\): reduce numQueryHeads, numKeyValueHeads, headDim or the query features/);
     expect(kernels).toEqual([]);
