@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { check, formatShape } from '../errors.js';
-import { maskShapeRank4 } from '../op/masks.js';
+import { maskShapeRank4 } from '../op/mask_rule.js';
 
 export interface LayerMasks {
   queryMask?: tf.Tensor | null | undefined;

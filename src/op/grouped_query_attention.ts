@@ -18,7 +18,8 @@ import {
   type GroupedQueryAttentionInputs,
 } from './kernel_names.js';
 import type { KVStorage } from './kv_storage.js';
-import { combinedAdder, expandMaskToRank4, maskKindOf, maskShapeRank4, normalizeMask, type KernelMask } from './masks.js';
+import { maskKindOf, maskShapeRank4 } from './mask_rule.js';
+import { combinedAdder, expandMaskToRank4, normalizeMask, type KernelMask } from './masks.js';
 
 /**
  * A KV cache for one call of the op: its storage and the positions it already holds.

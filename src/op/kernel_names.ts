@@ -4,6 +4,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { KVStorage } from './kv_storage.js';
+import type { MaskKind } from './mask_rule.js';
 
 /**
  * Fused grouped-query attention on projected heads.
@@ -68,7 +69,7 @@ export type GroupedQueryAttentionInputs = {
  */
 export interface GroupedQueryAttentionAttrs {
   /** 'none': no mask input; 'bool': nonzero allows (Keras bool masks); 'additive': float32 adder. */
-  maskKind: 'none' | 'bool' | 'additive';
+  maskKind: MaskKind;
   causal: boolean;
   /** Absolute position of query row 0 for causal and window masks (0 = Keras top-left). */
   queryOffset: number;

@@ -13,7 +13,7 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { common, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
-import { mayHaveRowsWithNoAllowedKey } from '../../masks.js';
+import { mayHaveRowsWithNoAllowedKey } from '../../mask_rule.js';
 
 export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: string[], mask: TensorInfo | null): GlProgram {
   const cols = attrs.returnScores ? 3 : 2;

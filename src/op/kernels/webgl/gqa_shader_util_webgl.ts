@@ -14,7 +14,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { mayHaveRowsWithNoAllowedKey } from '../../masks.js';
+import { mayHaveRowsWithNoAllowedKey } from '../../mask_rule.js';
 
 /** The part of tfjs-backend-webgl's GPGPUProgram this file uses. */
 export interface GlProgram {

@@ -42,7 +42,7 @@
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
-import { mayHaveRowsWithNoAllowedKey } from '../../masks.js';
+import { mayHaveRowsWithNoAllowedKey } from '../../mask_rule.js';
 
 /**
  * Tile configuration of one call of the WebGPU flash kernel.

@@ -8,7 +8,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { mayHaveRowsWithNoAllowedKey } from '../../masks.js';
+import { mayHaveRowsWithNoAllowedKey } from '../../mask_rule.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
 
 /** The part of WebGPUProgram (tfjs-backend-webgpu/dist/webgpu_program.d.ts) this file uses. */
