@@ -25,20 +25,50 @@ export class ValueError extends Error {
   }
 }
 
+/** The most characters of a string, and elements of an array, that a message echoes. */
+const MAX_STRING = 80;
+const MAX_ITEMS = 8;
+
 /** Formats a shape the way the messages print it: `[2,3,null]`. */
 export function formatShape(shape: ReadonlyArray<number | null | undefined>): string {
-  return `[${shape.map((d) => (d == null ? 'null' : String(d))).join(',')}]`;
+  const dims = shape.slice(0, 2 * MAX_ITEMS).map((d) => (d == null ? 'null' : String(d)));
+  return shape.length <= 2 * MAX_ITEMS ? `[${dims.join(',')}]` : `[${dims.join(',')},...] (${shape.length} dimensions)`;
 }
 
-/** Formats any received value for a message, briefly. */
+/**
+ * Formats any received value for a message, briefly: strings quoted and cut at 80 characters, arrays
+ * cut at 8 elements with their length, plain objects as truncated JSON, other objects by their class.
+ * A message built from it stays short whatever a caller passes (a million-element array included).
+ */
 export function formatValue(value: unknown): string {
-  if (typeof value === 'string') return `'${value}'`;
-  if (Array.isArray(value)) return formatShape(value as number[]);
+  return brief(value, 0);
+}
+
+function brief(value: unknown, depth: number): string {
+  if (typeof value === 'string') {
+    return value.length <= MAX_STRING ? `'${value}'` : `'${value.slice(0, MAX_STRING)}...' (${value.length} characters)`;
+  }
+  if (Array.isArray(value)) {
+    if (depth > 1) return `[...] (${value.length} elements)`;
+    const shown = value.slice(0, MAX_ITEMS).map((x) => (x == null ? 'null' : brief(x, depth + 1)));
+    return value.length <= MAX_ITEMS ? `[${shown.join(',')}]` : `[${shown.join(',')},...] (${value.length} elements)`;
+  }
   if (value === null || value === undefined) return String(value);
   if (typeof value === 'object') {
     const ctor = (value as { constructor?: { name?: string } }).constructor;
+    if (ctor === Object || ctor === undefined) {
+      let json: string | undefined;
+      try {
+        json = JSON.stringify(value);
+      } catch {
+        json = undefined; // cyclic
+      }
+      if (json == null) return 'object';
+      return json.length <= MAX_STRING ? json : `${json.slice(0, MAX_STRING)}... (an object)`;
+    }
     return ctor?.name ?? 'object';
   }
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
   return String(value);
 }
 

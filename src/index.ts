@@ -13,6 +13,7 @@ export {
   groupedQueryAttention,
   groupedQueryAttentionReference,
   hasFusedKernel,
+  type GroupedQueryAttentionCache,
   type GroupedQueryAttentionOptions,
 } from './op/grouped_query_attention.js';
 export {

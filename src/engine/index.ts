@@ -113,7 +113,8 @@ let defaultPending: Promise<AttentionEngine> | null = null;
  * use. In Node this compiles the kernel and waits for the workers right away. Where synchronous
  * compilation is refused (a browser main thread), it returns a plain-JS engine for the moment and
  * swaps in the WebAssembly engine once its asynchronous creation finishes; await
- * {@link defaultEngineReady} to avoid that.
+ * {@link defaultEngineReady} to avoid that. Disposing the default engine is allowed: the next call
+ * creates a fresh one (KV caches allocated in the old one go with it and say so when used).
  *
  * @example
  * ```ts
@@ -125,9 +126,9 @@ let defaultPending: Promise<AttentionEngine> | null = null;
 export function getDefaultEngine(): AttentionEngine {
   if (defaultEngine !== null) return defaultEngine;
   try {
-    defaultEngine = createAttentionEngineSync();
+    defaultEngine = watchDisposal(createAttentionEngineSync());
   } catch (error) {
-    const fallback = new JsEngine();
+    const fallback = watchDisposal(new JsEngine());
     defaultEngine = fallback;
     if (typeof (globalThis as { document?: unknown }).document === 'undefined') {
       // Not a browser main thread, where synchronous creation is expected to work: say why.
@@ -137,7 +138,7 @@ export function getDefaultEngine(): AttentionEngine {
     // A browser main thread refusing synchronous compilation: JS until the kernel is ready.
     defaultPending = createAttentionEngine().then(
       (e) => {
-        if (defaultEngine === fallback) defaultEngine = e;
+        if (defaultEngine === fallback) defaultEngine = watchDisposal(e);
         return defaultEngine ?? e;
       },
       (e: unknown) => {
@@ -147,6 +148,26 @@ export function getDefaultEngine(): AttentionEngine {
     );
   }
   return defaultEngine;
+}
+
+/**
+ * Makes `engine.dispose()` also forget it as the default engine when it is the default, so that the
+ * next use creates a fresh one instead of failing for the rest of the process. Storage allocated in
+ * it (a KV cache) goes with it.
+ */
+const watched = new WeakSet<AttentionEngine>();
+function watchDisposal(engine: AttentionEngine): AttentionEngine {
+  if (watched.has(engine)) return engine;
+  watched.add(engine);
+  const dispose = engine.dispose.bind(engine);
+  engine.dispose = () => {
+    if (defaultEngine === engine) {
+      defaultEngine = null;
+      defaultPending = null;
+    }
+    dispose();
+  };
+  return engine;
 }
 
 /**
@@ -172,7 +193,9 @@ export async function defaultEngineReady(): Promise<AttentionEngine> {
 
 /**
  * Replaces the default engine (the previous one is not disposed). Useful to pin a thread count for
- * the whole process, e.g. `setDefaultEngine(await createAttentionEngine({ threads: 1 }))`.
+ * the whole process, e.g. `setDefaultEngine(await createAttentionEngine({ threads: 1 }))`. KV caches
+ * keep the engine that allocated them. If `engine` is later disposed while it is the default, the
+ * next call creates a fresh default engine.
  *
  * @example
  * ```ts
@@ -181,7 +204,7 @@ export async function defaultEngineReady(): Promise<AttentionEngine> {
  * ```
  */
 export function setDefaultEngine(engine: AttentionEngine): void {
-  defaultEngine = engine;
+  defaultEngine = watchDisposal(engine);
   defaultPending = null;
 }
 

@@ -6,12 +6,20 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
+import { check, formatValue, ValueError } from '../errors.js';
 import type { KVCache } from './kv_cache.js';
-import type {
-  ConstraintIdentifier,
-  InitializerIdentifier,
-  RegularizerIdentifier,
+import {
+  resolveConstraint,
+  resolveInitializer,
+  resolveRegularizer,
+  type Constraint,
+  type ConstraintIdentifier,
+  type Initializer,
+  type InitializerIdentifier,
+  type Regularizer,
+  type RegularizerIdentifier,
 } from './identifiers.js';
+import { checkFlag } from './inputs.js';
 
 /**
  * Constructor arguments (Keras `GroupQueryAttention` in camelCase).
@@ -111,4 +119,87 @@ export interface GroupedQueryAttentionCallArgs {
    * and the queries attend over every cached position (causal mask aligned bottom-right).
    */
   cache?: KVCache;
+}
+
+/** The constructor arguments after validation, with Keras's defaults filled in and identifiers resolved. */
+export interface ResolvedArgs {
+  headDim: number;
+  numQueryHeads: number;
+  numKeyValueHeads: number;
+  dropout: number;
+  useBias: boolean;
+  useGate: boolean;
+  slidingWindow: number | null;
+  seed: number | null;
+  flashAttention: boolean | null;
+  kernelInitializer: Initializer;
+  biasInitializer: Initializer;
+  kernelRegularizer: Regularizer | null;
+  biasRegularizer: Regularizer | null;
+  activityRegularizer: Regularizer | null;
+  kernelConstraint: Constraint | null;
+  biasConstraint: Constraint | null;
+}
+
+/** Most elements a tfjs tensor (and so a weight) can have: its typed array's length is an int32. */
+export const MAX_WEIGHT_ELEMENTS = 2 ** 31 - 1;
+
+function isPositiveInteger(x: unknown): x is number {
+  return typeof x === 'number' && Number.isInteger(x) && x > 0;
+}
+
+/**
+ * Validates the constructor arguments, Keras's rules and errors, each naming the argument and the
+ * value received, before the layer exists.
+ */
+export function resolveArgs(where: string, args: GroupedQueryAttentionArgs): ResolvedArgs {
+  check(args != null && typeof args === 'object', where, () => `expects an arguments object; received ${formatValue(args)}`);
+  const { headDim, numQueryHeads, numKeyValueHeads } = args;
+  check(isPositiveInteger(headDim), where, () => `headDim must be a positive integer; received ${formatValue(headDim)}`);
+  check(isPositiveInteger(numQueryHeads), where, () =>
+    `numQueryHeads must be a positive integer; received ${formatValue(numQueryHeads)}`);
+  check(isPositiveInteger(numKeyValueHeads), where, () =>
+    `numKeyValueHeads must be a positive integer; received ${formatValue(numKeyValueHeads)}`);
+  check(numQueryHeads % numKeyValueHeads === 0, where, () =>
+    `numQueryHeads must be divisible by numKeyValueHeads; received numQueryHeads=${numQueryHeads}, ` +
+    `numKeyValueHeads=${numKeyValueHeads}`);
+  // The (U, H) query bias and every kernel hold U·H elements at least.
+  check(numQueryHeads * headDim <= MAX_WEIGHT_ELEMENTS, where, () =>
+    `numQueryHeads × headDim must be at most ${MAX_WEIGHT_ELEMENTS} (the most elements a tensor can hold); ` +
+    `received numQueryHeads=${numQueryHeads}, headDim=${headDim} (${numQueryHeads * headDim})`);
+  const dropout = args.dropout ?? 0;
+  check(typeof dropout === 'number' && dropout >= 0 && dropout < 1, where, () =>
+    `dropout must be a number in [0, 1); received ${formatValue(dropout)}`);
+  // Keras accepts True as a window of 1 (a Python bool is an int); False and non-integers raise.
+  const slidingWindow = (args.slidingWindow as unknown) === true ? 1 : args.slidingWindow ?? null;
+  check(slidingWindow === null || (Number.isInteger(slidingWindow) && slidingWindow > 0), where, () =>
+    `slidingWindow must be null or a positive integer; received ${formatValue(args.slidingWindow)}`);
+  const seed = args.seed ?? null;
+  check(seed === null || Number.isInteger(seed), where, () => `seed must be null or an integer; received ${formatValue(seed)}`);
+  const flashAttention = checkFlag(where, 'flashAttention', args.flashAttention) ?? null;
+  const useBias = checkFlag(where, 'useBias', args.useBias) ?? true;
+  const useGate = checkFlag(where, 'useGate', args.useGate) ?? false;
+  if (flashAttention === true && dropout > 0) {
+    throw new ValueError(
+      `${where}: Dropout is not supported when flash attention is enabled. Please set dropout to 0.0 to use ` +
+      `flash attention (received dropout=${dropout}, flashAttention=true)`);
+  }
+  return {
+    headDim,
+    numQueryHeads,
+    numKeyValueHeads,
+    dropout,
+    useBias,
+    useGate,
+    slidingWindow,
+    seed,
+    flashAttention,
+    kernelInitializer: resolveInitializer(where, 'kernelInitializer', args.kernelInitializer ?? 'glorotUniform'),
+    biasInitializer: resolveInitializer(where, 'biasInitializer', args.biasInitializer ?? 'zeros'),
+    kernelRegularizer: resolveRegularizer(where, 'kernelRegularizer', args.kernelRegularizer),
+    biasRegularizer: resolveRegularizer(where, 'biasRegularizer', args.biasRegularizer),
+    activityRegularizer: resolveRegularizer(where, 'activityRegularizer', args.activityRegularizer),
+    kernelConstraint: resolveConstraint(where, 'kernelConstraint', args.kernelConstraint),
+    biasConstraint: resolveConstraint(where, 'biasConstraint', args.biasConstraint),
+  };
 }

@@ -1,13 +1,15 @@
 /**
- * Keras's `_compute_attention_mask` (grouped_query_attention.py @ v3.6.0): the query, value and key
- * masks are cast to bool and AND-ed, broadcast as (B,T,1) & (B,1,S), then AND-ed with the explicit
- * attention mask cast to bool. Without any of them the explicit mask is returned unchanged (a numeric
- * mask then acts numerically: Keras 3.6's quirk). The causal and sliding-window masks are AND-ed by
- * the attention op itself, which gives the same result.
+ * The layer's mask rule, Keras's `_compute_attention_mask` (grouped_query_attention.py @ v3.6.0;
+ * docs/keras-3.6-behaviour.md §4): the query, value and key masks are cast to bool and AND-ed,
+ * broadcast as (B,T,1) & (B,1,S), then AND-ed with the explicit attention mask cast to bool. Without
+ * any of them the explicit mask is returned unchanged (a numeric mask then acts numerically, §5). The
+ * causal and sliding-window masks are AND-ed by the attention op itself (op/masks.ts), which gives
+ * the same result. Calls with a KV cache use this same rule, the cache's key-mask bits standing for
+ * the value/key masks of the positions it holds.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { check, formatShape } from '../errors.js';
-import { maskShapeRank4 } from '../op/masks.js';
+import { maskShapeRank4 } from '../op/mask_rule.js';
 
 export interface LayerMasks {
   queryMask?: tf.Tensor | null | undefined;
@@ -27,6 +29,14 @@ export function broadcastShapes(a: readonly number[], b: readonly number[]): num
     out.push(x === 1 ? y : x);
   }
   return out;
+}
+
+/** Checks that every mask is a bool or numeric tensor (Keras casts them to bool), before any work. */
+export function checkMaskDtypes(where: string, masks: LayerMasks): void {
+  for (const [name, m] of Object.entries(masks) as Array<[string, tf.Tensor | null | undefined]>) {
+    check(m == null || (m.dtype !== 'string' && m.dtype !== 'complex64'), where, () =>
+      `${name} must be a bool or numeric tensor; received dtype ${m!.dtype}`);
+  }
 }
 
 /** Checks every mask's shape before any work, naming the mask and both shapes on failure. */

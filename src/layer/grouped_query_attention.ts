@@ -2,6 +2,7 @@
  * Port of keras/src/layers/attention/grouped_query_attention.py @ v3.6.0
  * (7004f526cfd0933f407f1b4f530b865079aa9bef), public Keras name `keras.layers.GroupQueryAttention`,
  * plus the later options `useGate` (3.14), `slidingWindow` (3.15), `seed` and `flashAttention` (3.7).
+ * The Keras behaviour it reproduces is described in docs/keras-3.6-behaviour.md.
  *
  * Shape letters:
  *   B batch · T query length · S key/value length · Dq, Dk, Dv feature sizes of query, key, value
@@ -11,38 +12,32 @@
  *   query/kernel (Dq,U,H)  query/bias (U,H)   key/kernel (Dk,V,H)  key/bias (V,H)
  *   [gate/kernel (Dq,U,H)  gate/bias (U,H)]   value/kernel (Dv,V,H) value/bias (V,H)
  *   attention_output/kernel (U,H,Dq)  attention_output/bias (Dq)
+ *
+ * Around this file: args.ts (arguments and their validation), inputs.ts (input packing and the
+ * per-call plan), attention_mask.ts (Keras's mask rule), cached_attention.ts (what a cached call
+ * adds), projection.ts (the projections and the gate), losses.ts (regularization losses).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerVariable, Shape, SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { check, formatShape, formatValue, ValueError } from '../errors.js';
 import { groupedQueryAttention, groupedQueryAttentionReference } from '../op/grouped_query_attention.js';
-import type { AnyTensor, GroupedQueryAttentionArgs, GroupedQueryAttentionCallArgs } from './args.js';
-import { checkLayerMasks, computeAttentionMask } from './attention_mask.js';
-import { attendWithCache, checkCachedCall } from './cached_attention.js';
-import { constrainOnAssign } from './constraints.js';
 import {
-  cloneInitializer,
-  resolveConstraint,
-  resolveInitializer,
-  resolveRegularizer,
-  serialize,
-  type Constraint,
-  type Initializer,
-  type Regularizer,
-} from './identifiers.js';
-import { defaultLayout, pack, parseLayout, unpack, type Layout } from './inputs.js';
+  MAX_WEIGHT_ELEMENTS,
+  resolveArgs,
+  type GroupedQueryAttentionArgs,
+  type GroupedQueryAttentionCallArgs,
+} from './args.js';
+import { checkLayerMasks, checkMaskDtypes, computeAttentionMask, type LayerMasks } from './attention_mask.js';
+import { checkCachedMasks, newKeyBits } from './cached_attention.js';
+import { constrainOnAssign } from './constraints.js';
+import { cloneInitializer, serialize, type Constraint, type Initializer, type Regularizer } from './identifiers.js';
+import { CallPlans, checkFlag, unpack } from './inputs.js';
 import { KVCache, type KVCacheOptions } from './kv_cache.js';
-import { projectHeads, projectOutput } from './projection.js';
+import { LayerLosses } from './losses.js';
+import { applyGate, projectAttentionOutput, projectQkv } from './projection.js';
 
 type Kwargs = Record<string, unknown>;
-
-/** What one call needs besides its tensors: the input layout and the non-tensor options. */
-interface CallPlan {
-  layout: Layout;
-  useCausalMask: boolean;
-  returnAttentionScores: boolean;
-}
 
 /** Feature sizes fixed by the weights. */
 interface BuiltDims {
@@ -52,6 +47,13 @@ interface BuiltDims {
 }
 
 const LAYER = 'GroupedQueryAttention';
+
+/** Keras's automatic names: grouped_query_attention, grouped_query_attention_1, ... */
+let autoNames = 0;
+function nextAutoName(): string {
+  const n = autoNames++;
+  return n === 0 ? 'grouped_query_attention' : `grouped_query_attention_${n}`;
+}
 
 function isPositiveInteger(x: unknown): x is number {
   return typeof x === 'number' && Number.isInteger(x) && x > 0;
@@ -109,63 +111,33 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
   private dims: BuiltDims | null = null;
   private buildShapes: { queryShape: Shape; valueShape: Shape; keyShape?: Shape } | null = null;
   private weightsByName = new Map<string, LayerVariable>();
-  /** The plan of the call in progress (set by `apply`, read by build/computeOutputShape/call). */
-  private activePlan: CallPlan | null = null;
-  /** The plan recorded at the first symbolic call; used when tfjs's executor calls the layer. */
-  private graphPlan: CallPlan | null = null;
+  private readonly plans = new CallPlans(() => this.where);
+  private readonly lossList = new LayerLosses();
   private insideApply = false;
   private lastReturnedScores = false;
   private dropoutCalls = 0;
-  private activityLosses: tf.Scalar[] = [];
-  private weightLosses: Array<() => tf.Scalar> = [];
 
   constructor(args: GroupedQueryAttentionArgs) {
-    const { activityRegularizer, ...base } = args ?? ({} as GroupedQueryAttentionArgs);
-    super(base);
-    const where = `${LAYER} '${this.name}'`;
-    check(args != null && typeof args === 'object', where, () => `expects an arguments object; received ${formatValue(args)}`);
-    const { headDim, numQueryHeads, numKeyValueHeads } = args;
-    check(isPositiveInteger(headDim), where, () => `headDim must be a positive integer; received ${formatValue(headDim)}`);
-    check(isPositiveInteger(numQueryHeads), where, () =>
-      `numQueryHeads must be a positive integer; received ${formatValue(numQueryHeads)}`);
-    check(isPositiveInteger(numKeyValueHeads), where, () =>
-      `numKeyValueHeads must be a positive integer; received ${formatValue(numKeyValueHeads)}`);
-    check(numQueryHeads % numKeyValueHeads === 0, where, () =>
-      `numQueryHeads must be divisible by numKeyValueHeads; received numQueryHeads=${numQueryHeads}, ` +
-      `numKeyValueHeads=${numKeyValueHeads}`);
-    const dropout = args.dropout ?? 0;
-    check(typeof dropout === 'number' && dropout >= 0 && dropout < 1, where, () =>
-      `dropout must be a number in [0, 1); received ${formatValue(dropout)}`);
-    // Keras accepts True as a window of 1 (a Python bool is an int); False and non-integers raise.
-    const slidingWindow = (args.slidingWindow as unknown) === true ? 1 : args.slidingWindow ?? null;
-    check(slidingWindow === null || (Number.isInteger(slidingWindow) && slidingWindow > 0), where, () =>
-      `slidingWindow must be null or a positive integer; received ${formatValue(args.slidingWindow)}`);
-    const seed = args.seed ?? null;
-    check(seed === null || Number.isInteger(seed), where, () => `seed must be null or an integer; received ${formatValue(seed)}`);
-    const flashAttention = args.flashAttention ?? null;
-    if (flashAttention === true && dropout > 0) {
-      throw new ValueError(
-        `${where}: Dropout is not supported when flash attention is enabled. Please set dropout to 0.0 to use ` +
-        `flash attention (received dropout=${dropout}, flashAttention=true)`);
-    }
-
-    this.headDim = headDim;
-    this.numQueryHeads = numQueryHeads;
-    this.numKeyValueHeads = numKeyValueHeads;
-    this.numRepeats = numQueryHeads / numKeyValueHeads;
-    this.dropout = dropout;
-    this.useBias = args.useBias ?? true;
-    this.useGate = args.useGate ?? false;
-    this.slidingWindow = slidingWindow;
-    this.seed = seed;
-    this.flashAttention = flashAttention;
-    this.kernelInitializer = resolveInitializer(where, args.kernelInitializer ?? 'glorotUniform');
-    this.biasInitializer = resolveInitializer(where, args.biasInitializer ?? 'zeros');
-    this.kernelRegularizer = resolveRegularizer(where, args.kernelRegularizer);
-    this.biasRegularizer = resolveRegularizer(where, args.biasRegularizer);
-    this.activityRegularizerKeras = resolveRegularizer(where, activityRegularizer);
-    this.kernelConstraint = resolveConstraint(where, args.kernelConstraint);
-    this.biasConstraint = resolveConstraint(where, args.biasConstraint);
+    const { activityRegularizer: _activity, ...base } = args ?? ({} as GroupedQueryAttentionArgs);
+    super({ ...base, name: base.name ?? nextAutoName() });
+    const a = resolveArgs(`${LAYER} '${this.name}'`, args);
+    this.headDim = a.headDim;
+    this.numQueryHeads = a.numQueryHeads;
+    this.numKeyValueHeads = a.numKeyValueHeads;
+    this.numRepeats = a.numQueryHeads / a.numKeyValueHeads;
+    this.dropout = a.dropout;
+    this.useBias = a.useBias;
+    this.useGate = a.useGate;
+    this.slidingWindow = a.slidingWindow;
+    this.seed = a.seed;
+    this.flashAttention = a.flashAttention;
+    this.kernelInitializer = a.kernelInitializer;
+    this.biasInitializer = a.biasInitializer;
+    this.kernelRegularizer = a.kernelRegularizer;
+    this.biasRegularizer = a.biasRegularizer;
+    this.activityRegularizerKeras = a.activityRegularizer;
+    this.kernelConstraint = a.kernelConstraint;
+    this.biasConstraint = a.biasConstraint;
     this.supportsMasking = true;
   }
 
@@ -185,91 +157,32 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     kwargs?: Kwargs,
   ): tf.Tensor | tf.Tensor[] | SymbolicTensor | SymbolicTensor[] {
     const opts = (kwargs ?? {}) as Kwargs & Partial<GroupedQueryAttentionCallArgs>;
-    let list: AnyTensor[];
-    let layout: Layout;
-    // A reloaded model calls apply with the node's inputs (a single one unwrapped) and its layout.
-    const packed = Array.isArray(inputs) || opts['inputLayout'] != null;
-    if (packed) {
-      // Packed form: the graph executor, a reloaded model, or a user's [query, value, key] list.
-      list = Array.isArray(inputs) ? inputs : [inputs];
-      layout = opts['inputLayout'] != null || this.graphPlan == null || !this.isExecutorCall(list)
-        ? parseLayout(opts['inputLayout'], list.length, this.where)
-        : this.graphPlan.layout;
-    } else {
-      check(opts.value != null, this.where, () => 'the `value` argument is required: apply(query, {value, ...})');
-      ({ list, layout } = pack<AnyTensor>({
-        query: inputs,
-        value: opts.value,
-        key: opts.key,
-        queryMask: opts.queryMask,
-        valueMask: opts.valueMask,
-        keyMask: opts.keyMask,
-        attentionMask: opts.attentionMask,
-      }));
-    }
-    const symbolic = list[0] instanceof tfl.SymbolicTensor;
-    const fromGraph = this.graphPlan != null && opts['inputLayout'] == null && packed && !symbolic;
-    const plan: CallPlan = {
-      layout,
-      useCausalMask: Boolean(opts.useCausalMask ?? (fromGraph ? this.graphPlan!.useCausalMask : false)),
-      returnAttentionScores: Boolean(
-        opts.returnAttentionScores ?? (fromGraph ? this.graphPlan!.returnAttentionScores : false)),
-    };
+    const { list, plan, symbolic } = this.plans.plan<tf.Tensor | SymbolicTensor>(inputs, opts);
+    const training = checkFlag(this.where, 'training', opts.training);
     if (plan.returnAttentionScores && this.flashAttention === true) {
       throw new ValueError(
         `${this.where}: Returning attention scores is not supported when flash attention is enabled. Please ` +
         'disable flash attention to access attention scores (received returnAttentionScores=true, flashAttention=true)');
     }
-    if (symbolic) this.recordGraphPlan(plan);
+    if (opts.cache != null) {
+      check(!symbolic, this.where, () => 'a KV cache works in eager calls only; received SymbolicTensor inputs');
+      check(opts.cache instanceof KVCache, this.where, () =>
+        `cache must come from layer.createCache; received ${formatValue(opts.cache)}`);
+    }
+    if (symbolic) this.plans.record(plan);
     const forward: Kwargs = {
       inputLayout: [...plan.layout],
       useCausalMask: plan.useCausalMask,
       returnAttentionScores: plan.returnAttentionScores,
     };
-    if (opts.training != null) forward['training'] = opts.training;
-    if (opts.cache != null) {
-      check(!symbolic, this.where, () => 'a KV cache works in eager calls only; received SymbolicTensor inputs');
-      check(opts.cache instanceof KVCache, this.where, () =>
-        `cache must come from layer.createCache; received ${formatValue(opts.cache)}`);
-      forward['cache'] = opts.cache;
-    }
-    this.activePlan = plan;
+    if (training != null) forward['training'] = training;
+    if (opts.cache != null) forward['cache'] = opts.cache;
     this.insideApply = true;
     try {
-      return super.apply(list as tf.Tensor[], forward);
+      return this.plans.during(plan, () => super.apply(list as tf.Tensor[], forward));
     } finally {
-      this.activePlan = null;
       this.insideApply = false;
     }
-  }
-
-  /** The executor passes the node's input list, whose length matches the recorded layout. */
-  private isExecutorCall(list: AnyTensor[]): boolean {
-    return this.graphPlan != null && list.length === this.graphPlan.layout.length;
-  }
-
-  private recordGraphPlan(plan: CallPlan): void {
-    const same = (a: CallPlan, b: CallPlan) =>
-      a.layout.join() === b.layout.join() &&
-      a.useCausalMask === b.useCausalMask &&
-      a.returnAttentionScores === b.returnAttentionScores;
-    if (this.graphPlan != null && !same(this.graphPlan, plan)) {
-      throw new ValueError(
-        `${this.where}: a layer instance used in a functional model must be called with the same inputs and ` +
-        `options at every node (tfjs passes no per-node options at predict/fit time); first call used ` +
-        `[${this.graphPlan.layout.join(', ')}] useCausalMask=${this.graphPlan.useCausalMask} ` +
-        `returnAttentionScores=${this.graphPlan.returnAttentionScores}, this one [${plan.layout.join(', ')}] ` +
-        `useCausalMask=${plan.useCausalMask} returnAttentionScores=${plan.returnAttentionScores}. Use a second layer.`);
-    }
-    this.graphPlan = plan;
-  }
-
-  private currentPlan(count: number): CallPlan {
-    return this.activePlan ?? this.graphPlan ?? {
-      layout: defaultLayout(count, this.where),
-      useCausalMask: false,
-      returnAttentionScores: false,
-    };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -277,15 +190,16 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
 
   /**
    * Creates the weights from the input shapes `[queryShape, valueShape, keyShape?]` (Keras's
-   * `build(query_shape, value_shape, key_shape=None)`). Only the feature sizes matter.
+   * `build(query_shape, value_shape, key_shape=None)`). Only the feature sizes matter. A build that
+   * fails leaves the layer unbuilt, with no weight, loss or tensor left behind.
    */
   override build(inputShape: Shape | Shape[]): void {
     const shapes = (Array.isArray(inputShape[0]) ? inputShape : [inputShape]) as Shape[];
-    const named = unpack(shapes, this.currentPlan(shapes.length).layout);
+    const named = unpack(shapes, this.plans.current(shapes.length).layout);
     const queryShape = named.query;
     const valueShape = named.value;
     check(queryShape != null && valueShape != null, this.where, () =>
-      `build needs [queryShape, valueShape, keyShape?]; received ${JSON.stringify(inputShape)}`);
+      `build needs [queryShape, valueShape, keyShape?]; received ${formatValue(inputShape)}`);
     const keyShape = named.key ?? valueShape;
     for (const [name, s] of [['query', queryShape], ['value', valueShape], ['key', keyShape]] as const) {
       check(s.length === 3 && isPositiveInteger(s[2]), this.where, () =>
@@ -295,16 +209,43 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     const dv = valueShape[2]!;
     const dk = keyShape[2]!;
     const [u, v, h] = [this.numQueryHeads, this.numKeyValueHeads, this.headDim];
+    // Keras's sub-layer order: query, key, (gate,) value, attention_output; kernel then bias.
+    const projections: Array<[string, number[], number[], string]> = [
+      ['query', [dq, u, h], [u, h], 'the query features'],
+      ['key', [dk, v, h], [v, h], 'the key features'],
+      ...(this.useGate ? [['gate', [dq, u, h], [u, h], 'the query features'] as [string, number[], number[], string]] : []),
+      ['value', [dv, v, h], [v, h], 'the value features'],
+      ['attention_output', [u, h, dq], [dq], 'the query features'],
+    ];
+    for (const [sub, kernelShape, , features] of projections) {
+      const size = kernelShape.reduce((x, y) => x * y, 1);
+      check(size <= MAX_WEIGHT_ELEMENTS, this.where, () =>
+        `${sub}/kernel ${formatShape(kernelShape)} would hold ${size} elements, more than a tensor can ` +
+        `(${MAX_WEIGHT_ELEMENTS}): reduce numQueryHeads, numKeyValueHeads, headDim or ${features}`);
+    }
+    this.rollbackOnFailure(() => {
+      for (const [sub, kernelShape, biasShape] of projections) this.addProjection(sub, kernelShape, biasShape);
+    });
     this.dims = { queryDim: dq, valueDim: dv, keyDim: dk };
     this.buildShapes = { queryShape, valueShape, ...(named.key != null ? { keyShape: named.key } : {}) };
-
-    // Keras's sub-layer order: query, key, (gate,) value, attention_output; kernel then bias.
-    this.addProjection('query', [dq, u, h], [u, h]);
-    this.addProjection('key', [dk, v, h], [v, h]);
-    if (this.useGate) this.addProjection('gate', [dq, u, h], [u, h]);
-    this.addProjection('value', [dv, v, h], [v, h]);
-    this.addProjection('attention_output', [u, h, dq], [dq]);
     this.built = true;
+  }
+
+  /** Runs `addWeights`; if it throws, removes and frees every weight and loss it added, then rethrows. */
+  private rollbackOnFailure(addWeights: () => void): void {
+    // tfjs's addWeight records the name (rejecting duplicates later), then makes the variable, then
+    // registers its regularizer loss, then lists it as trainable (every weight of this layer is).
+    const names = (this as unknown as { _addedWeightNames: string[] })._addedWeightNames;
+    const marks = { names: names.length, weights: this._trainableWeights.length, losses: this.lossList.weightLossCount };
+    try {
+      addWeights();
+    } catch (e) {
+      names.length = marks.names;
+      for (const w of this._trainableWeights.splice(marks.weights)) w.dispose();
+      this.lossList.dropWeightLossesAfter(marks.losses);
+      this.weightsByName.clear();
+      throw e;
+    }
   }
 
   private addProjection(sub: string, kernelShape: number[], biasShape: number[]): void {
@@ -313,51 +254,59 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     const kernel = this.addWeight(
       `${prefix}${sub}/kernel`, kernelShape, 'float32', cloneInitializer(this.where, this.kernelInitializer),
       this.kernelRegularizer ?? undefined, true, this.kernelConstraint ?? undefined);
-    constrainOnAssign(kernel, this.kernelConstraint);
     this.weightsByName.set(`${sub}/kernel`, kernel);
+    constrainOnAssign(kernel, this.kernelConstraint);
     if (!this.useBias) return;
     const bias = this.addWeight(
       `${prefix}${sub}/bias`, biasShape, 'float32', cloneInitializer(this.where, this.biasInitializer),
       this.biasRegularizer ?? undefined, true, this.biasConstraint ?? undefined);
-    constrainOnAssign(bias, this.biasConstraint);
     this.weightsByName.set(`${sub}/bias`, bias);
+    constrainOnAssign(bias, this.biasConstraint);
   }
 
-  private weight(name: string): tf.Tensor | null {
-    return this.weightsByName.get(name)?.read() ?? null;
-  }
+  private readonly weight = (name: string): tf.Tensor | null => this.weightsByName.get(name)?.read() ?? null;
 
   // ---------------------------------------------------------------------------------------------
-  // call
+  // call: one path for calls with and without a KV cache.
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
     const list = Array.isArray(inputs) ? inputs : [inputs];
-    const plan = this.currentPlan(list.length);
+    const plan = this.plans.current(list.length);
     const named = unpack(list, plan.layout);
     const query = named.query!;
     const value = named.value!;
     const key = named.key ?? null;
     // Masks carried on the inputs fill the explicit masks that were not given (Keras's Layer.__call__).
-    const queryMask = named.queryMask ?? query.kerasMask ?? null;
-    const valueMask = named.valueMask ?? value.kerasMask ?? null;
-    const keyMask = named.keyMask ?? (key != null ? key.kerasMask ?? null : null);
-    const attentionMask = named.attentionMask ?? null;
+    const masks = {
+      queryMask: named.queryMask ?? query.kerasMask ?? null,
+      valueMask: named.valueMask ?? value.kerasMask ?? null,
+      keyMask: named.keyMask ?? (key != null ? key.kerasMask ?? null : null),
+      attentionMask: named.attentionMask ?? null,
+    };
     const training = kwargs['training'] === true;
-    const cache = kwargs['cache'] as KVCache | undefined;
-    if (cache != null) {
-      return this.callWithCache(cache, query, value, key, { queryMask, valueMask: keyMask ?? valueMask, attentionMask },
-        plan, training);
+    const cache = (kwargs['cache'] as KVCache | undefined) ?? null;
+    // Checks, then the cache's key-mask bits for this call's positions (read before any work).
+    const t = query.shape[1]!;
+    let bits: Uint8Array | null = null;
+    checkMaskDtypes(this.where, masks);
+    if (cache == null) {
+      this.checkCall(query, value, key, masks);
+    } else {
+      this.checkCall(query, value, key, {});
+      this.checkCachedCall(cache, query, value, masks, training);
+      bits = newKeyBits(masks);
     }
-    this.checkCall(query, value, key, { queryMask, valueMask, keyMask, attentionMask });
 
     this.lastReturnedScores = plan.returnAttentionScores;
     const activity = this.activityRegularizerKeras;
     const result = tf.tidy(() => {
-      const asFloat = (x: tf.Tensor) => (x.dtype === 'float32' ? x : tf.cast(x, 'float32'));
-      const mask = computeAttentionMask({ queryMask, valueMask, keyMask, attentionMask });
-      const q = projectHeads(asFloat(query) as tf.Tensor3D, this.weight('query/kernel')!, this.weight('query/bias'));
-      const k = projectHeads(asFloat(key ?? value) as tf.Tensor3D, this.weight('key/kernel')!, this.weight('key/bias'));
-      const v = projectHeads(asFloat(value) as tf.Tensor3D, this.weight('value/kernel')!, this.weight('value/bias'));
+      // Keras's mask rule; with a cache, its key-mask bits stand for the value/key masks of every position.
+      const mask = computeAttentionMask(cache == null ? masks : {
+        queryMask: masks.queryMask,
+        valueMask: cache.keyMaskWith(bits, t),
+        attentionMask: masks.attentionMask,
+      });
+      const { q, k, v } = projectQkv(this.weight, query, value, key);
       const attend = this.flashAttention === false ? groupedQueryAttentionReference : groupedQueryAttention;
       const dropoutActive = training && this.dropout > 0;
       const attended = attend(q, k, v, {
@@ -368,76 +317,32 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
         dropout: this.dropout,
         training,
         seed: dropoutActive ? this.nextDropoutSeed() : null,
+        cache: cache == null ? null : { storage: cache.storage(), length: cache.length },
       }) as tf.Tensor4D | [tf.Tensor4D, tf.Tensor4D];
-      let [o, scores] = Array.isArray(attended) ? attended : [attended, null];
-      let gate: tf.Tensor4D | null = null;
-      if (this.useGate) {
-        // Keras 3.14: sigmoid(query·Wg + bg), (B,T,U,H), multiplies the attention output.
-        gate = tf.sigmoid(
-          projectHeads(asFloat(query) as tf.Tensor3D, this.weight('gate/kernel')!, this.weight('gate/bias')));
-        o = tf.mul(o, gate) as tf.Tensor4D;
-      }
-      const output = projectOutput(o, this.weight('attention_output/kernel')!, this.weight('attention_output/bias'));
+      const [o, scores] = Array.isArray(attended) ? attended : [attended, null];
+      const { gated, gate } = applyGate(this.weight, this.useGate, query, o);
+      const output = projectAttentionOutput(this.weight, gated);
       const returned = scores == null ? [output] : [output, scores];
       if (activity == null) return returned;
       // Keras: each EinsumDense's output (query, key, gate, value, attention_output), then every
       // tensor the layer returns.
       const regularized = [q, k, ...(gate ? [gate] : []), v, output, output, ...(scores ? [scores] : [])];
-      return [...returned, ...regularized.map((t) => activity.apply(t))];
+      return [...returned, ...regularized.map((x) => activity.apply(x))];
     });
+    cache?.advance(t, bits);
     const [output, ...rest] = result;
     const scores = plan.returnAttentionScores ? rest.shift()! : null;
-    if (activity != null) this.setActivityLosses(rest as tf.Scalar[]);
+    if (activity != null) this.lossList.setActivityLosses(rest as tf.Scalar[]);
     return scores == null ? output! : [output!, scores];
   }
 
   /**
    * A KV cache for incremental decoding with this layer: projected keys and values for `maxLength`
-   * positions of `batchSize` sequences, allocated once. See {@link KVCache}.
+   * positions of `batchSize` sequences, allocated once under the active backend and bound to this
+   * layer. See {@link KVCache}.
    */
   createCache(options: KVCacheOptions): KVCache {
-    return new KVCache(this.where, this.numKeyValueHeads, this.headDim, options);
-  }
-
-  private callWithCache(
-    cache: KVCache,
-    query: tf.Tensor,
-    value: tf.Tensor,
-    key: tf.Tensor | null,
-    masks: { queryMask: tf.Tensor | null; valueMask: tf.Tensor | null; attentionMask: tf.Tensor | null },
-    plan: CallPlan,
-    training: boolean,
-  ): tf.Tensor | tf.Tensor[] {
-    this.checkCall(query, value, key, {});
-    // The cache path reads the projected tensors synchronously (dataSync), which tfjs-webgpu does not
-    // support (it loses the device in Chromium): refuse before any work instead.
-    check(tf.getBackend() !== 'webgpu', this.where, () =>
-      'a KV cache cannot be used on the webgpu backend (it reads tensors synchronously); use wasm, cpu or webgl ' +
-      '(received backend webgpu)');
-    const [b, t] = query.shape as [number, number];
-    checkCachedCall(this.where, cache, this, b, t, masks);
-    check(!(training && this.dropout > 0), this.where, () =>
-      `a KV cache is for inference; received training=true with dropout=${this.dropout}`);
-    this.lastReturnedScores = plan.returnAttentionScores;
-    const result = tf.tidy(() => {
-      const asFloat = (x: tf.Tensor) => (x.dtype === 'float32' ? x : tf.cast(x, 'float32'));
-      const q = projectHeads(asFloat(query) as tf.Tensor3D, this.weight('query/kernel')!, this.weight('query/bias'));
-      const k = projectHeads(asFloat(key ?? value) as tf.Tensor3D, this.weight('key/kernel')!, this.weight('key/bias'));
-      const v = projectHeads(asFloat(value) as tf.Tensor3D, this.weight('value/kernel')!, this.weight('value/bias'));
-      const { output: attended, scores } = attendWithCache(cache, q, k, v, masks, {
-        causal: plan.useCausalMask,
-        slidingWindow: this.slidingWindow,
-        returnScores: plan.returnAttentionScores,
-      });
-      let o = attended;
-      if (this.useGate) {
-        o = tf.mul(o, tf.sigmoid(
-          projectHeads(asFloat(query) as tf.Tensor3D, this.weight('gate/kernel')!, this.weight('gate/bias')))) as tf.Tensor4D;
-      }
-      const output = projectOutput(o, this.weight('attention_output/kernel')!, this.weight('attention_output/bias'));
-      return scores == null ? [output] : [output, scores];
-    });
-    return plan.returnAttentionScores ? result : result[0]!;
+    return new KVCache(this.where, this.numKeyValueHeads, this.headDim, options, this);
   }
 
   private nextDropoutSeed(): number | null {
@@ -446,17 +351,34 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     return (this.seed * 1_000_003 + this.dropoutCalls++) % 2_147_483_647;
   }
 
-  private checkCall(
+  /** The checks a cached call adds, before any work (the op checks the storage again). */
+  private checkCachedCall(
+    cache: KVCache,
     query: tf.Tensor,
     value: tf.Tensor,
-    key: tf.Tensor | null,
-    masks: Parameters<typeof checkLayerMasks>[1],
+    masks: Parameters<typeof checkCachedMasks>[1],
+    training: boolean,
   ): void {
+    const where = this.where;
+    const [b, t] = query.shape as [number, number];
+    cache.checkCall(where, this, this, b, t);
+    check(value.shape[1] === t, where, () =>
+      `with a KV cache, value (and key) hold the new positions of the query: their length must be T=${t}; ` +
+      `received query ${formatShape(query.shape)}, value ${formatShape(value.shape)}`);
+    checkCachedMasks(where, masks, b, t, cache.length + t, this.numQueryHeads);
+    check(!(training && this.dropout > 0), where, () =>
+      `a KV cache is for inference; received training=true with dropout=${this.dropout}`);
+    cache.storage().checkUsable(where, tf.getBackend());
+  }
+
+  private checkCall(query: tf.Tensor, value: tf.Tensor, key: tf.Tensor | null, masks: LayerMasks): void {
     const where = this.where;
     for (const [name, t] of [['query', query], ['value', value], ['key', key]] as const) {
       if (t == null) continue;
       check(t.rank === 3, where, () =>
         `${name} must have rank 3 (batch, length, features); received shape ${formatShape(t.shape)}`);
+      check(t.dtype !== 'string' && t.dtype !== 'complex64', where, () =>
+        `${name} must be a numeric tensor; received dtype ${t.dtype}`);
     }
     const [b, t] = query.shape;
     const s = value.shape[1]!;
@@ -480,23 +402,17 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
     checkLayerMasks(where, masks, b!, t!, s, this.numQueryHeads);
   }
 
-  private setActivityLosses(losses: tf.Scalar[]): void {
-    // Keras keeps the activity losses of the last call; fit adds them through `losses`.
-    tf.dispose(this.activityLosses);
-    this.activityLosses = losses.map((l) => tf.keep(l));
-  }
-
   /**
    * Regularization losses: one per regularized weight, plus, with `activityRegularizer`, one per
    * projection output and per returned tensor of the last call (Keras's count: 5, or 6 with scores).
    */
   override get losses(): Array<() => tf.Scalar> {
-    return [...this.weightLosses, ...this.activityLosses.map((l) => () => l)];
+    return this.lossList.all();
   }
 
   /** tfjs's addWeight registers regularizer losses here (its own list is behind `losses`). */
   override addLoss(losses: (() => tf.Scalar) | Array<() => tf.Scalar>): void {
-    this.weightLosses.push(...(Array.isArray(losses) ? losses : [losses]));
+    this.lossList.addWeightLosses(losses);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -519,7 +435,7 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
    */
   override computeOutputShape(inputShape: Shape | Shape[]): Shape | Shape[] {
     const shapes = (Array.isArray(inputShape[0]) ? inputShape : [inputShape]) as Shape[];
-    const plan = this.currentPlan(shapes.length);
+    const plan = this.plans.current(shapes.length);
     const named = unpack(shapes, plan.layout);
     const queryShape = named.query!;
     const valueShape = named.value!;
@@ -592,10 +508,7 @@ export class GroupedQueryAttention extends tfl.layers.Layer {
   override dispose(): ReturnType<tfl.layers.Layer['dispose']> {
     if (this.built && this._refCount === null) this._refCount = 1; // built directly: one owner
     const result = super.dispose();
-    if (result.refCountAfterDispose === 0) {
-      tf.dispose(this.activityLosses);
-      this.activityLosses = [];
-    }
+    if (result.refCountAfterDispose === 0) this.lossList.dispose();
     return result;
   }
 }

@@ -20,11 +20,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { getDefaultEngine } from '../engine/index.js';
+import { ValueError } from '../errors.js';
 import { compositeProbabilities } from './composite.js';
 import { dropoutKeepMask } from './dropout_mask.js';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from './kernel_names.js';
 import { engineProblem } from './kernels/engine_problem.js';
-import { combinedAdder, type NormalizedMask } from './masks.js';
+import { combinedAdder, kernelMaskOf } from './masks.js';
 
 type Grads = { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Tensor; mask: () => tf.Tensor };
 
@@ -33,20 +34,20 @@ const ENGINE_GRADIENT_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']);
 
 function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
   const [query, key, value, maskInput, output] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
-  const problem = engineProblem(
-    { query, key, mask: maskInput },
-    {
-      query: query.dataSync() as Float32Array,
-      key: key.dataSync() as Float32Array,
-      value: value.dataSync() as Float32Array,
-      mask: attrs.maskKind === 'none' ? new Uint8Array(1) : (maskInput.dataSync() as Uint8Array | Float32Array),
-    },
-    { ...attrs, returnScores: false },
-  );
+  const arrays = {
+    query: query.dataSync() as Float32Array,
+    key: key.dataSync() as Float32Array,
+    value: value.dataSync() as Float32Array,
+    mask: attrs.maskKind === 'none' ? new Uint8Array(1) : (maskInput.dataSync() as Uint8Array | Float32Array),
+  };
+  const problem = engineProblem({ query, key, mask: maskInput }, arrays, { ...attrs, returnScores: false });
   // The forward's output is saved (outputsToSave); the backward computes the rows' log-sum-exp
   // itself (one Q·Kᵀ sweep), so inference calls never pay for it.
   const { dQuery, dKey, dValue } = getDefaultEngine().attentionBackward({
     ...problem,
+    query: arrays.query,
+    key: arrays.key,
+    value: arrays.value,
     output: output.dataSync() as Float32Array,
     gradOutput: dOut.dataSync() as Float32Array,
   });
@@ -68,8 +69,7 @@ function compositeGradients(
   const [b, t, u, h] = query.shape;
   const [, s, v] = key.shape;
   const g = u / v;
-  const mask: NormalizedMask | null =
-    attrs.maskKind === 'none' ? null : { kind: attrs.maskKind, mask: maskInput };
+  const mask = kernelMaskOf(attrs, maskInput);
 
   const grads = tf.tidy(() => {
     const adder = combinedAdder(mask, t, s, attrs);
@@ -107,6 +107,11 @@ function compositeGradients(
 function gradients(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
   const dOut = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor4D;
   const dScores = Array.isArray(dy) ? (dy[1] as tf.Tensor4D | undefined) : undefined;
+  // A call that read a KV cache in place attended over positions that are not among its inputs.
+  if (attrs.cache != null) {
+    throw new ValueError('groupedQueryAttention: gradients through a call that reads a KV cache are not supported; ' +
+      'train without the cache (the cached and uncached calls give the same outputs)');
+  }
   if (!attrs.returnScores && ENGINE_GRADIENT_BACKENDS.has(tf.getBackend())) return engineGradients(dOut, saved, attrs);
   return compositeGradients(dOut, dScores, saved, attrs);
 }

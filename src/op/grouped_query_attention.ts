@@ -20,7 +20,27 @@ import {
   type GroupedQueryAttentionAttrs,
   type GroupedQueryAttentionInputs,
 } from './kernel_names.js';
-import { combinedAdder, expandMaskToRank4, maskShapeRank4, normalizeMask, type NormalizedMask } from './masks.js';
+import type { KVStorage } from './kv_storage.js';
+import { maskKindOf, maskShapeRank4 } from './mask_rule.js';
+import { combinedAdder, expandMaskToRank4, normalizeMask, type KernelMask } from './masks.js';
+
+/**
+ * A KV cache for one call of the op: its storage and the positions it already holds.
+ *
+ * @example
+ * ```ts
+ * import type { GroupedQueryAttentionCache } from 'grouped-query-attention';
+ *
+ * // layer.createCache() makes and tracks these; the op only needs the storage and its length.
+ * const describe = (c: GroupedQueryAttentionCache) => `${c.length} of ${c.storage.capacity} positions held`;
+ * ```
+ */
+export interface GroupedQueryAttentionCache {
+  /** Where keys and values live (B, C, V, H); see kv_storage.ts for the contract. */
+  storage: KVStorage;
+  /** Positions already held, L: this call writes positions L..L+T-1 and attends over 0..L+T-1. */
+  length: number;
+}
 
 /**
  * Options of {@link groupedQueryAttention}.
@@ -68,6 +88,14 @@ export interface GroupedQueryAttentionOptions {
    * random pattern.
    */
   seed?: number | null;
+  /**
+   * A KV cache: key and value hold this call's T new positions (B, T, V, H), written in place at
+   * `cache.length`; the queries attend over the cache's positions 0..length+T-1 (S = length + T),
+   * query row i at absolute position length + i (so `causal` is aligned bottom-right), and
+   * `attentionMask` broadcasts to (B, U, T, length + T). The caller advances its length after the
+   * call. Inference only: no gradient flows into the cache.
+   */
+  cache?: GroupedQueryAttentionCache | null;
 }
 
 /**
@@ -86,6 +114,7 @@ export function defaultScale(headDim: number): number {
 
 interface Prepared {
   attrs: GroupedQueryAttentionAttrs;
+  cache: GroupedQueryAttentionCache | null;
   scoresShape: [number, number, number, number];
   dropout: number;
   training: boolean;
@@ -110,8 +139,8 @@ function prepare(
     check(t.dtype === 'float32', where, () => `${name} must be float32; received dtype ${t.dtype}`);
     check(t.size > 0, where, () => `${name} must not be empty; received shape ${formatShape(t.shape)}`);
   }
-  const [b, t, u, h] = query.shape;
-  const [kb, s, v, kh] = key.shape;
+  const [b, t, u, h] = query.shape as [number, number, number, number];
+  const [kb, s, v, kh] = key.shape as [number, number, number, number];
   check(kb === b && value.shape[0] === b, where, () =>
     `query, key and value must have the same batch size; received query ${formatShape(query.shape)}, ` +
     `key ${formatShape(key.shape)}, value ${formatShape(value.shape)}`);
@@ -122,10 +151,14 @@ function prepare(
     `key ${formatShape(key.shape)}, value ${formatShape(value.shape)}`);
   check(u % v === 0, where, () =>
     `the query heads U must be a multiple of the key/value heads V; received U=${u}, V=${v}`);
+  const cache = options.cache ?? null;
+  if (cache != null) checkCache(where, cache, query.shape, key.shape, options.queryOffset);
+  // With a cache the queries attend over the L positions held plus the T of this call.
+  const keyLength = cache == null ? s : cache.length + t;
 
   const causal = options.causal ?? false;
   check(typeof causal === 'boolean', where, () => `causal must be a boolean; received ${formatValue(causal)}`);
-  const queryOffset = options.queryOffset ?? 0;
+  const queryOffset = cache?.length ?? options.queryOffset ?? 0;
   check(isInteger(queryOffset) && queryOffset >= 0, where, () =>
     `queryOffset must be an integer >= 0; received ${formatValue(queryOffset)}`);
   const slidingWindow = options.slidingWindow ?? 0;
@@ -145,25 +178,56 @@ function prepare(
   const seed = options.seed ?? undefined;
   check(seed === undefined || Number.isFinite(seed), where, () => `seed must be a number; received ${formatValue(seed)}`);
 
-  const scoresShape: [number, number, number, number] = [b, u, t, s];
+  const scoresShape: [number, number, number, number] = [b, u, t, keyLength];
   const mask = options.attentionMask;
-  let maskKind: GroupedQueryAttentionAttrs['maskKind'] = 'none';
   if (mask != null) {
     check(mask instanceof tf.Tensor, where, () => `attentionMask must be a tf.Tensor; received ${formatValue(mask)}`);
+    check(mask.dtype !== 'string' && mask.dtype !== 'complex64', where, () =>
+      `attentionMask must be a bool or numeric tensor; received dtype ${mask.dtype}`);
     maskShapeRank4(mask.shape, scoresShape, where, 'attentionMask');
-    maskKind = mask.dtype === 'bool' || causal || slidingWindow > 0 ? 'bool' : 'additive';
   }
+  const maskKind = maskKindOf(mask?.dtype ?? null, { causal, queryOffset, slidingWindow });
   const dropoutRate = training ? dropout : 0;
   const dropoutSeed = dropoutRate === 0 ? 0 : seed === undefined ? randomDropoutSeed() : Math.floor(seed) >>> 0;
   return {
     attrs: { maskKind, causal, queryOffset, slidingWindow, scale, returnScores, dropoutRate, dropoutSeed },
+    cache,
     scoresShape,
     dropout,
     training,
   };
 }
 
-function normalize(mask: tf.Tensor | null | undefined, p: Prepared, where: string): NormalizedMask | null {
+/** The checks of the `cache` option: a usable storage with room for this call's positions. */
+function checkCache(
+  where: string,
+  cache: GroupedQueryAttentionCache,
+  queryShape: readonly number[],
+  keyShape: readonly number[],
+  queryOffset: number | undefined,
+): void {
+  const { storage, length } = cache as Partial<GroupedQueryAttentionCache>;
+  check(storage != null && typeof storage.write === 'function' && typeof storage.checkUsable === 'function', where, () =>
+    `cache.storage must be a KV cache storage (from layer.createCache); received ${formatValue(storage)}`);
+  check(isInteger(length) && length >= 0, where, () =>
+    `cache.length must be an integer >= 0; received ${formatValue(length)}`);
+  check(queryOffset == null || queryOffset === length, where, () =>
+    `queryOffset is the cache's length with a cache; received queryOffset=${formatValue(queryOffset)}, cache.length=${length}`);
+  storage.checkUsable(where, tf.getBackend());
+  const [b, t] = queryShape as [number, number];
+  const [, tk, v, h] = keyShape as [number, number, number, number];
+  check(tk === t, where, () =>
+    `with a cache, key and value hold the call's new positions: their length must be the query's T=${t}; ` +
+    `received key ${formatShape(keyShape)}`);
+  check(b === storage.batchSize && v === storage.numKeyValueHeads && h === storage.headDim, where, () =>
+    `the cache holds (B, C, V, H) = ${formatShape([storage.batchSize, storage.capacity, storage.numKeyValueHeads, storage.headDim])}; ` +
+    `received key ${formatShape(keyShape)}`);
+  check(length + t <= storage.capacity, where, () =>
+    `the cache has capacity maxLength=${storage.capacity} and holds ${length} positions; a call of ${t} more ` +
+    `would need ${length + t}`);
+}
+
+function normalize(mask: tf.Tensor | null | undefined, p: Prepared, where: string): KernelMask | null {
   if (mask == null) return null;
   return normalizeMask(expandMaskToRank4(mask, p.scoresShape, where, 'attentionMask'), p.attrs);
 }
@@ -199,13 +263,27 @@ function run(
   const q = query as tf.Tensor4D;
   const k = key as tf.Tensor4D;
   const v = value as tf.Tensor4D;
-  const { attrs } = p;
-  const kernelLacksDropout = attrs.dropoutRate > 0 && !DROPOUT_KERNEL_BACKENDS.has(tf.getBackend());
+  const { cache } = p;
+  const kernelLacksDropout = p.attrs.dropoutRate > 0 && !DROPOUT_KERNEL_BACKENDS.has(tf.getBackend());
+  const composite = forceComposite || kernelLacksDropout || !hasFusedKernel();
   return tf.tidy(() => {
+    let attrs = p.attrs;
+    // With a cache: write this call's positions in place, then either let the kernel read the
+    // storage in place, or attend over copies of positions 0..S-1 like any uncached call.
+    let [keys, values] = [k, v];
+    if (cache != null) {
+      const keyLength = p.scoresShape[3];
+      cache.storage.write(k, v, cache.length);
+      if (!composite && cache.storage.readsInPlace(tf.getBackend())) {
+        attrs = { ...attrs, cache: { storage: cache.storage, keyLength } };
+      } else {
+        [keys, values] = cache.storage.read(keyLength);
+      }
+    }
     const mask = normalize(options.attentionMask, p, where);
-    if (forceComposite || kernelLacksDropout || !hasFusedKernel()) {
+    if (composite) {
       const adder = combinedAdder(mask, p.scoresShape[2], p.scoresShape[3], attrs);
-      const [out, scores] = compositeAttention(q, k, v, adder, {
+      const [out, scores] = compositeAttention(q, keys, values, adder, {
         scale: attrs.scale,
         returnScores: attrs.returnScores,
         dropout: p.dropout,
@@ -216,7 +294,9 @@ function run(
     }
     // The kernel always receives a mask input so that its gradient can save it; with
     // maskKind 'none' this (1,1,1,1) placeholder is ignored.
-    const inputs: GroupedQueryAttentionInputs = { query: q, key: k, value: v, mask: mask?.mask ?? tf.zeros([1, 1, 1, 1]) };
+    const inputs: GroupedQueryAttentionInputs = {
+      query: q, key: keys, value: values, mask: mask?.mask ?? tf.zeros([1, 1, 1, 1]),
+    };
     const outs = tf.engine().runKernel(
       GroupedQueryAttention,
       inputs as unknown as tf.NamedTensorMap,

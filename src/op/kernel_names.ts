@@ -3,12 +3,16 @@
  * Backends, the op, the gradient and the tests import them from here.
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
+import type { KVStorage } from './kv_storage.js';
+import type { MaskKind } from './mask_rule.js';
 
 /**
  * Fused grouped-query attention on projected heads.
- * Inputs: query (B,T,U,H), key (B,S,V,H), value (B,S,V,H), optional mask broadcastable to
- * (B,U,T,S) as a rank-4 tensor (dtype bool for a boolean mask, float32 for an additive one).
+ * Inputs: query (B,T,U,H), key (B,S,V,H), value (B,S,V,H), and always a rank-4 mask broadcastable
+ * to (B,U,T,S) (dtype bool for a boolean mask, float32 for an additive one; with maskKind 'none' a
+ * (1,1,1,1) placeholder the kernel ignores, passed so that the gradient can save it).
  * Outputs: [output (B,T,U,H)] or, with `returnScores`, [output, probabilities (B,U,T,S)].
+ * With the `cache` attribute, S is `cache.keyLength` and key/value are read from the cache's storage.
  *
  * @example
  * ```ts
@@ -51,8 +55,8 @@ export type GroupedQueryAttentionInputs = {
   query: TensorInfo;
   key: TensorInfo;
   value: TensorInfo;
-  /** Present only when `maskKind !== 'none'`. */
-  mask?: TensorInfo;
+  /** Always passed: the mask, or a (1,1,1,1) placeholder ignored when `maskKind` is 'none'. */
+  mask: TensorInfo;
 };
 
 /**
@@ -70,7 +74,7 @@ export type GroupedQueryAttentionInputs = {
  */
 export interface GroupedQueryAttentionAttrs {
   /** 'none': no mask input; 'bool': nonzero allows (Keras bool masks); 'additive': float32 adder. */
-  maskKind: 'none' | 'bool' | 'additive';
+  maskKind: MaskKind;
   causal: boolean;
   /** Absolute position of query row 0 for causal and window masks (0 = Keras top-left). */
   queryOffset: number;
@@ -86,6 +90,30 @@ export interface GroupedQueryAttentionAttrs {
   dropoutRate: number;
   /** u32 seed of the shared dropout hash (src/engine/dropout_hash.ts). */
   dropoutSeed: number;
+  /**
+   * A KV cache read in place (see `KVStorage` in kv_storage.ts): keys and values 0..keyLength-1 of
+   * each batch row come from `storage`, the `key`/`value` inputs (the (B,T,V,H) positions just
+   * written to it) are ignored, S = keyLength and `queryOffset` = keyLength - T. Only passed to a
+   * backend whose `storage.readsInPlace(backend)` is true; absent or null otherwise.
+   */
+  cache?: GroupedQueryAttentionCacheAttr | null;
+}
+
+/**
+ * The `cache` attribute of the {@link GroupedQueryAttention} kernel: the storage and how many of its
+ * positions the call attends over (the positions held plus this call's).
+ *
+ * @example
+ * ```ts
+ * import type { GroupedQueryAttentionAttrs } from 'grouped-query-attention';
+ *
+ * // A kernel author reads S from the attribute when it is present:
+ * const keyLength = (attrs: GroupedQueryAttentionAttrs, inputS: number) => attrs.cache?.keyLength ?? inputS;
+ * ```
+ */
+export interface GroupedQueryAttentionCacheAttr {
+  storage: KVStorage;
+  keyLength: number;
 }
 
 /**

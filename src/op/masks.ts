@@ -1,50 +1,25 @@
 /**
- * Mask plumbing shared by the op, its reference path and its gradient, following Keras 3.6:
- * masks are expanded to rank 4 with `expand_dims(axis=-3)`, must broadcast into the (B, U, T, S)
- * scores without enlarging them, and are applied additively as `(1 - mask) * -1e9` in float32.
+ * The op's mask rule applied to tensors, for the op, its composite path, its gradient and the kernel
+ * hosts (the rule itself, with no tfjs, is in mask_rule.ts): masks expanded to rank 4, the kernel
+ * form of a user mask, the causal/window mask as a tensor, and Keras's additive form
+ * `(1 - mask) * -1e9` in float32 (docs/keras-3.6-behaviour.md §4–§6).
+ *
+ * Shape letters: B batch · T query length · S key length · U query heads.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { check, formatShape } from '../errors.js';
+import {
+  LARGE_NEGATIVE,
+  maskKindOf,
+  maskShapeRank4,
+  type MaskKind,
+  type PositionMaskOptions,
+} from './mask_rule.js';
 
-/** Keras's large negative for float32 scores (`Softmax` in keras/src/layers/activations/softmax.py). */
-export const LARGE_NEGATIVE = -1e9;
-
-/** A mask ready for a kernel: rank 4, broadcastable to (B, U, T, S). */
-export interface NormalizedMask {
+/** A mask ready for a kernel: rank 4, broadcastable to (B, U, T, S), and how to apply it. */
+export interface KernelMask {
   /** 'bool': true allows; 'additive': float32 values added to the scaled logits. */
   kind: 'bool' | 'additive';
   mask: tf.Tensor4D;
-}
-
-/** Positional masks that the op adds on top of `attentionMask`. */
-export interface PositionMaskOptions {
-  causal: boolean;
-  queryOffset: number;
-  slidingWindow: number;
-}
-
-/**
- * Checks a mask's shape and returns its rank-4 form as Keras's `_masked_softmax` expands it:
- * (B,T,S) -> (B,1,T,S), (T,S) -> (1,1,T,S). It must broadcast into `scoresShape` = (B, U, T, S)
- * without enlarging it. Pure: no tensor is made.
- */
-export function maskShapeRank4(
-  maskShape: readonly number[],
-  scoresShape: readonly [number, number, number, number],
-  where: string,
-  argName: string,
-): [number, number, number, number] {
-  check(maskShape.length >= 2 && maskShape.length <= 4, where, () =>
-    `${argName} must have rank 2, 3 or 4 (broadcastable to (B, U, T, S) = ${formatShape(scoresShape)}); ` +
-    `received shape ${formatShape(maskShape)}`);
-  // (T,S) -> (1,T,S) -> (1,1,T,S); (B,T,S) -> (B,1,T,S): the new axis lands at -3 each time.
-  let shape = maskShape.slice();
-  while (shape.length < 4) shape = [...shape.slice(0, shape.length - 2), 1, ...shape.slice(-2)];
-  const ok = shape.every((d, i) => d === 1 || d === scoresShape[i]);
-  check(ok, where, () =>
-    `${argName} of shape ${formatShape(maskShape)} (as ${formatShape(shape)}) does not broadcast to the ` +
-    `attention scores (B, U, T, S) = ${formatShape(scoresShape)}: each dimension must be 1 or equal`);
-  return shape as [number, number, number, number];
 }
 
 /** {@link maskShapeRank4} applied to a tensor: a rank-4 view of the mask. */
@@ -58,13 +33,21 @@ export function expandMaskToRank4(
 }
 
 /**
- * Turns a user mask into the kernel form, with Keras's dtype rule: a bool mask stays bool; a numeric
- * mask becomes bool (nonzero allows) when a causal or window mask is AND-ed with it, and is otherwise
- * used numerically as `(1 - mask) * -1e9` (the non-binary mask quirk of Keras 3.6, spec §5).
+ * The kernel's mask input as a {@link KernelMask}, or null when `maskKind` is 'none' (the input is
+ * then a placeholder) — for the kernel-side paths that rebuild the mask from a kernel call.
  */
-export function normalizeMask(mask4: tf.Tensor4D, positional: PositionMaskOptions): NormalizedMask {
+export function kernelMaskOf(attrs: { maskKind: MaskKind }, mask: tf.Tensor4D | null | undefined): KernelMask | null {
+  return attrs.maskKind === 'none' || mask == null ? null : { kind: attrs.maskKind, mask };
+}
+
+/**
+ * Turns a user mask into the kernel form by {@link maskKindOf}'s rule: bool stays bool, numeric
+ * becomes bool (nonzero allows) next to a causal or window mask, else the additive
+ * `(1 - mask) * -1e9` (Keras 3.6's non-binary mask quirk, docs/keras-3.6-behaviour.md §5).
+ */
+export function normalizeMask(mask4: tf.Tensor4D, positional: PositionMaskOptions): KernelMask {
   if (mask4.dtype === 'bool') return { kind: 'bool', mask: mask4 };
-  if (positional.causal || positional.slidingWindow > 0) {
+  if (maskKindOf(mask4.dtype, positional) === 'bool') {
     return { kind: 'bool', mask: tf.notEqual(mask4, tf.scalar(0, mask4.dtype)) as tf.Tensor4D };
   }
   return { kind: 'additive', mask: maskAdder(mask4) };
@@ -104,7 +87,7 @@ export function positionMask(
  * causal/window mask, as `(1 - mask) * -1e9`; null when nothing is masked.
  */
 export function combinedAdder(
-  mask: NormalizedMask | null,
+  mask: KernelMask | null,
   queryLength: number,
   keyLength: number,
   positional: PositionMaskOptions,

@@ -8,24 +8,9 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { GroupedQueryAttention, type GroupedQueryAttentionArgs } from '../../src/index.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
+import { failure } from './failure.js';
 
 const GOOD: GroupedQueryAttentionArgs = { headDim: 2, numQueryHeads: 4, numKeyValueHeads: 2 };
-
-/** Runs `bad` under tf.profile; returns the error and the kernels that ran before it. */
-async function failure(bad: () => unknown): Promise<{ error: unknown; kernels: string[]; leaked: number }> {
-  let error: unknown = null;
-  const before = tf.memory().numTensors;
-  const info = await tf.profile(() => {
-    try {
-      const r = bad();
-      tf.dispose(r as tf.Tensor);
-    } catch (e) {
-      error = e;
-    }
-    return [] as tf.Tensor[];
-  });
-  return { error, kernels: info.kernels.map((k) => k.name), leaked: tf.memory().numTensors - before };
-}
 
 describe('constructor arguments', () => {
   beforeAll(() => useBackend('cpu'));

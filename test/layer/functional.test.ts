@@ -142,7 +142,9 @@ describe.each(BACKENDS)('functional API on %s', (backend) => {
     expect(lb.weights.map((w) => w.originalName)).toEqual(la.weights.map((w) => w.originalName));
     expect(la.weights.map((w) => w.originalName)).toEqual(
       ['query', 'key', 'value', 'attention_output'].flatMap((s) => [`gqa/${s}/kernel`, `gqa/${s}/bias`]));
-    la.getWeights().forEach((w, i) => expect(Array.from(lb.getWeights()[i]!.dataSync())).toEqual(Array.from(w.dataSync())));
+    for (const [i, w] of la.getWeights().entries()) {
+      expect(Array.from(lb.getWeights()[i]!.dataSync())).toEqual(Array.from(w.dataSync()));
+    }
     tf.dispose([...x, ...a, ...b]);
   });
 

@@ -59,7 +59,7 @@ describe.each(BACKENDS)('Keras 3.16 golden cases on %s', (backend) => {
             const row = Array.from(got.scores!.slice(base, base + s));
             if (masked.has(`${bi},${ti}`)) {
               // Keras 3.6: every logit is fround(s − 1e9); these small logits give uniform weights.
-              expectClose(row, new Array(s).fill(1 / s), `${c.name} fully masked row (${bi},${ui},${ti})`);
+              expectClose(row, new Array(s).fill(1 / s), `${c.name} row with no allowed key (${bi},${ui},${ti})`);
               expect(exp.slice(base, base + s).every((x) => x === 0), 'Keras 3.16 gives zeros there').toBe(true);
             } else {
               expectClose(row, exp.slice(base, base + s), `${c.name} scores row (${bi},${ui},${ti})`);

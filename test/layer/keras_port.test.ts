@@ -1,6 +1,6 @@
 /**
  * Port of Keras's own test file for the layer, keras/src/layers/attention/grouped_query_attention_test.py
- * @ v3.6.0 (7004f526cfd0933f407f1b4f530b865079aa9bef), all 14 items (spec §13), on cpu and wasm.
+ * @ v3.6.0 (7004f526cfd0933f407f1b4f530b865079aa9bef), all 14 of its test items, on cpu and wasm.
  * The three items Keras skips on numpy (mask propagation, masking ×2) run here.
  */
 import * as tf from '@tensorflow/tfjs-core';

@@ -39,7 +39,7 @@ describe.each(BACKENDS)('training on %s', (backend) => {
   const r = uniform(next, B * T * DQ, 1); // loss = Σ output·r
   const shapes: number[][] = [[DQ, U, H], [U, H], [DK, V, H], [V, H], [DV, V, H], [V, H], [U, H, DQ], [DQ]];
   const w0 = shapes.map((s) => uniform(next, s.reduce((a, b) => a * b, 1), 0.8));
-  // Value mask and causal mask, with no fully masked row (value position 0 is always kept).
+  // Value mask and causal mask, with no row lacking an allowed key (value position 0 is always kept).
   const valueMask = [1, 0, 1, 1, 1, 1, 0, 1];
 
   function lossRef64(weights: Float64Array[]): number {

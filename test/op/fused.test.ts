@@ -1,7 +1,7 @@
 /**
  * The fused kernels (cpu and wasm) against the composite reference, for every mask kind, causal and
- * window masks, scores, lengths 1 and T ≠ S, groupings 1, 2 and 7, head sizes 1 and 80, fully masked
- * rows with small and large logits; and the registered gradient against autodiff of the reference.
+ * window masks, scores, lengths 1 and T ≠ S, groupings 1, 2 and 7, head sizes 1 and 80, rows with no
+ * allowed key with small and large logits; and the registered gradient against autodiff of the reference.
  */
 import * as fc from 'fast-check';
 import * as tf from '@tensorflow/tfjs-core';
@@ -38,7 +38,7 @@ function makeMask(kind: MaskKind, b: number, u: number, t: number, s: number, se
       // Keras 3.6's quirk: 2 attracts attention, 0.5 half-masks, 0 masks.
       return tf.cast(tf.floor(tf.randomUniform([b, t, s], 0, 3, 'float32', seed)), 'float32');
     case 'allFalseRows': {
-      // Every row of query position 0 is fully masked.
+      // Every row of query position 0 has no allowed key.
       const m = tf.buffer([b, t, s], 'bool');
       for (let i = 0; i < b; i++) for (let j = 1; j < t; j++) for (let k = 0; k < s; k++) m.set((j + k) % 3 !== 0, i, j, k);
       return m.toTensor();
@@ -77,7 +77,7 @@ describe.each(BACKENDS)('fused groupedQueryAttention on %s', (backend) => {
           const u = p.v * p.g;
           const before = tf.memory().numTensors;
           tf.tidy(() => {
-            // logitScale 40 makes |logits| >> 32 so fully masked rows land on the 64-spaced grid.
+            // logitScale 40 makes |logits| >> 32 so rows with no allowed key land on the 64-spaced grid.
             const q = tf.mul(tf.randomNormal([p.b, p.t, u, p.h], 0, 1, 'float32', p.seed), p.logitScale);
             const k = tf.randomNormal([p.b, p.s, p.v, p.h], 0, 1, 'float32', p.seed + 1);
             const v = tf.randomNormal([p.b, p.s, p.v, p.h], 0, 1, 'float32', p.seed + 2);
@@ -105,8 +105,8 @@ describe.each(BACKENDS)('fused groupedQueryAttention on %s', (backend) => {
     );
   });
 
-  test('fully masked rows follow Keras 3.6 float32: uniform for small logits, the 64-grid for large ones', () => {
-    // Logits [-34.6, -5.9, 34.7, 59.3] in a fully masked row give [0, 8.0e-29, 0.5, 0.5] (spec §6).
+  test('rows with no allowed key follow Keras 3.6 float32: uniform for small logits, the 64-grid for large ones', () => {
+    // Logits [-34.6, -5.9, 34.7, 59.3] in a row with no allowed key give [0, 8.0e-29, 0.5, 0.5] (docs/keras-3.6-behaviour.md §6).
     const logits = [-34.6, -5.9, 34.7, 59.3];
     const q = tf.tensor4d([1], [1, 1, 1, 1]);
     const k = tf.tensor4d(logits, [1, 4, 1, 1]);
@@ -140,7 +140,9 @@ describe.each(BACKENDS)('fused groupedQueryAttention on %s', (backend) => {
         tf.sum(tf.mul(f(a, b, c, options), r));
       const fused = tf.grads(loss(groupedQueryAttention))([q, k, v]);
       const reference = tf.grads(loss(groupedQueryAttentionReference))([q, k, v]);
-      fused.forEach((g, i) => expectClose(g.dataSync(), reference[i]!.dataSync(), `grad ${i} ${JSON.stringify(Object.keys(options))}`, 1e-5, 1e-4));
+      for (const [i, g] of fused.entries()) {
+        expectClose(g.dataSync(), reference[i]!.dataSync(), `grad ${i} ${JSON.stringify(Object.keys(options))}`, 1e-5, 1e-4);
+      }
     }
   });
 
@@ -153,7 +155,7 @@ describe.each(BACKENDS)('fused groupedQueryAttention on %s', (backend) => {
     };
     const fused = tf.grads(loss(groupedQueryAttention))([q, k]);
     const reference = tf.grads(loss(groupedQueryAttentionReference))([q, k]);
-    fused.forEach((g, i) => expectClose(g.dataSync(), reference[i]!.dataSync(), `grad ${i}`, 1e-5, 1e-4));
+    for (const [i, g] of fused.entries()) expectClose(g.dataSync(), reference[i]!.dataSync(), `grad ${i}`, 1e-5, 1e-4);
   });
 
   test('inputs are not modified and interleaved shapes stay correct', () => {

@@ -3,8 +3,11 @@
  * tensors live in typed arrays (cpu: JS arrays; wasm: views of the wasm heap).
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
-import type { AttentionProblem, EngineMask } from '../../engine/types.js';
+import { getDefaultEngine } from '../../engine/index.js';
+import type { AttentionEngine, EngineMask, EngineProblem } from '../../engine/types.js';
+import { ValueError } from '../../errors.js';
 import type { GroupedQueryAttentionAttrs } from '../kernel_names.js';
+import { EngineKVStorage } from './engine_kv_storage.js';
 
 export interface KernelArrays {
   query: Float32Array;
@@ -13,13 +16,33 @@ export interface KernelArrays {
   mask: Uint8Array | Float32Array | Int32Array;
 }
 
+/** The cache's engine storage of a cached call, or null. */
+function engineStorage(attrs: GroupedQueryAttentionAttrs): EngineKVStorage | null {
+  const storage = attrs.cache?.storage;
+  if (storage == null) return null;
+  // The op passes a storage only to backends it reads in place (KVStorage.readsInPlace).
+  if (!(storage instanceof EngineKVStorage)) {
+    throw new ValueError(`GroupedQueryAttention kernel: a '${storage.kind}' KV cache storage is not engine memory`);
+  }
+  return storage;
+}
+
+/** The engine a call runs on: a cache's own engine (it holds the cache), else the default engine. */
+export function engineFor(attrs: GroupedQueryAttentionAttrs): AttentionEngine {
+  return engineStorage(attrs)?.engine ?? getDefaultEngine();
+}
+
 export function engineProblem(
   shapes: { query: TensorInfo; key: TensorInfo; mask: TensorInfo },
   arrays: KernelArrays,
   attrs: GroupedQueryAttentionAttrs,
-): AttentionProblem {
+): EngineProblem {
   const [b, t, u, h] = shapes.query.shape as [number, number, number, number];
-  const [, s, v] = shapes.key.shape as [number, number, number, number];
+  const [, inputS, v] = shapes.key.shape as [number, number, number, number];
+  const storage = engineStorage(attrs);
+  // Cached: keys and values 0..keyLength-1 read in place from the (B, C, V, H) storage.
+  const cached = storage == null ? null : { ...storage.engineBuffers(), capacity: storage.capacity };
+  const s = attrs.cache?.keyLength ?? inputS;
   let mask: EngineMask | undefined;
   if (attrs.maskKind !== 'none') {
     const [mb, mu, mt, ms] = shapes.mask.shape as [number, number, number, number];
@@ -37,8 +60,9 @@ export function engineProblem(
     numKeyValueHeads: v,
     headDim: h,
     query: arrays.query,
-    key: arrays.key,
-    value: arrays.value,
+    key: cached?.keys ?? arrays.key,
+    value: cached?.values ?? arrays.value,
+    ...(cached ? { keyCapacity: cached.capacity } : {}),
     ...(mask ? { mask } : {}),
     causal: attrs.causal,
     queryOffset: attrs.queryOffset,

@@ -18,8 +18,8 @@ export interface Dims {
 
 export interface KernelCall {
   query: TensorInfo; // (B,T,U,H)
-  key: TensorInfo; // (B,S,V,H)
-  value: TensorInfo; // (B,S,V,H)
+  key: TensorInfo; // (B,S,V,H); with attrs.cache, the (B,T,V,H) positions already written to it
+  value: TensorInfo; // same as key
   /** Rank 4, broadcastable to (B,U,T,S); a (1,1,1,1) placeholder when maskKind is 'none'. */
   mask: TensorInfo;
   attrs: GroupedQueryAttentionAttrs;
@@ -30,13 +30,16 @@ export function readKernelCall(inputs: NamedTensorInfoMap, attrs: NamedAttrMap |
   const query = inputs['query'] as TensorInfo;
   const key = inputs['key'] as TensorInfo;
   const [b, t, u, h] = query.shape as [number, number, number, number];
-  const [, s, v] = key.shape as [number, number, number, number];
+  const [, inputS, v] = key.shape as [number, number, number, number];
+  const a = attrs as unknown as GroupedQueryAttentionAttrs;
+  // A cached call attends over the storage's first keyLength positions, not the key input.
+  const s = a.cache?.keyLength ?? inputS;
   return {
     query,
     key,
     value: inputs['value'] as TensorInfo,
     mask: inputs['mask'] as TensorInfo,
-    attrs: attrs as unknown as GroupedQueryAttentionAttrs,
+    attrs: a,
     dims: { b, t, s, u, v, h, g: u / v },
   };
 }

@@ -3,10 +3,9 @@
  * straight to the attention engine (no K/V copies, no (B,U,T,S) buffer unless scores are asked for).
  */
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { getDefaultEngine } from '../../../engine/index.js';
 import { GroupedQueryAttention } from '../../kernel_names.js';
 import { readKernelCall } from '../kernel_call.js';
-import { engineProblem } from '../engine_problem.js';
+import { engineFor, engineProblem } from '../engine_problem.js';
 
 interface CpuBackendLike {
   data: { get(dataId: object): { values: unknown } };
@@ -27,7 +26,7 @@ const groupedQueryAttentionCpu: KernelFunc = ({ inputs, backend, attrs }) => {
     },
     a,
   );
-  const result = getDefaultEngine().attention(problem);
+  const result = engineFor(a).attention(problem);
   const output = cpu.makeTensorInfo(query.shape, 'float32', result.output);
   if (!a.returnScores) return [output];
   return [output, cpu.makeTensorInfo([dims.b, dims.u, dims.t, dims.s], 'float32', result.probabilities!)];

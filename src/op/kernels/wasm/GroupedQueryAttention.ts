@@ -5,10 +5,9 @@
  * into outputs allocated on the heap.
  */
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { getDefaultEngine } from '../../../engine/index.js';
 import { GroupedQueryAttention } from '../../kernel_names.js';
 import { readKernelCall, type KernelCall } from '../kernel_call.js';
-import { engineProblem } from '../engine_problem.js';
+import { engineFor, engineProblem } from '../engine_problem.js';
 import { heapView, type WasmBackendLike } from './heap.js';
 
 const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
@@ -41,7 +40,7 @@ function attend(wasm: WasmBackendLike, call: KernelCall, output: TensorInfo, sco
     },
     a,
   );
-  const result = getDefaultEngine().attention(problem);
+  const result = engineFor(a).attention(problem);
   (heapView(wasm, output) as Float32Array).set(result.output);
   if (scores == null) return [output];
   (heapView(wasm, scores) as Float32Array).set(result.probabilities!);

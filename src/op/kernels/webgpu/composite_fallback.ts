@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { compositeAttention } from '../../composite.js';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { combinedAdder, type NormalizedMask } from '../../masks.js';
+import { combinedAdder, kernelMaskOf } from '../../masks.js';
 
 interface RefCountingBackend {
   incRef(dataId: object): void;
@@ -38,10 +38,7 @@ export function compositeKernelOutputs(
     const q = wrap<tf.Rank.R4>(inputs.query);
     const k = wrap<tf.Rank.R4>(inputs.key);
     const v = wrap<tf.Rank.R4>(inputs.value);
-    const mask: NormalizedMask | null =
-      attrs.maskKind === 'none' || inputs.mask == null
-        ? null
-        : { kind: attrs.maskKind, mask: wrap<tf.Rank.R4>(inputs.mask) };
+    const mask = kernelMaskOf(attrs, inputs.mask == null ? null : wrap<tf.Rank.R4>(inputs.mask));
     const adder = combinedAdder(mask, q.shape[1], k.shape[1], attrs);
     const [o, p] = compositeAttention(q, k, v, adder, {
       scale: attrs.scale,
