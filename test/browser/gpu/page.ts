@@ -25,7 +25,8 @@ import { applyGoldenCase, goldenLayer, type GoldenCase } from '../../helpers/gol
 import { timeCompare } from './timing.js';
 
 type GpuBackend = 'webgpu' | 'webgl';
-type Result = { ok: boolean; msg: string };
+/** `info`: a measurement, printed but counted neither as a pass nor as a failure. */
+type Result = { ok: boolean; msg: string; info?: boolean };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -400,7 +401,95 @@ async function gradientTest(backend: GpuBackend): Promise<Result> {
 async function timingTest(backend: GpuBackend): Promise<Result> {
   await useBackend(backend);
   const r = await timeCompare({ b: 1, t: 64, s: 64, u: 8, v: 2, h: 64, causal: true }, 4);
-  return { ok: true, msg: `fused ${r.fusedMs.toFixed(1)} ms, composite ${r.compositeMs.toFixed(1)} ms, composite/fused = ${r.ratio.toFixed(2)}x (SwiftShader: not a speed measure)` };
+  return { ok: true, info: true, msg: `fused ${r.fusedMs.toFixed(1)} ms, composite ${r.compositeMs.toFixed(1)} ms, composite/fused = ${r.ratio.toFixed(2)}x (SwiftShader: not a speed measure)` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Non-finite values (issue: no silent wrong answers): NaN or ±Inf injected at random positions of
+// the query, the key or a numeric mask must give NaN exactly where the composite path on cpu does,
+// and the same finite values elsewhere.
+
+const NONFINITE_CASES: Case[] = [
+  { name: 'G=2 causal, scores', b: 2, t: 5, s: 7, u: 4, v: 2, h: 8, causal: true, returnScores: true },
+  {
+    name: 'G=7 bool mask with fully masked rows, scores', b: 1, t: 4, s: 9, u: 7, v: 1, h: 16,
+    mask: { kind: 'bool-rows', shape: [1, 7, 4, 9] }, returnScores: true,
+  },
+  {
+    name: 'G=1 numeric (additive) mask (B,1,T,S), scores', b: 2, t: 3, s: 6, u: 2, v: 2, h: 8,
+    mask: { kind: 'numeric', shape: [2, 1, 3, 6] }, returnScores: true,
+  },
+  { name: 'T=1 decode causal offset 11 window 5 G=2', b: 1, t: 1, s: 12, u: 4, v: 2, h: 8, causal: true, queryOffset: 11, slidingWindow: 5 },
+  { name: 'no mask T=S=6 G=2, scores', b: 1, t: 6, s: 6, u: 2, v: 1, h: 8, returnScores: true },
+  {
+    name: 'numeric mask + causal (bool rule) G=2', b: 1, t: 5, s: 5, u: 4, v: 2, h: 8, causal: true,
+    mask: { kind: 'numeric', shape: [1, 1, 5, 5] },
+  },
+];
+
+/** Puts NaN / ±Inf (and 1e30 or a row of −Inf in a numeric mask) at 1–3 random places. */
+function injectNonFinite(c: Case, d: CaseData, rand: () => number): string[] {
+  const targets: Array<[string, Float32Array]> = [['q', d.q], ['k', d.k]];
+  if (d.mask && c.mask?.kind === 'numeric') targets.push(['mask', d.mask]);
+  const done: string[] = [];
+  const n = 1 + Math.floor(rand() * 3);
+  for (let i = 0; i < n; i++) {
+    const [name, arr] = targets[Math.floor(rand() * targets.length)]!;
+    const values = name === 'mask' ? [NaN, Infinity, -Infinity, 1e30, 'row'] as const : [NaN, Infinity, -Infinity] as const;
+    const x = values[Math.floor(rand() * values.length)]!;
+    const at = Math.floor(rand() * arr.length);
+    if (x === 'row') {
+      const s = c.mask!.shape[3]!;
+      const r0 = Math.floor(at / s) * s;
+      arr.fill(-Infinity, r0, r0 + s);
+      done.push(`mask row ${r0 / s} = -Inf`);
+    } else {
+      arr[at] = x;
+      done.push(`${name}[${at}] = ${x}`);
+    }
+  }
+  return done;
+}
+
+/** Same NaN positions, same infinities, finite values within tol. */
+function compareNonFinite(got: Float32Array, want: Float32Array, tol: typeof TOL_CPU): string | null {
+  if (got.length !== want.length) return `length ${got.length} vs ${want.length}`;
+  for (let i = 0; i < got.length; i++) {
+    const g = got[i]!;
+    const w = want[i]!;
+    if (Number.isNaN(w) !== Number.isNaN(g)) return `at ${i}: got ${g}, composite ${w}`;
+    if (Number.isNaN(w)) continue;
+    if (!Number.isFinite(w) || !Number.isFinite(g)) {
+      if (g !== w) return `at ${i}: got ${g}, composite ${w}`;
+      continue;
+    }
+    if (!(Math.abs(g - w) <= tol.atol + tol.rtol * Math.abs(w))) return `at ${i}: got ${g}, composite ${w}`;
+  }
+  return null;
+}
+
+async function nonFiniteTest(backend: GpuBackend, c: Case, seed: number, trials = 4): Promise<Result> {
+  const rand = rng(seed);
+  let nanRows = 0;
+  let total = 0;
+  for (let trial = 0; trial < trials; trial++) {
+    const d = caseData(c, seed * 31 + trial);
+    const injected = injectNonFinite(c, d, rand);
+    await useBackend('cpu');
+    const cpu = await runOp(c, d, groupedQueryAttentionReference);
+    await useBackend(backend);
+    const calls = kernelCalls[backend] ?? 0;
+    const fused = await runOp(c, d, groupedQueryAttention);
+    if ((kernelCalls[backend] ?? 0) !== calls + 1) return { ok: false, msg: 'the fused kernel did not run' };
+    const bad = compareNonFinite(fused.out, cpu.out, TOL_CPU) ??
+      (c.returnScores ? compareNonFinite(fused.scores!, cpu.scores!, TOL_CPU) : null);
+    if (bad != null) return { ok: false, msg: `trial ${trial} (${injected.join(', ')}): ${bad}` };
+    nanRows += cpu.out.filter((x) => Number.isNaN(x)).length;
+    total += cpu.out.length;
+  }
+  // The test must see NaN and finite outputs both, or it proves nothing.
+  if (nanRows === 0 || nanRows === total) return { ok: false, msg: `degenerate: ${nanRows} of ${total} outputs NaN` };
+  return { ok: true, msg: `${trials} trials, ${nanRows} of ${total} outputs NaN, same places as the composite` };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,7 +513,10 @@ async function register(): Promise<void> {
     if (backend === 'webgpu') tests.set(`${backend}: H=4096 exceeds workgroup storage -> composite + one warning`, () => fallbackTest(backend));
     tests.set(`${backend}: gradient through the fused kernel vs cpu`, () => gradientTest(backend));
     for (const c of cases) tests.set(`${backend}: golden ${c.name}`, () => goldenTest(backend, c));
-    tests.set(`${backend}: timing vs composite`, () => timingTest(backend));
+    NONFINITE_CASES.forEach((c, i) =>
+      tests.set(`${backend}: non-finite property ${c.name}`, () => nonFiniteTest(backend, c, 5000 + i)),
+    );
+    tests.set(`${backend}: timing vs composite (information)`, () => timingTest(backend));
   }
 }
 

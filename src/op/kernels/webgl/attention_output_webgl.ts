@@ -18,7 +18,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { common, keyBand, sizes, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+import { common, keyBand, rowFlags, sizes, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 /**
  * Inputs: mode 'scores' ['Scores', 'Vin', 'Stats'] (+ 'Min' with a mask); mode 'weights' ['W', 'Vin',
@@ -34,7 +34,7 @@ export function outputProgram(
   const additive = attrs.maskKind === 'additive';
   const fromScores = mode === 'scores';
   // Weights mode reads finished weights: no mask rules, only the sizes and the key band.
-  const header = fromScores ? common(d, attrs, mask) : sizes(d, attrs) + keyBand(attrs);
+  const header = fromScores ? common(d, attrs, mask) : sizes(d, attrs) + keyBand(attrs) + rowFlags;
   return {
     variableNames: names,
     packedOutput: true,
@@ -63,8 +63,10 @@ export function outputProgram(
       int h1 = min(h0 + 1, H - 1);
       int g0 = u0 / G;
       int g1 = u1 / G;
-      bool full0 = getStats(b, u0, t, 1) > 0.5;
-      bool full1 = getStats(b, u1, t, 1) > 0.5;
+      float flag0 = getStats(b, u0, t, 1);
+      float flag1 = getStats(b, u1, t, 1);
+      bool full0 = isFullRow(flag0);
+      bool full1 = isFullRow(flag1);
       float m0 = ${fromScores ? 'getStats(b, u0, t, 0)' : '0.0'};
       float m1 = ${fromScores ? 'getStats(b, u1, t, 0)' : '0.0'};
       ivec2 band0 = rowBand(t, full0);
@@ -90,7 +92,11 @@ export function outputProgram(
           den1 += e;
         }
       }
-      ${fromScores ? 'setOutput(vec4(acc0 / den0, acc1 / den1));' : 'setOutput(vec4(acc0, acc1));'}
+      vec2 y0 = ${fromScores ? 'acc0 / den0' : 'acc0'};
+      vec2 y1 = ${fromScores ? 'acc1 / den1' : 'acc1'};
+      if (isNanRow(flag0)) { y0 = vec2(nanValue()); }
+      if (isNanRow(flag1)) { y1 = vec2(nanValue()); }
+      setOutput(vec4(y0, y1));
     }`,
   };
 }

@@ -14,6 +14,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { NAN_BITS, NEG_INF_BITS, POS_INF_BITS, ROW_FULL, ROW_NAN, hasSpecialRows, u32Literal } from '../shared/mask_rule.js';
 
 /** The part of tfjs-backend-webgl's GPGPUProgram this file uses. */
 export interface GlProgram {
@@ -34,11 +35,6 @@ export type { Dims };
 export function glslFloat(x: number): string {
   const s = String(x);
   return /[.eE]/.test(s) ? s : `${s}.0`;
-}
-
-/** Whether rows can be fully masked (bool masks and positional masks; never for additive masks). */
-export function hasSpecialRows(attrs: GroupedQueryAttentionAttrs): boolean {
-  return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
 }
 
 /** GLSL constants every program uses: the sizes, the query offset, the window and the scale. */
@@ -68,7 +64,22 @@ export function keyBand(attrs: GroupedQueryAttentionAttrs): string {
     }`;
 }
 
-/** GLSL shared by the programs: sizes, the mask rules and the key band. */
+/**
+ * GLSL of the composite path's non-finite rule (../shared/mask_rule.ts): bit tests on the logits
+ * (never folded away by a compiler that assumes finite floats), the row flags of the stats pass, and
+ * the NaN the passes write for a NaN row.
+ */
+export const rowFlags = `
+    bool nanOrPosInf(float x) {
+      uint e = floatBitsToUint(x);
+      return (e & 0x7fffffffu) > ${u32Literal(POS_INF_BITS)} || e == ${u32Literal(POS_INF_BITS)};
+    }
+    bool isNegInf(float x) { return floatBitsToUint(x) == ${u32Literal(NEG_INF_BITS)}; }
+    float nanValue() { return uintBitsToFloat(${u32Literal(NAN_BITS)}); }
+    bool isFullRow(float flag) { return flag == ${ROW_FULL}.0; }
+    bool isNanRow(float flag) { return flag == ${ROW_NAN}.0; }`;
+
+/** GLSL shared by the programs: sizes, the mask rules, the key band and the row flags. */
 export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): string {
   const m = (mask?.shape ?? [1, 1, 1, 1]) as number[];
   const mi = (axis: number, name: string) => (m[axis] === 1 ? '0' : name);
@@ -89,5 +100,11 @@ export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorI
     }
     float maskedLogit(float score, bool full, int b, int u, int t, int j) {
       ${attrs.maskKind === 'additive' ? `return score + ${maskAt};` : 'if (full) { return score - 1e9; }\n      return score;'}
-    }${keyBand(attrs)}`;
+    }
+    // The composite path's logit for key j, masked keys included (L - 1e9 for them).
+    float compositeLogit(float score, int b, int u, int t, int j) {
+      ${attrs.maskKind === 'additive'
+        ? `return score + ${maskAt};`
+        : hasSpecialRows(attrs) ? 'if (allowedKey(b, u, t, j)) { return score; }\n      return score - 1e9;' : 'return score;'}
+    }${keyBand(attrs)}${rowFlags}`;
 }

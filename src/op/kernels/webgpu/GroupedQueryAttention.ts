@@ -18,7 +18,7 @@ import { readKernelCall } from '../kernel_call.js';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { probabilitiesProgram } from './attention_probs_webgpu.js';
-import { compositeKernelOutputs, warnOnce } from './composite_fallback.js';
+import { compositeKernelOutputs, warnOnce } from '../shared/composite_fallback.js';
 import { chooseFlashConfig, flashProgram } from './flash_attention_webgpu.js';
 import { uniformValues, type Dims, type GpuProgram, type Uniform } from './gqa_shader_util_webgpu.js';
 

@@ -16,7 +16,7 @@
  * row (the point of grouping: G query heads per K/V head).
  *
  * Workgroup memory (floats): qs R·H (scaled queries), kt and vt KC·H (one key/value tile), sc R·KC
- * (the tile's scores, then weights), rowAlpha / rowL / rowHas R each, plus two scalars
+ * (the tile's scores, then weights), rowAlpha / rowL / rowHas / rowBad / rowLive R each, plus four scalars
  * (`workgroupFloats`). Tiles are picked from TILE_PREFERENCES (rows, keys) to fit 16 KiB when possible
  * (H=64: 16 rows × 16 keys; H=256: 4 rows × 4 keys): smaller arrays keep more workgroups in flight
  * per core and SwiftShader compiles large workgroup arrays slowly; otherwise the device's whole
@@ -25,7 +25,12 @@
  *
  * Per workgroup:
  *   1. qs = fround(Q · scale) for its rows (the composite path's rounding).
- *   2. Mask pre-pass (bool masks, causal, window): which rows have at least one allowed key. Rows
+ *   2. Non-finite check (../shared/mask_rule.ts): if a scaled query of the block, a key of head g
+ *      or an additive mask value of the block is at least SAFE_MAGNITUDE or not finite, every row's
+ *      S logits are computed once (masked keys included) and classified by their bits: the rows the
+ *      composite path makes NaN are written as NaN, and rows whose allowed logits are all −Inf
+ *      become fully masked rows. Otherwise (finite data: no logit can overflow) only the mask
+ *      pre-pass (bool masks, causal, window) runs: which rows have at least one allowed key. Rows
  *      with none are "fully masked" and follow Keras 3.6 float32: every key j in 0..S-1 gets the
  *      logit fround(L − 1e9) and a plain softmax (uniform for |L| ≤ 32, a 64-spaced grid otherwise).
  *   3. Online softmax over key tiles of KC keys: K (and V) tiles into workgroup memory; scores
@@ -41,7 +46,8 @@
  * order (online softmax), so results agree with the composite path to ~1e-6 relative.
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { UNIFORMS, attrsKey, hasSpecialRows, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+import { ROW_FULL, ROW_NAN, ROW_NORMAL, hasSpecialRows } from '../shared/mask_rule.js';
+import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
 /**
  * Tile configuration of one call of the WebGPU flash kernel.
@@ -78,7 +84,7 @@ const TILE_PREFERENCES: ReadonlyArray<readonly [number, number]> = [
 
 /** Workgroup floats of the flash program for `rows` rows, `kc` keys, head size h. */
 function workgroupFloats(rows: number, kc: number, h: number): number {
-  return rows * h + 2 * kc * h + rows * kc + 3 * rows + 4;
+  return rows * h + 2 * kc * h + rows * kc + 5 * rows + 6;
 }
 
 /**
@@ -153,6 +159,10 @@ export function flashProgram(
     var<workgroup> rowHas : array<atomic<u32>, ${rows}>;
     var<workgroup> wgId : i32;
     var<workgroup> wgAnyFull : u32;
+    var<workgroup> rowBad : array<atomic<u32>, ${rows}>;
+    var<workgroup> rowLive : array<atomic<u32>, ${rows}>;
+    var<workgroup> unsafeA : atomic<u32>;
+    var<workgroup> wgUnsafe : u32;
     ${maskSnippet(attrs)}
 
     fn main(index : i32) {
@@ -160,7 +170,12 @@ export function flashProgram(
       if (tid == 0) {
         wgId = i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x);
       }
-      if (tid < R) { atomicStore(&rowHas[tid], ${special ? '0u' : '1u'}); }
+      if (tid < R) {
+        atomicStore(&rowHas[tid], ${special ? '0u' : '1u'});
+        atomicStore(&rowBad[tid], 0u);
+        atomicStore(&rowLive[tid], 1u);
+      }
+      if (tid == 0) { atomicStore(&unsafeA, 0u); }
       let wid = workgroupUniformLoad(&wgId);
       if (wid >= uniforms.numWG) { return; }
       let T = uniforms.T;
@@ -188,13 +203,55 @@ export function flashProgram(
         }
         qs[i] = x;
       }
-      ${special ? `
-      // 2. Rows with at least one allowed key (the others are fully masked).
+
+      // 2a. Could a logit of the block be non-finite? Only if an input it reads is unsafe
+      // (../shared/mask_rule.ts): the block's scaled queries, any key of head g${attrs.maskKind === 'additive' ? ', the additive mask' : ''}.
+      for (var i = tid; i < R * H; i += WG) {
+        if (unsafeValue(qs[i])) { atomicStore(&unsafeA, 1u); }
+      }
+      for (var i = tid; i < S * H; i += WG) {
+        if (unsafeValue(Kin[((b * S + i / H) * V + g) * H + i % H])) { atomicStore(&unsafeA, 1u); }
+      }
+      ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < R * S; i += WG) {
         let r = i / S;
         let t = t0 + r / GC;
         let gi = gi0 + r % GC;
-        if (t < T && gi < G && allowedKey(b, g * G + gi, t, i % S)) { atomicStore(&rowHas[r], 1u); }
+        if (t < T && gi < G && unsafeValue(maskedLogit(0.0, false, b, g * G + gi, t, i % S))) { atomicStore(&unsafeA, 1u); }
+      }` : ''}
+      workgroupBarrier();
+      if (tid == 0) { wgUnsafe = atomicLoad(&unsafeA); }
+      let blockUnsafe = workgroupUniformLoad(&wgUnsafe);
+      if (blockUnsafe != 0u) {
+        // 2b. The composite path's rule on every logit of every row, masked keys included: a NaN or
+        // +Inf logit, or no logit above -Inf, makes the row NaN; no allowed logit above -Inf makes
+        // it a fully masked row (a softmax over the masked keys' L - 1e9, as the composite gives).
+        if (tid < R) { atomicStore(&rowLive[tid], 0u); }
+        workgroupBarrier();
+        for (var i = tid; i < R * S; i += WG) {
+          let r = i / S;
+          let j = i % S;
+          let t = t0 + r / GC;
+          let gi = gi0 + r % GC;
+          if (t < T && gi < G) {
+            let u = g * G + gi;
+            let ko = ((b * S + j) * V + g) * H;
+            var dotv = 0.0;
+            for (var hh = 0; hh < uniforms.H; hh++) { dotv += qs[r * H + hh] * Kin[ko + hh]; }
+            let x = compositeLogit(dotv, b, u, t, j);
+            if (nanOrPosInf(x)) { atomicStore(&rowBad[r], 1u); }
+            if (!isNegInf(x)) { atomicStore(&rowLive[r], 1u); }
+            ${special ? 'if (!isNegInf(dotv) && allowedKey(b, u, t, j)) { atomicStore(&rowHas[r], 1u); }' : ''}
+          }
+        }
+      }${special ? ` else {
+        // 2. Rows with at least one allowed key (the others are fully masked).
+        for (var i = tid; i < R * S; i += WG) {
+          let r = i / S;
+          let t = t0 + r / GC;
+          let gi = gi0 + r % GC;
+          if (t < T && gi < G && allowedKey(b, g * G + gi, t, i % S)) { atomicStore(&rowHas[r], 1u); }
+        }
       }
       workgroupBarrier();
       if (tid == 0) {
@@ -314,7 +371,9 @@ export function flashProgram(
           let t = t0 + r / GC;
           let gi = gi0 + r % GC;
           if (t < T && gi < G) {
-            result[((b * T + t) * U + g * G + gi) * H + i % H] = acc${k} / rowL[r];
+            var y = acc${k} / rowL[r];
+            if (atomicLoad(&rowBad[r]) != 0u || atomicLoad(&rowLive[r]) == 0u) { y = nanValue(); }
+            result[((b * T + t) * U + g * G + gi) * H + i % H] = y;
           }
         }
       }`)}` : `
@@ -322,7 +381,9 @@ export function flashProgram(
         let o = ((b * U + rowU) * T + rowT) * 3;
         result[o] = m;
         result[o + 1] = l;
-        result[o + 2] = select(0.0, 1.0, rowFull);
+        var flag = select(${ROW_NORMAL}.0, ${ROW_FULL}.0, rowFull);
+        if (atomicLoad(&rowBad[tid]) != 0u || atomicLoad(&rowLive[tid]) == 0u) { flag = ${ROW_NAN}.0; }
+        result[o + 2] = flag;
       }`}
     }`;
   return {

@@ -9,6 +9,9 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
+import {
+  NAN_BITS, NEG_INF_BITS, POS_INF_BITS, SAFE_MAGNITUDE_BITS, hasSpecialRows, u32Literal,
+} from '../shared/mask_rule.js';
 
 /** The part of WebGPUProgram (tfjs-backend-webgpu/dist/webgpu_program.d.ts) this file uses. */
 export interface GpuProgram {
@@ -29,13 +32,17 @@ export type Uniform = { type: 'int32' | 'float32'; data: number[] };
 import type { Dims } from '../kernel_call.js';
 export type { Dims };
 
-/** WGSL shared by both programs: the allowed-key and logit rules. */
+/**
+ * The WGSL mask snippet, shared by both programs: the allowed-key and logit rules of Keras 3.6, and
+ * the non-finite rule of the composite path (../shared/mask_rule.ts).
+ */
 export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
   const positional = [
     attrs.causal ? 'ok = ok && (j <= p);' : '',
     attrs.slidingWindow > 0 ? 'ok = ok && (abs(p - j) < uniforms.window);' : '',
   ].join('\n      ');
   const maskIndex = 'b * uniforms.ms0 + u * uniforms.ms1 + t * uniforms.ms2 + j * uniforms.ms3';
+  const special = hasSpecialRows(attrs);
   return `
     // Whether key j is allowed for query row (b, u, t) under the bool mask and causal/window rules.
     fn allowedKey(b : i32, u : i32, t : i32, j : i32) -> bool {
@@ -51,18 +58,29 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
     }
     // Whether key j enters row (b, u, t)'s softmax.
     fn contributes(full : bool, b : i32, u : i32, t : i32, j : i32) -> bool {
-      ${hasSpecialRows(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
-    }`;
-}
-
-/** Whether rows can be fully masked (bool masks and positional masks; never for additive masks). */
-export function hasSpecialRows(attrs: GroupedQueryAttentionAttrs): boolean {
-  return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
+      ${special ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
+    }
+    // The composite path's logit for key j, masked keys included (L - 1e9 for them).
+    fn compositeLogit(score : f32, b : i32, u : i32, t : i32, j : i32) -> f32 {
+      ${attrs.maskKind === 'additive'
+        ? `return score + Min[${maskIndex}];`
+        : special ? 'if (allowedKey(b, u, t, j)) { return score; }\n      return score - 1e9;' : 'return score;'}
+    }
+    // Bit tests (never folded away by a compiler that assumes finite floats).
+    fn nanOrPosInf(x : f32) -> bool {
+      let e = bitcast<u32>(x);
+      return (e & 0x7fffffffu) > ${u32Literal(POS_INF_BITS)} || e == ${u32Literal(POS_INF_BITS)};
+    }
+    fn isNegInf(x : f32) -> bool { return bitcast<u32>(x) == ${u32Literal(NEG_INF_BITS)}; }
+    // |x| >= SAFE_MAGNITUDE or not finite: logits of the block may be non-finite.
+    fn unsafeValue(x : f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) >= ${u32Literal(SAFE_MAGNITUDE_BITS)}; }
+    // From a uniform: WGSL refuses a NaN constant expression.
+    fn nanValue() -> f32 { return bitcast<f32>(uniforms.nanBits); }`;
 }
 
 export const UNIFORMS =
   'T : i32, S : i32, U : i32, V : i32, G : i32, nGc : i32, nTb : i32, numWG : i32, offset : i32, window : i32, ' +
-  'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32,';
+  'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32, nanBits : i32,';
 
 /** The values of UNIFORMS for one call (cfg null: the flash program is not run). */
 export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): Uniform[] {
@@ -83,6 +101,7 @@ export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQu
     i(ms[0]!), i(ms[1]!), i(ms[2]!), i(ms[3]!),
     // Loop bounds as uniforms, not constants: keeps shader compilers from unrolling the loops.
     i(d.h), i(cfg?.kc ?? 1), i(cfg ? Math.ceil((cfg.rows * d.h) / cfg.wg) : 1),
+    i(NAN_BITS),
   ];
 }
 
