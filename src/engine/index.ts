@@ -10,14 +10,8 @@
  * @module
  */
 import { JsEngine } from './js-engine.js';
-import {
-  compileKernel,
-  compileKernelSync,
-  defaultThreads,
-  sharedMemorySupported,
-  WasmEngine,
-  wasmSimdSupported,
-} from './wasm-engine.js';
+import { compileKernel, compileKernelSync, defaultThreads, sharedMemorySupported, wasmSimdSupported } from './kernel-module.js';
+import { WasmEngine } from './wasm-engine.js';
 import type { AttentionEngine, AttentionEngineOptions } from './types.js';
 
 export type {
@@ -25,12 +19,25 @@ export type {
   AttentionEngineOptions,
   AttentionProblem,
   AttentionResult,
+  BackwardProblem,
+  BackwardResult,
   EngineBuffer,
   EngineMask,
   EngineProblem,
 } from './types.js';
 export { attentionReference } from './reference.js';
+export { attentionBackwardReference } from './backward-reference.js';
 export { defaultScale } from './problem.js';
+export {
+  dropoutHash,
+  dropoutKeepScale,
+  dropoutKey,
+  dropoutRowFactors,
+  dropoutThreshold,
+  isDropped,
+  mix32,
+  randomDropoutSeed,
+} from './dropout_hash.js';
 
 function plan(options: AttentionEngineOptions): { simd: boolean; shared: boolean; threads: number } {
   const simd = options.simd !== false && wasmSimdSupported();

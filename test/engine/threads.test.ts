@@ -1,6 +1,16 @@
 /** Threads, faults, interleaved shapes, flat memory, and the in-engine KV cache. */
 import { afterAll, describe, expect, test, vi } from 'vitest';
 import { createAttentionEngineSync, type AttentionEngine, type AttentionProblem } from '../../src/engine/index.js';
+import {
+  CONTROL_WORDS,
+  Control,
+  PARAMS_OFFSET,
+  ParamSlot,
+  TASK_BITS,
+  TASK_COUNTER_OFFSET,
+  WORKER_STATE_BASE,
+  WorkerState,
+} from '../../src/engine/wasm/generated/interface.js';
 import { attentionReference, buildProblem, expectMatchesReference, randomArray } from './helpers.js';
 
 const created: AttentionEngine[] = [];
@@ -51,19 +61,20 @@ describe('threads', () => {
   test('a worker that claims a task and hangs is dropped after the stall timeout', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
     // This worker spins until it claims a task of a job by hand, then never finishes it.
+    const taskMask = (1 << TASK_BITS) - 1;
     const hang = `
       const { workerData } = require('node:worker_threads');
-      const ctl = new Int32Array(workerData.memory.buffer, workerData.ctlOffset, 64);
+      const ctl = new Int32Array(workerData.memory.buffer, workerData.ctlOffset, ${CONTROL_WORDS});
       const words = new Int32Array(workerData.memory.buffer);
-      Atomics.store(ctl, 16 + workerData.tid, 0);
-      Atomics.add(ctl, 2, 1); Atomics.notify(ctl, 2);
-      Atomics.wait(ctl, 0, 0);
-      Atomics.store(ctl, 16 + workerData.tid, 1);
+      Atomics.store(ctl, ${WORKER_STATE_BASE} + workerData.tid, ${WorkerState.IDLE});
+      Atomics.add(ctl, ${Control.READY}, 1); Atomics.notify(ctl, ${Control.READY});
+      Atomics.wait(ctl, ${Control.GENERATION}, 0);
+      Atomics.store(ctl, ${WORKER_STATE_BASE} + workerData.tid, ${WorkerState.BUSY});
       for (;;) {
-        const tag = Atomics.load(ctl, 0) << 20;
-        const v = Atomics.load(words, 576);
-        if ((v & ~0xfffff) !== tag || (v & 0xfffff) >= words[512 + 28]) continue;
-        if (Atomics.compareExchange(words, 576, v, v + 1) === v) break;
+        const tag = Atomics.load(ctl, ${Control.GENERATION}) << ${TASK_BITS};
+        const v = Atomics.load(words, ${TASK_COUNTER_OFFSET >> 2});
+        if ((v & ~${taskMask}) !== tag || (v & ${taskMask}) >= words[${(PARAMS_OFFSET >> 2) + ParamSlot.tasks}]) continue;
+        if (Atomics.compareExchange(words, ${TASK_COUNTER_OFFSET >> 2}, v, v + 1) === v) break;
       }
       for (;;) {}
     `;

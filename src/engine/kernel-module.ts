@@ -1,0 +1,137 @@
+/**
+ * Loading the engine's WebAssembly kernel and detecting what the runtime offers (SIMD, shared
+ * memory, cores, Node's worker_threads, blocking waits).
+ */
+import { KERNEL_SHARED_BASE64, KERNEL_SINGLE_BASE64 } from './wasm/generated/kernel.js';
+
+/** The kernel's exports (wasm/flash.ts). */
+export interface KernelExports {
+  work(params: number, tid: number, gen: number): number;
+  runOne(params: number, tid: number, task: number): void;
+  reduce(params: number): void;
+  expf(x: number): number;
+}
+
+function decodeBase64(b64: string): Uint8Array {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+let kernelCache: { shared?: WebAssembly.Module; single?: WebAssembly.Module } = {};
+
+/** Kernel bytes for the given memory kind. */
+export function kernelBytes(shared: boolean): Uint8Array {
+  return decodeBase64(shared ? KERNEL_SHARED_BASE64 : KERNEL_SINGLE_BASE64);
+}
+
+/** Whether this runtime validates the SIMD kernel. */
+export function wasmSimdSupported(): boolean {
+  try {
+    return typeof WebAssembly === 'object' && WebAssembly.validate(kernelBytes(false) as BufferSource);
+  } catch {
+    return false;
+  }
+}
+
+/** Compiles (synchronously) and caches the kernel module. */
+export function compileKernelSync(shared: boolean): WebAssembly.Module {
+  const key = shared ? 'shared' : 'single';
+  let m = kernelCache[key];
+  if (!m) {
+    m = new WebAssembly.Module(kernelBytes(shared) as BufferSource);
+    kernelCache[key] = m;
+  }
+  return m;
+}
+
+/** Compiles (asynchronously) and caches the kernel module. */
+export async function compileKernel(shared: boolean): Promise<WebAssembly.Module> {
+  const key = shared ? 'shared' : 'single';
+  let m = kernelCache[key];
+  if (!m) {
+    m = await WebAssembly.compile(kernelBytes(shared) as BufferSource);
+    kernelCache[key] = m;
+  }
+  return m;
+}
+
+/** For tests: drop cached modules. */
+export function clearKernelCache(): void {
+  kernelCache = {};
+}
+
+/** A 1 MiB memory that may grow to 4 GiB (or less where the address space is tight). */
+export function createMemory(shared: boolean): WebAssembly.Memory {
+  let error: unknown;
+  for (const maximum of [65536, 32768, 16384, 4096]) {
+    try {
+      return new WebAssembly.Memory(shared ? { initial: 16, maximum, shared: true } : { initial: 16, maximum });
+    } catch (e) {
+      error = e;
+    }
+  }
+  throw error;
+}
+
+/** Whether a shared WebAssembly.Memory can be used here. */
+export function sharedMemorySupported(): boolean {
+  if (typeof SharedArrayBuffer !== 'function') return false;
+  const coi = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated;
+  if (coi === false) return false;
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface NodeProcess {
+  versions?: { node?: string };
+  getBuiltinModule?: (name: string) => unknown;
+}
+
+/** Node's `process` when this is Node with `process.getBuiltinModule` (no `require` needed). */
+function nodeProcess(): (NodeProcess & { getBuiltinModule: (name: string) => unknown }) | null {
+  const proc = (globalThis as { process?: NodeProcess }).process;
+  if (proc?.versions?.node && typeof proc.getBuiltinModule === 'function') {
+    return proc as NodeProcess & { getBuiltinModule: (name: string) => unknown };
+  }
+  return null;
+}
+
+/** Node's worker_threads, as much of it as the engine uses. */
+export interface NodeWorkerThreads {
+  Worker: new (
+    src: string,
+    opts: { eval: boolean; workerData: unknown; execArgv?: string[] },
+  ) => {
+    on(ev: string, cb: (x: unknown) => void): void;
+    unref(): void;
+    terminate(): Promise<number>;
+  };
+}
+
+/** Node's worker_threads module, or null outside Node. */
+export function nodeWorkerThreads(): NodeWorkerThreads | null {
+  return (nodeProcess()?.getBuiltinModule('node:worker_threads') as NodeWorkerThreads | undefined) ?? null;
+}
+
+/** Whether the calling thread may block in Atomics.wait (Node main thread and any worker: yes). */
+export function canBlock(): boolean {
+  const g = globalThis as { process?: { versions?: { node?: string } }; document?: unknown };
+  if (g.process?.versions?.node) return true;
+  return typeof g.document === 'undefined';
+}
+
+/** Default thread count: available cores. */
+export function defaultThreads(): number {
+  const proc = nodeProcess();
+  if (proc) {
+    const os = proc.getBuiltinModule('node:os') as { availableParallelism?: () => number; cpus: () => unknown[] };
+    return os.availableParallelism ? os.availableParallelism() : os.cpus().length;
+  }
+  return (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+}

@@ -1,0 +1,93 @@
+/** planJobs: the pure job planning of the WebAssembly engine, without running a kernel. */
+import fc from 'fast-check';
+import { describe, expect, test } from 'vitest';
+import { KEY_TILE, planJobs, STAGING_BYTES, TASK_LIMIT, type PlanInput } from '../../src/engine/job-plan.js';
+
+const base: PlanInput = {
+  B: 1, T: 1, S: 4096, U: 32, V: 8, H: 128, G: 4, wantProbabilities: false,
+  queryInPlace: false, keyInPlace: false, valueInPlace: false, sameKeyValue: false,
+  threads: 4, stagingBytes: STAGING_BYTES,
+};
+
+describe('planJobs', () => {
+  test('a decode step from an in-place cache splits its keys so every thread has tasks', () => {
+    const plan = planJobs({ ...base, keyInPlace: true, valueInPlace: true });
+    expect(plan.keyChunks).toBeGreaterThan(1);
+    expect(plan.tasks).toBeGreaterThanOrEqual(4 * 4 - plan.tasksPerKeyChunk);
+    expect(plan.groupsPerJob).toBe(8);
+    expect(plan.stageKeyRows).toBe(false);
+    expect(planJobs({ ...base, keyInPlace: true, valueInPlace: true, threads: 1 }).keyChunks).toBe(1);
+  });
+
+  test('probabilities: one job over every group, all query rows and all keys, key rows staged whole', () => {
+    const plan = planJobs({ ...base, T: 300, S: 700, wantProbabilities: true });
+    expect(plan).toMatchObject({ stageKeyRows: true, keysPerJob: 700, splitKeysAcrossJobs: false, groupsPerJob: 8, rowsPerJob: 300, keyChunks: 1 });
+  });
+
+  test('short queries over keys that exceed the budget stage key rows in chunks, reduced at the end', () => {
+    const plan = planJobs({ ...base, B: 1, T: 2, S: 8192 });
+    expect(plan.stageKeyRows).toBe(true);
+    expect(plan.splitKeysAcrossJobs).toBe(true);
+    expect(plan.keysPerJob).toBeLessThan(8192);
+    expect(plan.chunksPerJob * plan.keyChunkLength).toBe(plan.keysPerJob);
+  });
+
+  test('long queries over large keys stage per group within half the budget, in blocks of query rows', () => {
+    const plan = planJobs({ ...base, T: 2048, S: 2048 });
+    expect(plan.stageKeyRows).toBe(false);
+    expect(plan.groupsPerJob * 2048 * 128 * 4 * 2).toBeLessThanOrEqual(STAGING_BYTES / 2);
+    expect(plan.rowsPerJob).toBeLessThan(2048);
+    expect(plan.rowsPerJob % plan.tileRows).toBe(0);
+  });
+
+  test('too many tasks is a clear error before any work', () => {
+    expect(() => planJobs({ ...base, B: TASK_LIMIT, V: 1, U: 1, G: 1, keyInPlace: true, valueInPlace: true, threads: 1 })).toThrow(
+      /AttentionEngine\.attention: argument `problem` is too large \(\d+ tasks, limit 1048575\)/,
+    );
+  });
+
+  test('invariants over random sizes: chunks cover the keys, tiles cover the rows, budgets hold', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          B: fc.integer({ min: 1, max: 4 }), T: fc.integer({ min: 1, max: 3000 }), S: fc.integer({ min: 1, max: 20000 }),
+          V: fc.integer({ min: 1, max: 8 }), G: fc.constantFrom(1, 2, 7), H: fc.integer({ min: 1, max: 256 }),
+          want: fc.boolean(), qIn: fc.boolean(), kIn: fc.boolean(), vIn: fc.boolean(), same: fc.boolean(),
+          threads: fc.integer({ min: 1, max: 64 }), staging: fc.constantFrom(6000, 1 << 16, 1 << 20, STAGING_BYTES),
+        }),
+        (r) => {
+          const input: PlanInput = {
+            B: r.B, T: r.T, S: r.S, U: r.V * r.G, V: r.V, H: r.H, G: r.G, wantProbabilities: r.want,
+            queryInPlace: r.qIn, keyInPlace: r.kIn, valueInPlace: r.same ? r.kIn : r.vIn, sameKeyValue: r.same,
+            threads: r.threads, stagingBytes: r.staging,
+          };
+          let plan;
+          try {
+            plan = planJobs(input);
+          } catch (e) {
+            expect(String(e)).toMatch(/too large/);
+            return;
+          }
+          expect(plan.tileRows).toBeGreaterThanOrEqual(1);
+          expect(plan.tileRows * r.G).toBeLessThanOrEqual(Math.max(64, r.G));
+          expect(plan.maxTileHeight % 4).toBe(0);
+          expect(plan.keyChunkLength % KEY_TILE).toBe(0);
+          expect(plan.keyChunks * plan.keyChunkLength).toBeGreaterThanOrEqual(r.S);
+          expect((plan.keyChunks - 1) * plan.keyChunkLength).toBeLessThan(r.S);
+          expect(plan.chunksPerJob).toBeGreaterThanOrEqual(1);
+          expect(plan.chunksPerJob).toBeLessThanOrEqual(plan.keyChunks);
+          expect(plan.groupsPerJob).toBeGreaterThanOrEqual(1);
+          expect(plan.groupsPerJob).toBeLessThanOrEqual(r.B * r.V);
+          expect(plan.rowsPerJob).toBeGreaterThanOrEqual(Math.min(r.T, plan.tileRows));
+          expect(plan.rowsPerJob).toBeLessThanOrEqual(r.T);
+          expect(plan.tasks).toBe(plan.tasksPerKeyChunk * plan.keyChunks);
+          expect(plan.tasks).toBeLessThan(TASK_LIMIT);
+          if (r.want) expect(plan).toMatchObject({ rowsPerJob: r.T, groupsPerJob: r.B * r.V, keyChunks: 1 });
+          if (plan.splitKeysAcrossJobs) expect(plan.chunksPerJob * plan.keyChunkLength).toBe(plan.keysPerJob);
+          else expect(plan.chunksPerJob).toBe(plan.keyChunks);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});

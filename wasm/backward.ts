@@ -1,0 +1,454 @@
+// The attention backward (FlashAttention-2 style) in WebAssembly SIMD128: from Q, K, V, dO, the
+// per-row log-sum-exp and D = rowsum(dO ∘ O), the gradients dQ, dK, dV with no (T, S) buffer.
+//
+// Two passes, each split into tasks that write disjoint rows (no races, no atomics on floats):
+//   pass 1, a task per (query tile, group): optionally the rows' log-sum-exp first (one Q·Kᵀ
+//     sweep with an online max/sum), then for every allowed key tile the probabilities
+//     P = exp(s − lse), dP = dO·Vᵀ, dS = P ∘ (dP − D) and dQ += dS·K; dQ is scaled and written.
+//   pass 2, a task per (key tile, group): for every query row that may see the key tile (all G
+//     heads of the group), dV += Pᵀ·dO and dK += dSᵀ·Qs, written once at the end. The G heads
+//     share every key/value row; nothing is copied per head.
+// Dropout decisions come from the shared hash (src/engine/dropout_hash.ts), regenerated per tile:
+// kept P and dP are scaled by keepScale, dropped ones are 0.
+//
+// Layouts (row-major, float32): query, gradOutput, gradQuery (B, T, U, H); key, value, gradKey,
+// gradValue (B, S, V, H); logSumExp, rowDelta (B, U, T). A tile packs the G heads of tileRows
+// query rows, row r = tl*G + g (as the forward). Rows whose logSumExp is +inf (padding, rows the
+// host computes exactly) get P = 0 and contribute nothing.
+import {
+  gB, gCausal, gComputeLogSumExp, gDropoutKeepScale, gDropoutKey, gDropoutThreshold, gG, gGradKey, gGradOutput,
+  gGradQuery, gGradValue, gH, gKey, gKeyTile, gKeyTiles, gLogSumExp, gMask, gMaskKind, gMaskStrideB, gMaskStrideS,
+  gMaskStrideT, gMaskStrideU, gMaxTileHeight, gProgress, gQuery, gQueryOffset, gQueryTiles, gRowDelta, gS, gScale,
+  gScratch, gScratchStride, gT, gTileRows, gU, gV, gValue, gWindow,
+} from './generated/params';
+import { gH4, gHp } from './job';
+import { highAllowed, lowAllowed } from './masks';
+import { expv, hsum4 } from './simd';
+
+// ---- per-thread scratch (M4 = maxTileHeight, Bc = keyTile, Hp = H rounded up to 4) -------------
+let bQ: usize = 0; // scaled query rows [M4][Hp]
+let bDO: usize = 0; // output-gradient rows [M4][Hp]
+let bAcc: usize = 0; // pass 1: dQ [M4][Hp]; pass 2: dK [Bc][Hp] then dV [Bc][Hp]
+let bP: usize = 0; // probabilities after dropout [M4][Bc]
+let bDS: usize = 0; // dS [M4][Bc]
+let bLse: usize = 0; // [M4]
+let bD: usize = 0; // [M4]
+let bLo: usize = 0; // first allowed key [M4] (i32)
+let bHi: usize = 0; // last allowed key [M4] (i32)
+let bMR: usize = 0; // mask row base (elements) [M4] (i32)
+let bRH: usize = 0; // dropout hash of the row prefix (key, b, u, t) [M4] (u32)
+let bM: usize = 0; // running max [M4] (log-sum-exp sweep)
+let bL: usize = 0; // running sum [M4]
+
+/** Bytes of backward scratch per thread (the host sizes scratchStride with the same formula). */
+function setBackwardScratch(tid: i32): void {
+  const m4 = <usize>gMaxTileHeight;
+  const hp = <usize>gHp;
+  const bc = <usize>gKeyTile;
+  bQ = gScratch + <usize>tid * <usize>gScratchStride;
+  bDO = bQ + m4 * hp * 4;
+  bAcc = bDO + m4 * hp * 4;
+  const acc = max(m4, 2 * bc) * hp * 4;
+  bP = bAcc + acc;
+  bDS = bP + m4 * bc * 4;
+  bLse = bDS + m4 * bc * 4;
+  bD = bLse + m4 * 4;
+  bLo = bD + m4 * 4;
+  bHi = bLo + m4 * 4;
+  bMR = bHi + m4 * 4;
+  bRH = bMR + m4 * 4;
+  bM = bRH + m4 * 4;
+  bL = bM + m4 * 4;
+}
+
+// ---- the dropout hash (contract in src/engine/dropout_hash.ts) --------------------------------
+// @ts-ignore: decorator
+@inline
+function mix32(x: u32): u32 {
+  x ^= x >> 16;
+  x *= 0x21f0aaad;
+  x ^= x >> 15;
+  x *= 0x735a2d97;
+  x ^= x >> 15;
+  return x;
+}
+
+// @ts-ignore: decorator
+@inline
+function mix32v(x: v128): v128 {
+  x = v128.xor(x, i32x4.shr_u(x, 16));
+  x = i32x4.mul(x, i32x4.splat(0x21f0aaad));
+  x = v128.xor(x, i32x4.shr_u(x, 15));
+  x = i32x4.mul(x, i32x4.splat(0x735a2d97));
+  x = v128.xor(x, i32x4.shr_u(x, 15));
+  return x;
+}
+
+/** Exported for the contract test: the hash of (b, u, i, j) under `key`. */
+export function dropoutHash(key: u32, b: u32, u: u32, i: u32, j: u32): u32 {
+  return mix32(mix32(mix32(mix32(key ^ b) ^ u) ^ i) ^ j);
+}
+
+/**
+ * Natural log of a positive finite float (the module has no data segments, so no table-driven
+ * Mathf.log): x = 2^e · m with m in [√½, √2), ln m = 2·atanh(s), s = (m − 1)/(m + 1), |s| ≤ 0.172,
+ * five series terms in float64 (error below 1e-9).
+ */
+function logPositive(x: f32): f32 {
+  const bits = reinterpret<i32>(x);
+  let e = (bits >> 23) - 127;
+  let m = <f64>reinterpret<f32>((bits & 0x7fffff) | 0x3f800000);
+  if (m > 1.4142135623730951) {
+    m *= 0.5;
+    e += 1;
+  }
+  const s = (m - 1) / (m + 1);
+  const s2 = s * s;
+  const ln = 2 * s * (1 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9)))));
+  return <f32>(<f64>e * 0.6931471805599453 + ln);
+}
+
+// ---- packing ------------------------------------------------------------------------------------
+
+/** Packs rows t0..t0+nt-1 of group (b, kvh): scaled query, dO, lse, D, bounds, mask rows, row hashes. */
+function packRows(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32): void {
+  const hp4 = <usize>gHp << 2;
+  const M = nt * gG;
+  const scale = f32x4.splat(gScale);
+  for (let r = 0; r < m4; r++) {
+    const q = bQ + <usize>r * hp4;
+    const d = bDO + <usize>r * hp4;
+    const rb = <usize>r << 2;
+    if (r >= M) {
+      memory.fill(q, 0, hp4);
+      memory.fill(d, 0, hp4);
+      store<f32>(bLse + rb, Infinity);
+      store<f32>(bD + rb, 0);
+      store<i32>(bLo + rb, 1);
+      store<i32>(bHi + rb, 0);
+      store<i32>(bMR + rb, 0);
+      store<u32>(bRH + rb, 0);
+      continue;
+    }
+    const tl = r / gG;
+    const g = r - tl * gG;
+    const t = t0 + tl;
+    const u = kvh * gG + g;
+    const src = (<usize>((b * gT + t) * gU + u) * <usize>gH) << 2;
+    let h = 0;
+    for (; h < gH4; h += 4) {
+      const o = <usize>h << 2;
+      v128.store(q + o, f32x4.mul(v128.load(gQuery + src + o), scale));
+      v128.store(d + o, v128.load(gGradOutput + src + o));
+    }
+    for (; h < gH; h++) {
+      const o = <usize>h << 2;
+      store<f32>(q + o, load<f32>(gQuery + src + o) * gScale);
+      store<f32>(d + o, load<f32>(gGradOutput + src + o));
+    }
+    for (; h < gHp; h++) {
+      store<f32>(q + (<usize>h << 2), 0);
+      store<f32>(d + (<usize>h << 2), 0);
+    }
+    const row = <usize>((b * gU + u) * gT + t) << 2;
+    store<f32>(bLse + rb, gComputeLogSumExp ? 0 : load<f32>(gLogSumExp + row));
+    store<f32>(bD + rb, load<f32>(gRowDelta + row));
+    const p = gQueryOffset + t;
+    store<i32>(bLo + rb, max(0, lowAllowed(p)));
+    store<i32>(bHi + rb, min(gS - 1, highAllowed(p)));
+    store<i32>(bMR + rb, b * gMaskStrideB + u * gMaskStrideU + t * gMaskStrideT);
+    store<u32>(bRH + rb, mix32(mix32(mix32(<u32>gDropoutKey ^ <u32>b) ^ <u32>u) ^ <u32>t));
+  }
+}
+
+// ---- one (query tile, key tile) block -----------------------------------------------------------
+
+/** Logits of row r against 4 keys: (Qs[r]·K[j..j+3]) with the rows' bounds and mask applied. */
+// @ts-ignore: decorator
+@inline
+function maskedLogits(s: v128, r: i32, jv: v128, jEnd: i32): v128 {
+  const rb = <usize>r << 2;
+  let ok = v128.and(i32x4.ge_s(jv, i32x4.splat(load<i32>(bLo + rb))), i32x4.le_s(jv, i32x4.splat(load<i32>(bHi + rb))));
+  ok = v128.and(ok, i32x4.lt_s(jv, i32x4.splat(jEnd)));
+  if (gMaskKind == 1) {
+    const mb = gMask + <usize>load<i32>(bMR + rb);
+    const ss = <usize>gMaskStrideS;
+    const j0 = <usize>min(i32x4.extract_lane(jv, 0), gS - 1);
+    const j1 = <usize>min(i32x4.extract_lane(jv, 1), gS - 1);
+    const j2 = <usize>min(i32x4.extract_lane(jv, 2), gS - 1);
+    const j3 = <usize>min(i32x4.extract_lane(jv, 3), gS - 1);
+    let mv = i32x4.splat(<i32>load<u8>(mb + j0 * ss));
+    mv = i32x4.replace_lane(mv, 1, <i32>load<u8>(mb + j1 * ss));
+    mv = i32x4.replace_lane(mv, 2, <i32>load<u8>(mb + j2 * ss));
+    mv = i32x4.replace_lane(mv, 3, <i32>load<u8>(mb + j3 * ss));
+    ok = v128.and(ok, v128.not(i32x4.eq(mv, i32x4.splat(0))));
+  } else if (gMaskKind == 2) {
+    const mb = gMask + (<usize>load<i32>(bMR + rb) << 2);
+    const ss = <usize>gMaskStrideS << 2;
+    const j0 = <usize>min(i32x4.extract_lane(jv, 0), gS - 1);
+    const j1 = <usize>min(i32x4.extract_lane(jv, 1), gS - 1);
+    const j2 = <usize>min(i32x4.extract_lane(jv, 2), gS - 1);
+    const j3 = <usize>min(i32x4.extract_lane(jv, 3), gS - 1);
+    let mv = f32x4.splat(load<f32>(mb + j0 * ss));
+    mv = f32x4.replace_lane(mv, 1, load<f32>(mb + j1 * ss));
+    mv = f32x4.replace_lane(mv, 2, load<f32>(mb + j2 * ss));
+    mv = f32x4.replace_lane(mv, 3, load<f32>(mb + j3 * ss));
+    s = f32x4.add(s, mv);
+  }
+  return v128.bitselect(s, f32x4.splat(-Infinity), ok);
+}
+
+/** Byte address of key (or value) row j of kv head kvh in batch b (clamped to S - 1). */
+// @ts-ignore: decorator
+@inline
+function kvRow(base: usize, b: i32, j: i32, kvh: i32): usize {
+  return base + ((<usize>((b * gS + min(j, gS - 1)) * gV + kvh) * <usize>gH) << 2);
+}
+
+/** Dot products of packed row `x` (Hp floats, zero padded) with 4 rows of H floats. */
+// @ts-ignore: decorator
+@inline
+function dot4(x: usize, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  const h4b = <usize>gH4 << 2;
+  for (let o: usize = 0; o < h4b; o += 16) {
+    const xv = v128.load(x + o);
+    a0 = f32x4.add(a0, f32x4.mul(xv, v128.load(k0 + o)));
+    a1 = f32x4.add(a1, f32x4.mul(xv, v128.load(k1 + o)));
+    a2 = f32x4.add(a2, f32x4.mul(xv, v128.load(k2 + o)));
+    a3 = f32x4.add(a3, f32x4.mul(xv, v128.load(k3 + o)));
+  }
+  let s = hsum4(a0, a1, a2, a3);
+  if (gH4 < gH) {
+    let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
+    for (let h = gH4; h < gH; h++) {
+      const o = <usize>h << 2;
+      const xv = load<f32>(x + o);
+      s0 += xv * load<f32>(k0 + o);
+      s1 += xv * load<f32>(k1 + o);
+      s2 += xv * load<f32>(k2 + o);
+      s3 += xv * load<f32>(k3 + o);
+    }
+    let t = f32x4.splat(s0);
+    t = f32x4.replace_lane(t, 1, s1);
+    t = f32x4.replace_lane(t, 2, s2);
+    t = f32x4.replace_lane(t, 3, s3);
+    s = f32x4.add(s, t);
+  }
+  return s;
+}
+
+/**
+ * For keys kt..kt+nk-1 of group (b, kvh) and the packed rows: P (after dropout) into bP and
+ * dS = P ∘ (dP − D) into bDS, both [M4][Bc] (keys padded to 4 give 0).
+ */
+function blockGradients(b: i32, kvh: i32, kt: i32, nk: i32, m4: i32): void {
+  const hp4 = <usize>gHp << 2;
+  const bcb = <usize>gKeyTile << 2;
+  const jEnd = kt + nk;
+  const dropping = gDropoutThreshold != 0;
+  const threshold = i32x4.splat(gDropoutThreshold);
+  const keep = f32x4.splat(gDropoutKeepScale);
+  const zero = f32x4.splat(0);
+  for (let j = 0; j < nk; j += 4) {
+    const jv = i32x4.add(i32x4.splat(kt + j), i32x4(0, 1, 2, 3));
+    const k0 = kvRow(gKey, b, kt + j, kvh), k1 = kvRow(gKey, b, kt + j + 1, kvh);
+    const k2 = kvRow(gKey, b, kt + j + 2, kvh), k3 = kvRow(gKey, b, kt + j + 3, kvh);
+    const v0 = kvRow(gValue, b, kt + j, kvh), v1 = kvRow(gValue, b, kt + j + 1, kvh);
+    const v2 = kvRow(gValue, b, kt + j + 2, kvh), v3 = kvRow(gValue, b, kt + j + 3, kvh);
+    for (let r = 0; r < m4; r++) {
+      const rb = <usize>r << 2;
+      const s = maskedLogits(dot4(bQ + <usize>r * hp4, k0, k1, k2, k3), r, jv, jEnd);
+      const p = expv(f32x4.sub(s, f32x4.splat(load<f32>(bLse + rb))));
+      let dp = dot4(bDO + <usize>r * hp4, v0, v1, v2, v3);
+      let pd = p;
+      if (dropping) {
+        const hv = mix32v(v128.xor(i32x4.splat(load<i32>(bRH + rb)), jv));
+        const kept = i32x4.ge_u(i32x4.shr_u(hv, 8), threshold);
+        const z = v128.bitselect(keep, zero, kept);
+        pd = f32x4.mul(p, z);
+        dp = f32x4.mul(dp, z);
+      }
+      const ds = f32x4.mul(p, f32x4.sub(dp, f32x4.splat(load<f32>(bD + rb))));
+      const o = <usize>r * bcb + (<usize>j << 2);
+      v128.store(bP + o, pd);
+      v128.store(bDS + o, ds);
+    }
+  }
+}
+
+// ---- pass 1: row statistics and dQ ---------------------------------------------------------------
+
+/** The rows' log-sum-exp over keys kLo..kHi (online max and sum), written to bLse and logSumExp. */
+function rowStatistics(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32, kLo: i32, kHi: i32): void {
+  const hp4 = <usize>gHp << 2;
+  for (let r = 0; r < m4; r++) {
+    store<f32>(bM + (<usize>r << 2), -Infinity);
+    store<f32>(bL + (<usize>r << 2), 0);
+  }
+  for (let j = kLo; j <= kHi; j += 4) {
+    const jv = i32x4.add(i32x4.splat(j), i32x4(0, 1, 2, 3));
+    const k0 = kvRow(gKey, b, j, kvh), k1 = kvRow(gKey, b, j + 1, kvh);
+    const k2 = kvRow(gKey, b, j + 2, kvh), k3 = kvRow(gKey, b, j + 3, kvh);
+    for (let r = 0; r < m4; r++) {
+      const rb = <usize>r << 2;
+      const s = maskedLogits(dot4(bQ + <usize>r * hp4, k0, k1, k2, k3), r, jv, kHi + 1);
+      const mt = max(max(f32x4.extract_lane(s, 0), f32x4.extract_lane(s, 1)), max(f32x4.extract_lane(s, 2), f32x4.extract_lane(s, 3)));
+      const mOld = load<f32>(bM + rb);
+      const mNew = max(mOld, mt);
+      if (mNew == -Infinity) continue;
+      const e = expv(f32x4.sub(s, f32x4.splat(mNew)));
+      const sum = f32x4.extract_lane(e, 0) + f32x4.extract_lane(e, 1) + f32x4.extract_lane(e, 2) + f32x4.extract_lane(e, 3);
+      const alpha = mOld == -Infinity ? <f32>0 : f32x4.extract_lane(expv(f32x4.splat(mOld - mNew)), 0);
+      store<f32>(bL + rb, load<f32>(bL + rb) * alpha + sum);
+      store<f32>(bM + rb, mNew);
+    }
+  }
+  const M = nt * gG;
+  for (let r = 0; r < M; r++) {
+    const rb = <usize>r << 2;
+    const m = load<f32>(bM + rb);
+    const lse: f32 = m == -Infinity ? Infinity : m + logPositive(load<f32>(bL + rb));
+    store<f32>(bLse + rb, lse);
+    const tl = r / gG;
+    const g = r - tl * gG;
+    store<f32>(gLogSumExp + (<usize>((b * gU + kvh * gG + g) * gT + t0 + tl) << 2), lse);
+  }
+}
+
+function dqTask(task: i32, tid: i32): void {
+  const groups = gB * gV;
+  const grp = task % groups;
+  const qt = gQueryTiles - 1 - task / groups; // largest causal tiles first
+  const b = grp / gV;
+  const kvh = grp % gV;
+  const t0 = qt * gTileRows;
+  const nt = min(gTileRows, gT - t0);
+  const M = nt * gG;
+  const m4 = (M + 3) & ~3;
+  const hp4 = <usize>gHp << 2;
+  const bcb = <usize>gKeyTile << 2;
+  packRows(b, kvh, t0, nt, m4);
+  const kLo = max(0, lowAllowed(gQueryOffset + t0));
+  const kHi = min(gS - 1, highAllowed(gQueryOffset + t0 + nt - 1));
+  if (gComputeLogSumExp) rowStatistics(b, kvh, t0, nt, m4, kLo, kHi);
+  memory.fill(bAcc, 0, <usize>m4 * hp4);
+  const progress = gProgress + (<usize>tid << 2);
+  for (let kt = kLo; kt <= kHi; kt += gKeyTile) {
+    const nk = min(gKeyTile, kHi + 1 - kt);
+    blockGradients(b, kvh, kt, nk, m4);
+    // dQ[r] += Σ_j dS[r][j] K[j]
+    for (let r = 0; r < M; r++) {
+      const acc = bAcc + <usize>r * hp4;
+      const ds = bDS + <usize>r * bcb;
+      let h = 0;
+      for (; h + 8 <= gHp; h += 8) {
+        const o = <usize>h << 2;
+        let c0 = v128.load(acc + o), c1 = v128.load(acc + o + 16);
+        for (let j = 0; j < nk; j++) {
+          const w = v128.load32_splat(ds + (<usize>j << 2));
+          const k = kvRow(gKey, b, kt + j, kvh) + o;
+          c0 = f32x4.add(c0, f32x4.mul(w, v128.load(k)));
+          c1 = f32x4.add(c1, f32x4.mul(w, v128.load(k + 16)));
+        }
+        v128.store(acc + o, c0);
+        v128.store(acc + o + 16, c1);
+      }
+      for (; h < gHp; h += 4) {
+        const o = <usize>h << 2;
+        let c0 = v128.load(acc + o);
+        for (let j = 0; j < nk; j++) {
+          c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(ds + (<usize>j << 2)), v128.load(kvRow(gKey, b, kt + j, kvh) + o)));
+        }
+        v128.store(acc + o, c0);
+      }
+    }
+    atomic.add<i32>(progress, 1);
+  }
+  const scale = f32x4.splat(gScale);
+  for (let r = 0; r < M; r++) {
+    const tl = r / gG;
+    const g = r - tl * gG;
+    const dst = gGradQuery + ((<usize>((b * gT + t0 + tl) * gU + kvh * gG + g) * <usize>gH) << 2);
+    const acc = bAcc + <usize>r * hp4;
+    let h = 0;
+    for (; h < gH4; h += 4) v128.store(dst + (<usize>h << 2), f32x4.mul(v128.load(acc + (<usize>h << 2)), scale));
+    for (; h < gH; h++) store<f32>(dst + (<usize>h << 2), load<f32>(acc + (<usize>h << 2)) * gScale);
+  }
+}
+
+// ---- pass 2: dK and dV ---------------------------------------------------------------------------
+
+function dkvTask(task: i32, tid: i32): void {
+  const groups = gB * gV;
+  const grp = task % groups;
+  const kti = task / groups; // first key tiles see the most causal rows: they go first
+  const b = grp / gV;
+  const kvh = grp % gV;
+  const kt = kti * gKeyTile;
+  const nk = min(gKeyTile, gS - kt);
+  const hp4 = <usize>gHp << 2;
+  const bcb = <usize>gKeyTile << 2;
+  const dK = bAcc;
+  const dV = bAcc + <usize>gKeyTile * hp4;
+  memory.fill(bAcc, 0, 2 * <usize>gKeyTile * hp4);
+  // Query rows (positions p = queryOffset + t) that may see a key of [kt, kt + nk).
+  let tLo = 0;
+  let tHi = gT - 1;
+  const jLast = kt + nk - 1;
+  if (gCausal) tLo = max(tLo, kt - gQueryOffset);
+  if (gWindow > 0) {
+    tHi = min(tHi, jLast + gWindow - 1 - gQueryOffset);
+    if (!gCausal) tLo = max(tLo, kt - gWindow + 1 - gQueryOffset);
+  }
+  const progress = gProgress + (<usize>tid << 2);
+  for (let t0 = tLo; t0 <= tHi; t0 += gTileRows) {
+    const nt = min(gTileRows, tHi + 1 - t0);
+    const M = nt * gG;
+    const m4 = (M + 3) & ~3;
+    packRows(b, kvh, t0, nt, m4);
+    blockGradients(b, kvh, kt, nk, m4);
+    // dV[j] += Σ_r P[r][j] dO[r];  dK[j] += Σ_r dS[r][j] Qs[r]
+    for (let j = 0; j < nk; j++) {
+      const jb = <usize>j << 2;
+      const dv = dV + <usize>j * hp4;
+      const dk = dK + <usize>j * hp4;
+      for (let h = 0; h < gHp; h += 4) {
+        const o = <usize>h << 2;
+        let cv = v128.load(dv + o);
+        let ck = v128.load(dk + o);
+        for (let r = 0; r < M; r++) {
+          const rr = <usize>r;
+          cv = f32x4.add(cv, f32x4.mul(v128.load32_splat(bP + rr * bcb + jb), v128.load(bDO + rr * hp4 + o)));
+          ck = f32x4.add(ck, f32x4.mul(v128.load32_splat(bDS + rr * bcb + jb), v128.load(bQ + rr * hp4 + o)));
+        }
+        v128.store(dv + o, cv);
+        v128.store(dk + o, ck);
+      }
+    }
+    atomic.add<i32>(progress, 1);
+  }
+  for (let j = 0; j < nk; j++) {
+    const off = (<usize>((b * gS + kt + j) * gV + kvh) * <usize>gH) << 2;
+    const dk = dK + <usize>j * hp4;
+    const dv = dV + <usize>j * hp4;
+    let h = 0;
+    for (; h < gH4; h += 4) {
+      const o = <usize>h << 2;
+      v128.store(gGradKey + off + o, v128.load(dk + o));
+      v128.store(gGradValue + off + o, v128.load(dv + o));
+    }
+    for (; h < gH; h++) {
+      const o = <usize>h << 2;
+      store<f32>(gGradKey + off + o, load<f32>(dk + o));
+      store<f32>(gGradValue + off + o, load<f32>(dv + o));
+    }
+  }
+}
+
+/** Runs backward task `task` of the current job (pass 1 or 2) on thread `tid`. */
+export function runBackwardTask(pass: i32, task: i32, tid: i32): void {
+  setBackwardScratch(tid);
+  if (pass == 1) dqTask(task, tid);
+  else dkvTask(task, tid);
+}

@@ -1,0 +1,63 @@
+// Flash-decoding reduction: combines the per-key-chunk partials (max, sum, output) of a split job.
+import { gG, gGroupCount, gGroupStart, gH, gKeyChunks, gMaxTileHeight, gPartials, gQueryTiles, gT, gTasks, gTileRows, gV } from './generated/params';
+import { gH4, gHp, loadJob, outRow } from './job';
+import { expf } from './simd';
+
+/** Combines the key-chunk partials (m, l, O) of a split job into the output (flash-decoding). */
+export function reducePartials(params: usize): void {
+  loadJob(params);
+  const partStride = <usize>gMaxTileHeight * (2 + <usize>gHp) << 2;
+  const hp4 = <usize>gHp << 2;
+  for (let group = 0; group < gTasks / gKeyChunks; group++) {
+    const gi = group % gGroupCount;
+    const grp = gGroupStart + gi;
+    const kvh = grp % gV;
+    const b = grp / gV;
+    const qt = gQueryTiles - 1 - group / gGroupCount;
+    const t0 = qt * gTileRows;
+    const nt = min(gTileRows, gT - t0);
+    const M = nt * gG;
+    const first = gPartials + <usize>(group * gKeyChunks) * partStride;
+    for (let r = 0; r < M; r++) {
+      const rb = <usize>r << 2;
+      let mx: f32 = -Infinity;
+      for (let c = 0; c < gKeyChunks; c++) mx = max(mx, load<f32>(first + <usize>c * partStride + rb));
+      const tl = r / gG;
+      const g = r - tl * gG;
+      const dst = outRow(b, kvh, gi, t0 + tl, g);
+      if (mx == -Infinity) {
+        memory.fill(dst, 0, <usize>gH << 2);
+        continue;
+      }
+      let l: f32 = 0;
+      for (let c = 0; c < gKeyChunks; c++) {
+        const pc = first + <usize>c * partStride;
+        const mc = load<f32>(pc + rb);
+        if (mc == -Infinity) continue;
+        l += load<f32>(pc + (<usize>gMaxTileHeight << 2) + rb) * expf(mc - mx);
+      }
+      let h = 0;
+      for (; h < gH4; h += 4) {
+        let acc = f32x4.splat(0);
+        for (let c = 0; c < gKeyChunks; c++) {
+          const pc = first + <usize>c * partStride;
+          const mc = load<f32>(pc + rb);
+          if (mc == -Infinity) continue;
+          const w = f32x4.splat(expf(mc - mx));
+          acc = f32x4.add(acc, f32x4.mul(v128.load(pc + (<usize>gMaxTileHeight << 3) + <usize>r * hp4 + (<usize>h << 2)), w));
+        }
+        v128.store(dst + (<usize>h << 2), f32x4.div(acc, f32x4.splat(l)));
+      }
+      for (; h < gH; h++) {
+        let acc: f32 = 0;
+        for (let c = 0; c < gKeyChunks; c++) {
+          const pc = first + <usize>c * partStride;
+          const mc = load<f32>(pc + rb);
+          if (mc == -Infinity) continue;
+          acc += load<f32>(pc + (<usize>gMaxTileHeight << 3) + <usize>r * hp4 + (<usize>h << 2)) * expf(mc - mx);
+        }
+        store<f32>(dst + (<usize>h << 2), acc / l);
+      }
+    }
+  }
+}

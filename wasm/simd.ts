@@ -1,0 +1,39 @@
+// Vector math shared by the kernels: exp and horizontal sums on f32x4.
+
+// ---- vectorised exp (Cephes expf: range reduction by ln 2, degree-6 polynomial) -------------
+// Relative error about 1-2 ulp on [-87.3, 88.3]; exp(x) = 0 below -87.3 (including -inf).
+// @ts-ignore: decorator
+@inline
+export function expv(x: v128): v128 {
+  const lo = f32x4.splat(-87.33654);
+  const under = f32x4.lt(x, lo);
+  let v = f32x4.min(f32x4.max(x, lo), f32x4.splat(88.37626));
+  const fx = f32x4.nearest(f32x4.mul(v, f32x4.splat(1.44269504088896341)));
+  v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(0.693359375)));
+  v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
+  let y = f32x4.splat(1.9875691500e-4);
+  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(1.3981999507e-3));
+  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(8.3334519073e-3));
+  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(4.1665795894e-2));
+  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(1.6666665459e-1));
+  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(5.0000001201e-1));
+  y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(y, v), v), v), f32x4.splat(1.0));
+  const n = i32x4.trunc_sat_f32x4_s(fx);
+  const pow2n = i32x4.shl(i32x4.add(n, i32x4.splat(127)), 23);
+  const r = f32x4.mul(y, pow2n);
+  return v128.andnot(r, under);
+}
+
+/** Scalar exp with the same polynomial (exported for tests). */
+export function expf(x: f32): f32 {
+  return f32x4.extract_lane(expv(f32x4.splat(x)), 0);
+}
+
+// @ts-ignore: decorator
+@inline
+export function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const u01 = f32x4.add(f32x4.shuffle(a0, a1, 0, 4, 1, 5), f32x4.shuffle(a0, a1, 2, 6, 3, 7));
+  const u23 = f32x4.add(f32x4.shuffle(a2, a3, 0, 4, 1, 5), f32x4.shuffle(a2, a3, 2, 6, 3, 7));
+  return f32x4.add(f32x4.shuffle(u01, u23, 0, 1, 4, 5), f32x4.shuffle(u01, u23, 2, 3, 6, 7));
+}
+
