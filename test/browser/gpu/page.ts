@@ -189,6 +189,7 @@ async function runOp(
   c: Case,
   d: CaseData,
   fn: typeof groupedQueryAttention,
+  extra: Partial<GroupedQueryAttentionOptions> = {},
 ): Promise<{ out: Float32Array; scores?: Float32Array }> {
   const q = tf.tensor4d(d.q, [c.b, c.t, c.u, c.h]);
   const k = tf.tensor4d(d.k, [c.b, c.s, c.v, c.h]);
@@ -204,6 +205,7 @@ async function runOp(
     queryOffset: c.queryOffset ?? 0,
     slidingWindow: c.slidingWindow ?? null,
     returnScores: c.returnScores ?? false,
+    ...extra,
   };
   const res = fn(q, k, v, options) as tf.Tensor | tf.Tensor[];
   const [o, p] = Array.isArray(res) ? res : [res];
@@ -493,6 +495,66 @@ async function nonFiniteTest(backend: GpuBackend, c: Case, seed: number, trials 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Dropout inside the kernels: the WGSL/GLSL copies of the shared hash (src/engine/dropout_hash.ts)
+// must drop exactly what the composite path's keep-mask (built from the TypeScript hash) drops.
+
+const DROPOUT_CASES: Case[] = [
+  { name: 'G=2 causal, scores', b: 2, t: 5, s: 7, u: 4, v: 2, h: 8, causal: true, returnScores: true },
+  {
+    name: 'G=7 bool mask with fully masked rows', b: 1, t: 4, s: 11, u: 7, v: 1, h: 16,
+    mask: { kind: 'bool-rows', shape: [1, 7, 4, 11] },
+  },
+  {
+    name: 'G=1 additive mask, scores', b: 2, t: 3, s: 6, u: 2, v: 2, h: 8,
+    mask: { kind: 'numeric', shape: [2, 1, 3, 6] }, returnScores: true,
+  },
+  { name: 'T=1 decode offset 40 G=2 H=64', b: 2, t: 1, s: 41, u: 4, v: 2, h: 64, causal: true, queryOffset: 40 },
+  { name: 'many tiles T20 S100 causal G=2 H32', b: 1, t: 20, s: 100, u: 8, v: 4, h: 32, causal: true },
+];
+
+async function dropoutTest(backend: GpuBackend, c: Case, seed: number): Promise<Result> {
+  const d = caseData(c, seed);
+  const drop = { dropout: 0.3, training: true, seed: 1234567 + seed };
+  await useBackend('cpu');
+  const cpu = await runOp(c, d, groupedQueryAttentionReference, drop);
+  await useBackend(backend);
+  const calls = kernelCalls[backend] ?? 0;
+  const fused = await runOp(c, d, groupedQueryAttention, drop);
+  if ((kernelCalls[backend] ?? 0) !== calls + 1) return { ok: false, msg: 'the fused kernel did not run' };
+  const again = await runOp(c, d, groupedQueryAttention, drop);
+  const ref = await runOp(c, d, groupedQueryAttentionReference, drop);
+  const other = await runOp(c, d, groupedQueryAttention, { ...drop, seed: drop.seed + 1 });
+  const plain = await runOp(c, d, groupedQueryAttention);
+  const parts: string[] = [];
+  let ok = true;
+  const check = (what: string, got: Float32Array | undefined, exp: Float32Array | undefined, tol: typeof TOL_SAME) => {
+    const r = got && exp ? compare(got, exp, tol.atol, tol.rtol) : { ratio: Infinity, maxAbs: Infinity, worst: -1 };
+    if (!(r.ratio <= 1)) {
+      ok = false;
+      parts.push(`${what}: FAIL at ${r.worst} got ${got?.[r.worst]} want ${exp?.[r.worst]}`);
+    } else parts.push(`${what} ${r.maxAbs.toExponential(1)}`);
+  };
+  check('out~composite', fused.out, ref.out, TOL_SAME);
+  check('out~cpu composite', fused.out, cpu.out, TOL_CPU);
+  if (c.returnScores) check('scores (before dropout)~cpu', fused.scores, cpu.scores, TOL_CPU);
+  const same = again.out.every((x, i) => Object.is(x, fused.out[i]));
+  if (!same) {
+    ok = false;
+    parts.push('same seed gave a different output');
+  }
+  // The test must see dropout act: another seed and no dropout both change the output.
+  if (compare(other.out, fused.out, 1e-4, 1e-4).ratio <= 1) {
+    ok = false;
+    parts.push('another seed gave the same output');
+  }
+  if (compare(plain.out, fused.out, 1e-4, 1e-4).ratio <= 1) {
+    ok = false;
+    parts.push('dropout changed nothing');
+  }
+  return { ok, msg: parts.join(', ') };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Registry.
 
 const tests = new Map<string, () => Promise<Result>>();
@@ -515,6 +577,9 @@ async function register(): Promise<void> {
     for (const c of cases) tests.set(`${backend}: golden ${c.name}`, () => goldenTest(backend, c));
     NONFINITE_CASES.forEach((c, i) =>
       tests.set(`${backend}: non-finite property ${c.name}`, () => nonFiniteTest(backend, c, 5000 + i)),
+    );
+    DROPOUT_CASES.forEach((c, i) =>
+      tests.set(`${backend}: dropout (shared hash) ${c.name}`, () => dropoutTest(backend, c, 7000 + i)),
     );
     tests.set(`${backend}: timing vs composite (information)`, () => timingTest(backend));
   }

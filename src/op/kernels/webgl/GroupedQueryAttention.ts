@@ -39,7 +39,7 @@ import { packHeadsProgram, paddedHeadSize } from './attention_pack_webgl.js';
 import { scoresProgram } from './attention_scores_webgl.js';
 import { statsProgram } from './attention_stats_webgl.js';
 import { weightsProgram } from './attention_weights_webgl.js';
-import type { Dims, GlProgram } from './gqa_shader_util_webgl.js';
+import { dropoutUniformValues, hasDropout, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 interface WebGLBackendLike {
   compileAndRun(
@@ -74,6 +74,7 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   }
   const withMask = a.maskKind !== 'none' && mask != null;
   const m = withMask ? mask : null;
+  const dropoutValues = hasDropout(a) ? dropoutUniformValues(a) : undefined;
   // Packed outputs stay packed (no eager unpacking): the scores pass reads them as RGBA texels.
   const qp = gl.compileAndRun(packHeadsProgram('Qin', query.shape, a.scale), [query], 'float32', undefined, true);
   const kp = gl.compileAndRun(packHeadsProgram('Kin', key.shape, null), [key], 'float32', undefined, true);
@@ -91,6 +92,7 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
       outputProgram(d, a, 'scores', withMask ? ['Scores', 'Vin', 'Stats', 'Min'] : ['Scores', 'Vin', 'Stats'], m),
       withMask ? [scores, value, stats, mask] : [scores, value, stats],
       'float32',
+      dropoutValues,
     );
     gl.disposeIntermediateTensorInfo(scores);
     gl.disposeIntermediateTensorInfo(stats);
@@ -102,7 +104,9 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
     'float32',
   );
   gl.disposeIntermediateTensorInfo(scores);
-  const output = gl.compileAndRun(outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats'], null), [weights, value, stats], 'float32');
+  const output = gl.compileAndRun(
+    outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats'], null), [weights, value, stats], 'float32', dropoutValues,
+  );
   gl.disposeIntermediateTensorInfo(stats);
   return [output, weights];
 };

@@ -41,13 +41,16 @@
  *      masked, which needs all keys). Disallowed keys contribute exactly 0.
  *   4. Output = acc / l, written to (B,T,U,H) (or m, l, flag in 'stats' mode).
  * Additive masks: logit fround(L + a) and a plain softmax over all keys, no special rows.
+ * Dropout (mode 'out', `dropoutRate` > 0): each weight exp(x − m) is multiplied by the keep factor of
+ * the shared hash (src/engine/dropout_hash.ts, WGSL copy in gqa_shader_util_webgpu.ts) after it
+ * enters l, so output = Σ p·z·V with p the pre-dropout probability, as Keras applies it.
  *
  * Numerics: same rounding of qs and of masked logits as the composite path; the sums run in another
  * order (online softmax), so results agree with the composite path to ~1e-6 relative.
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { ROW_FULL, ROW_NAN, ROW_NORMAL, hasSpecialRows } from '../shared/mask_rule.js';
-import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+import { UNIFORMS, attrsKey, dropoutSnippet, hasDropout, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
 /**
  * Tile configuration of one call of the WebGPU flash kernel.
@@ -141,6 +144,7 @@ export function flashProgram(
   const acc = Math.ceil((rows * h) / wg);
   const out = mode === 'out';
   const special = hasSpecialRows(attrs);
+  const dropout = hasDropout(attrs);
   const outputShape = out ? [d.b, d.t, d.u, d.h] : [d.b, d.u, d.t, 3];
   const numWG = d.b * d.v * Math.ceil(d.g / gc) * Math.ceil(d.t / tq);
   const userCode = `
@@ -164,6 +168,7 @@ export function flashProgram(
     var<workgroup> unsafeA : atomic<u32>;
     var<workgroup> wgUnsafe : u32;
     ${maskSnippet(attrs)}
+    ${out && dropout ? dropoutSnippet : ''}
 
     fn main(index : i32) {
       let tid = i32(localIndex);
@@ -334,8 +339,10 @@ export function flashProgram(
               let j = j0 + c;
               var p = 0.0;
               if (j < S && contributes(rowFull, b, rowU, rowT, j)) { p = exp(sc[so + c] - tileMax); }
-              sc[so + c] = p;
+              // l sums the weights before dropout; the output's weights are dropped and rescaled.
               sum += p;
+              ${out && dropout ? 'p *= keepFactor(b, rowU, rowT, j);' : ''}
+              sc[so + c] = p;
             }
             l = l * alpha + sum;
             m = tileMax;

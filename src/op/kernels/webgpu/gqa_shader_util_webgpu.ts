@@ -8,6 +8,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { dropoutKeepScale, dropoutKey, dropoutThreshold } from '../../../engine/dropout_hash.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
 import {
   NAN_BITS, NEG_INF_BITS, POS_INF_BITS, SAFE_MAGNITUDE_BITS, hasSpecialRows, u32Literal,
@@ -80,7 +81,8 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
 
 export const UNIFORMS =
   'T : i32, S : i32, U : i32, V : i32, G : i32, nGc : i32, nTb : i32, numWG : i32, offset : i32, window : i32, ' +
-  'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32, nanBits : i32,';
+  'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32, nanBits : i32, ' +
+  'dropKey : i32, dropThreshold : i32, keepScale : f32,';
 
 /** The values of UNIFORMS for one call (cfg null: the flash program is not run). */
 export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): Uniform[] {
@@ -102,10 +104,41 @@ export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQu
     // Loop bounds as uniforms, not constants: keeps shader compilers from unrolling the loops.
     i(d.h), i(cfg?.kc ?? 1), i(cfg ? Math.ceil((cfg.rows * d.h) / cfg.wg) : 1),
     i(NAN_BITS),
+    // The dropout hash's per-call key and threshold are u32 bit patterns carried in i32 uniforms.
+    i(hasDropout(attrs) ? dropoutKey(attrs.dropoutSeed) | 0 : 0),
+    i(hasDropout(attrs) ? dropoutThreshold(attrs.dropoutRate) | 0 : 0),
+    { type: 'float32', data: [hasDropout(attrs) ? dropoutKeepScale(attrs.dropoutRate) : 1] },
   ];
 }
 
-/** The part of a shader key that depends on the mask rules. */
+/** The part of a shader key that depends on the mask rules and on dropout being on. */
 export function attrsKey(attrs: GroupedQueryAttentionAttrs): string {
-  return `${attrs.maskKind}_${attrs.causal ? 'c' : ''}${attrs.slidingWindow > 0 ? 'w' : ''}`;
+  return `${attrs.maskKind}_${attrs.causal ? 'c' : ''}${attrs.slidingWindow > 0 ? 'w' : ''}${hasDropout(attrs) ? 'd' : ''}`;
 }
+
+/** Whether the call applies dropout (the op sets dropoutRate only in training). */
+export function hasDropout(attrs: GroupedQueryAttentionAttrs): boolean {
+  return (attrs.dropoutRate ?? 0) > 0;
+}
+
+/**
+ * WGSL copy of the shared dropout hash (src/engine/dropout_hash.ts; tested against it in the browser
+ * suite): `keepFactor(b, u, i, j)` is 0 where probability (b, u, i, j) is dropped, keepScale where
+ * it is kept. u32 arithmetic wraps modulo 2^32, as Math.imul and >>> 0 do.
+ */
+export const dropoutSnippet = `
+    fn mix32(x0 : u32) -> u32 {
+      var x = x0;
+      x ^= x >> 16u;
+      x *= 0x21f0aaadu;
+      x ^= x >> 15u;
+      x *= 0x735a2d97u;
+      x ^= x >> 15u;
+      return x;
+    }
+    fn keepFactor(b : i32, u : i32, i : i32, j : i32) -> f32 {
+      let key = bitcast<u32>(uniforms.dropKey);
+      let h = mix32(mix32(mix32(mix32(key ^ u32(b)) ^ u32(u)) ^ u32(i)) ^ u32(j));
+      if ((h >> 8u) < bitcast<u32>(uniforms.dropThreshold)) { return 0.0; }
+      return uniforms.keepScale;
+    }`;
