@@ -21,6 +21,9 @@ import {
 } from '../../../src/index.js';
 import '../../../src/webgpu.js';
 import '../../../src/webgl.js';
+import type { GroupedQueryAttentionAttrs } from '../../../src/op/kernel_names.js';
+import { useSplitDecode } from '../../../src/op/kernels/webgpu/decode_webgpu.js';
+import { chooseFlashConfig } from '../../../src/webgpu.js';
 import { applyGoldenCase, goldenLayer, type GoldenCase } from '../../helpers/golden_case.js';
 import { timeCompare } from './timing.js';
 
@@ -155,6 +158,21 @@ const CASES: Case[] = [
     causal: true, mask: { kind: 'bool-rows', shape: [1, 1, 20, 100] },
   },
   { name: 'G=16 (group split) T3 S10 H8', b: 1, t: 3, s: 10, u: 48, v: 3, h: 8, causal: true },
+  // Few queries over many keys: the webgpu kernel takes its flash-decoding path (decode_webgpu.ts).
+  { name: 'decode T=1 S=300 G=2 H=64 causal offset 299', b: 2, t: 1, s: 300, u: 4, v: 2, h: 64, causal: true, queryOffset: 299 },
+  {
+    name: 'decode T=1 S=257 G=7 bool mask with fully masked rows', b: 2, t: 1, s: 257, u: 7, v: 1, h: 16,
+    mask: { kind: 'bool-rows', shape: [2, 7, 1, 257] },
+  },
+  { name: 'decode T=2 S=400 G=1 window 70 offset 398', b: 1, t: 2, s: 400, u: 2, v: 2, h: 32, causal: true, slidingWindow: 70, queryOffset: 398 },
+  {
+    name: 'decode T=1 S=260 G=2 additive (B,1,1,S) mask', b: 2, t: 1, s: 260, u: 4, v: 2, h: 8,
+    mask: { kind: 'numeric', shape: [2, 1, 1, 260] },
+  },
+  {
+    name: 'decode T=3 S=320 G=7 causal + bool mask, window 0', b: 1, t: 3, s: 320, u: 14, v: 2, h: 8, causal: true,
+    queryOffset: 317, mask: { kind: 'bool', shape: [1, 1, 3, 320] },
+  },
 ];
 
 interface CaseData {
@@ -400,6 +418,26 @@ async function gradientTest(backend: GpuBackend): Promise<Result> {
   return { ok: worst <= 1, msg: `dQ, dK, dV vs cpu max abs ${maxAbs.toExponential(1)}` };
 }
 
+/** The decode cases above take the flash-decoding path on webgpu (else they would test nothing new). */
+async function splitPathTest(): Promise<Result> {
+  await useBackend('webgpu');
+  const limits = (tf.backend() as unknown as { device: GPUDevice }).device.limits;
+  const decode = [...CASES, ...NONFINITE_CASES, ...DROPOUT_CASES].filter((c) => c.name.startsWith('decode'));
+  const attrs = { returnScores: false } as GroupedQueryAttentionAttrs;
+  const missed = decode.filter((c) => {
+    const cfg = chooseFlashConfig(c.h, c.u / c.v, c.t, limits);
+    return cfg == null || !useSplitDecode({ b: c.b, t: c.t, s: c.s, u: c.u, v: c.v, h: c.h, g: c.u / c.v }, cfg, attrs);
+  });
+  if (decode.length < 5 || missed.length > 0) return { ok: false, msg: `not split: ${missed.map((c) => c.name).join('; ')}` };
+  return { ok: true, msg: `${decode.length} decode cases take the flash-decoding path` };
+}
+
+async function decodeTimingTest(backend: GpuBackend): Promise<Result> {
+  await useBackend(backend);
+  const r = await timeCompare({ b: 1, t: 1, s: 1024, u: 8, v: 2, h: 64, causal: true, queryOffset: 1023 }, 4);
+  return { ok: true, info: true, msg: `decode T=1 S=1024 U8 V2 H64: fused ${r.fusedMs.toFixed(1)} ms, composite ${r.compositeMs.toFixed(1)} ms, composite/fused = ${r.ratio.toFixed(2)}x (SwiftShader)` };
+}
+
 async function timingTest(backend: GpuBackend): Promise<Result> {
   await useBackend(backend);
   const r = await timeCompare({ b: 1, t: 64, s: 64, u: 8, v: 2, h: 64, causal: true }, 4);
@@ -427,6 +465,11 @@ const NONFINITE_CASES: Case[] = [
     name: 'numeric mask + causal (bool rule) G=2', b: 1, t: 5, s: 5, u: 4, v: 2, h: 8, causal: true,
     mask: { kind: 'numeric', shape: [1, 1, 5, 5] },
   },
+  {
+    name: 'decode T=1 S=270 G=7 additive mask (flash-decoding on webgpu)', b: 1, t: 1, s: 270, u: 7, v: 1, h: 8,
+    mask: { kind: 'numeric', shape: [1, 1, 1, 270] },
+  },
+  { name: 'decode T=1 S=300 G=2 causal offset 299', b: 2, t: 1, s: 300, u: 4, v: 2, h: 8, causal: true, queryOffset: 299 },
 ];
 
 /** Puts NaN / ±Inf (and 1e30 or a row of −Inf in a numeric mask) at 1–3 random places. */
@@ -510,6 +553,7 @@ const DROPOUT_CASES: Case[] = [
   },
   { name: 'T=1 decode offset 40 G=2 H=64', b: 2, t: 1, s: 41, u: 4, v: 2, h: 64, causal: true, queryOffset: 40 },
   { name: 'many tiles T20 S100 causal G=2 H32', b: 1, t: 20, s: 100, u: 8, v: 4, h: 32, causal: true },
+  { name: 'decode T=1 S=300 G=7 bool mask (flash-decoding on webgpu)', b: 1, t: 1, s: 300, u: 7, v: 1, h: 16, causal: true, queryOffset: 299, mask: { kind: 'bool-rows', shape: [1, 7, 1, 300] } },
 ];
 
 async function dropoutTest(backend: GpuBackend, c: Case, seed: number): Promise<Result> {
@@ -581,7 +625,9 @@ async function register(): Promise<void> {
     DROPOUT_CASES.forEach((c, i) =>
       tests.set(`${backend}: dropout (shared hash) ${c.name}`, () => dropoutTest(backend, c, 7000 + i)),
     );
+    if (backend === 'webgpu') tests.set('webgpu: decode cases take the flash-decoding path', () => splitPathTest());
     tests.set(`${backend}: timing vs composite (information)`, () => timingTest(backend));
+    tests.set(`${backend}: decode timing vs composite (information)`, () => decodeTimingTest(backend));
   }
 }
 

@@ -126,14 +126,26 @@ export function chooseFlashConfig(
   return null;
 }
 
+/** Keys per chunk of the flash-decoding split (a multiple of every tile size KC). */
+export const SPLIT_CHUNK = 64;
+
+/** Chunks of the flash-decoding split for S keys. */
+export function splitCount(s: number): number {
+  return Math.max(1, Math.ceil(s / SPLIT_CHUNK));
+}
+
 /** The code of f(0), ..., f(n − 1): the accumulators are scalars with constant names (registers). */
 function unroll(n: number, f: (k: number) => string): string {
   return Array.from({ length: n }, (_, k) => f(k)).join('\n');
 }
 
-/** The flash program: mode 'out' writes (B,T,U,H); mode 'stats' writes each row's (m, l, full) to (B,U,T,3). */
+/**
+ * The flash program: mode 'out' writes (B,T,U,H); mode 'stats' writes each row's (m, l, full) to
+ * (B,U,T,3); mode 'partial' (flash-decoding, decode_webgpu.ts) writes each row's (m, l, flag, acc)
+ * over one chunk of keys to (numBlocks, nSplit, R, H+3).
+ */
 export function flashProgram(
-  mode: 'out' | 'stats',
+  mode: 'out' | 'stats' | 'partial',
   d: Dims,
   cfg: FlashConfig,
   attrs: GroupedQueryAttentionAttrs,
@@ -142,11 +154,15 @@ export function flashProgram(
   const { h } = d;
   const { gc, tq, rows, kc, wg } = cfg;
   const acc = Math.ceil((rows * h) / wg);
-  const out = mode === 'out';
+  const partial = mode === 'partial';
+  // 'out' and 'partial' accumulate P·V; 'partial' writes the unnormalised sums of its key chunk.
+  const out = mode !== 'stats';
   const special = hasSpecialRows(attrs);
   const dropout = hasDropout(attrs);
-  const outputShape = out ? [d.b, d.t, d.u, d.h] : [d.b, d.u, d.t, 3];
-  const numWG = d.b * d.v * Math.ceil(d.g / gc) * Math.ceil(d.t / tq);
+  const blocks = d.b * d.v * Math.ceil(d.g / gc) * Math.ceil(d.t / tq);
+  const nSplit = partial ? splitCount(d.s) : 1;
+  const outputShape = partial ? [blocks, nSplit, rows, d.h + 3] : out ? [d.b, d.t, d.u, d.h] : [d.b, d.u, d.t, 3];
+  const numWG = blocks * nSplit;
   const userCode = `
     const H = ${h};
     const R = ${rows};
@@ -154,6 +170,8 @@ export function flashProgram(
     const TQ = ${tq};
     const KC = ${kc};
     const WG = ${wg};
+    const NSPLIT = ${nSplit};
+    const CHUNK = ${SPLIT_CHUNK};
     var<workgroup> qs : array<f32, ${rows * h}>;
     var<workgroup> kt : array<f32, ${kc * h}>;
     ${out ? `var<workgroup> vt : array<f32, ${kc * h}>;` : ''}
@@ -181,8 +199,11 @@ export function flashProgram(
         atomicStore(&rowLive[tid], 1u);
       }
       if (tid == 0) { atomicStore(&unsafeA, 0u); }
-      let wid = workgroupUniformLoad(&wgId);
-      if (wid >= uniforms.numWG) { return; }
+      let wid0 = workgroupUniformLoad(&wgId);
+      if (wid0 >= uniforms.numWG * NSPLIT) { return; }
+      // Key chunk of this workgroup (flash-decoding) and its row block.
+      let chunk = ${partial ? 'wid0 % NSPLIT' : '0'};
+      let wid = ${partial ? 'wid0 / NSPLIT' : 'wid0'};
       let T = uniforms.T;
       let S = uniforms.S;
       let U = uniforms.U;
@@ -208,7 +229,9 @@ export function flashProgram(
         }
         qs[i] = x;
       }
-
+      ${partial ? `
+      // 2a. Whether a logit of the group may be non-finite, from the scan of unsafe_scan_webgpu.ts.
+      if (tid == 0 && Unsafe[b * V + g] != 0.0) { atomicStore(&unsafeA, 1u); }` : `
       // 2a. Could a logit of the block be non-finite? Only if an input it reads is unsafe
       // (../shared/mask_rule.ts): the block's scaled queries, any key of head g${attrs.maskKind === 'additive' ? ', the additive mask' : ''}.
       for (var i = tid; i < R * H; i += WG) {
@@ -224,10 +247,11 @@ export function flashProgram(
         let gi = gi0 + r % GC;
         if (t < T && gi < G && unsafeValue(maskedLogit(0.0, false, b, g * G + gi, t, i % S))) { atomicStore(&unsafeA, 1u); }
       }` : ''}
+`}
       workgroupBarrier();
       if (tid == 0) { wgUnsafe = atomicLoad(&unsafeA); }
       let blockUnsafe = workgroupUniformLoad(&wgUnsafe);
-      if (blockUnsafe != 0u) {
+      if (blockUnsafe != 0u${partial ? ' && chunk == 0' : ''}) {
         // 2b. The composite path's rule on every logit of every row, masked keys included: a NaN or
         // +Inf logit, or no logit above -Inf, makes the row NaN; no allowed logit above -Inf makes
         // it a fully masked row (a softmax over the masked keys' L - 1e9, as the composite gives).
@@ -277,9 +301,18 @@ export function flashProgram(
       let pMax = min(t0 + TQ, T) - 1 + uniforms.offset;
       var jLo = 0;
       var jEnd = S;
+      ${partial ? `
+      // Flash-decoding: chunk c takes keys [c·CHUNK, (c+1)·CHUNK). When a logit may be non-finite,
+      // chunk 0 takes all keys (its flags need every logit) and the other chunks stay empty.
+      if (blockUnsafe != 0u) {
+        if (chunk != 0) { jEnd = 0; }
+      } else {
+        jLo = chunk * CHUNK;
+        jEnd = min(S, jLo + CHUNK);
+      }` : ''}
       if (anyFull == 0u) {
-        ${attrs.slidingWindow > 0 ? 'jLo = max(0, pMin - uniforms.window + 1);' : ''}
-        ${attrs.causal ? 'jEnd = min(S, pMax + 1);' : attrs.slidingWindow > 0 ? 'jEnd = min(S, pMax + uniforms.window);' : ''}
+        ${attrs.slidingWindow > 0 ? 'jLo = max(jLo, pMin - uniforms.window + 1);' : ''}
+        ${attrs.causal ? 'jEnd = min(jEnd, pMax + 1);' : attrs.slidingWindow > 0 ? 'jEnd = min(jEnd, pMax + uniforms.window);' : ''}
       }
 
       // Per-row state, held by invocation r < R.
@@ -368,7 +401,20 @@ export function flashProgram(
       }
 
       // 4. Results.
-      ${out ? `
+      ${partial ? `
+      // (m, l, flag, Σ p·V) of each row over this chunk; combined by decode_webgpu.ts.
+      let po = (wid * NSPLIT + chunk) * R * (H + 3);
+      if (tid < R) {
+        result[po + tid * (H + 3)] = m;
+        result[po + tid * (H + 3) + 1] = l;
+        var flag = 0.0;
+        if (atomicLoad(&rowBad[tid]) != 0u || atomicLoad(&rowLive[tid]) == 0u) { flag = ${ROW_NAN}.0; }
+        result[po + tid * (H + 3) + 2] = flag;
+      }
+      ${unroll(acc, (k) => `{
+        let i = tid + ${k} * WG;
+        if (i < R * H) { result[po + (i / H) * (H + 3) + 3 + i % H] = acc${k}; }
+      }`)}` : out ? `
       if (tid < R) { rowL[tid] = l; }
       workgroupBarrier();
       ${unroll(acc, (k) => `{
@@ -395,7 +441,7 @@ export function flashProgram(
     }`;
   return {
     outputShape,
-    shaderKey: `gqaFlash_${mode}_${h}_${gc}x${tq}_${kc}_${wg}_${attrsKey(attrs)}`,
+    shaderKey: `gqaFlash_${mode}_${h}_${gc}x${tq}_${kc}_${wg}_${nSplit}_${attrsKey(attrs)}`,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
     dispatch: [numWG, 1, 1],
     variableNames,
