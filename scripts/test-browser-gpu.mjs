@@ -12,7 +12,8 @@
  *   node scripts/test-browser-gpu.mjs --serve         only serve: open the printed URLs in a browser
  *                                                     with a real GPU (test page and bench page)
  *
- * Env: CHROMIUM=/path/to/chromium overrides the browser; GQA_PORT fixes the port for --serve.
+ * Env: CHROMIUM=/path/to/chromium overrides the browser; GQA_PORT fixes the port for --serve;
+ * GQA_CONSOLE=1 prints every console message of the page (WGSL/GLSL compile errors).
  */
 import { launchChromium } from './lib/chromium.mjs';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -108,6 +109,7 @@ async function runInBrowser() {
     const browserErrors = [];
     page.on('pageerror', (e) => browserErrors.push(String(e)));
     page.on('console', (m) => {
+      if (process.env.GQA_CONSOLE) console.log(`     console.${m.type()}: ${m.text().slice(0, 4000)}`);
       if (m.type() === 'error') browserErrors.push(m.text());
     });
     if (flag('bench')) {
@@ -123,6 +125,7 @@ async function runInBrowser() {
     console.log(`# bundle ${buildMs.toFixed(0)} ms, ${names.length} tests, Chromium ${browser.version()}`);
     let passed = 0;
     let failed = 0;
+    let info = 0;
     for (const name of names) {
       const start = performance.now();
       let result;
@@ -135,13 +138,16 @@ async function runInBrowser() {
         result = { ok: false, msg: String(e?.message ?? e) };
       }
       const ms = (performance.now() - start).toFixed(0);
-      if (result.ok) passed++;
-      else failed++;
-      console.log(`${result.ok ? 'ok  ' : 'FAIL'} ${name} (${ms} ms) ${result.msg}`);
+      // A measurement (`info`) is printed, not counted as a passing test.
+      const status = !result.ok ? 'FAIL' : result.info ? 'info' : 'ok  ';
+      if (!result.ok) failed++;
+      else if (result.info) info++;
+      else passed++;
+      console.log(`${status} ${name} (${ms} ms) ${result.msg}`);
       if (!result.ok && browserErrors.length) console.log(`     browser errors: ${browserErrors.splice(0).join(' | ').slice(0, 2000)}`);
       browserErrors.length = 0;
     }
-    console.log(`${passed} passed, ${failed} failed`);
+    console.log(`${passed} passed, ${failed} failed${info ? `, ${info} information` : ''}`);
     return failed === 0 && passed > 0 ? 0 : 1;
   } finally {
     await browser.close();

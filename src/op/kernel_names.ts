@@ -120,4 +120,4 @@ export interface GroupedQueryAttentionCacheAttr {
  * Backends whose registered {@link GroupedQueryAttention} kernel applies `dropoutRate` itself; on
  * the others the op takes its composite path when dropout is active (same hash, same result).
  */
-export const DROPOUT_KERNEL_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']);
+export const DROPOUT_KERNEL_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm', 'webgl', 'webgpu']);

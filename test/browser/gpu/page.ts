@@ -21,11 +21,15 @@ import {
 } from '../../../src/index.js';
 import '../../../src/webgpu.js';
 import '../../../src/webgl.js';
+import type { GroupedQueryAttentionAttrs } from '../../../src/op/kernel_names.js';
+import { useSplitDecode } from '../../../src/op/kernels/webgpu/decode_webgpu.js';
+import { chooseFlashConfig } from '../../../src/webgpu.js';
 import { applyGoldenCase, goldenLayer, type GoldenCase } from '../../helpers/golden_case.js';
 import { timeCompare } from './timing.js';
 
 type GpuBackend = 'webgpu' | 'webgl';
-type Result = { ok: boolean; msg: string };
+/** `info`: a measurement, printed but counted neither as a pass nor as a failure. */
+type Result = { ok: boolean; msg: string; info?: boolean };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -154,6 +158,21 @@ const CASES: Case[] = [
     causal: true, mask: { kind: 'bool-rows', shape: [1, 1, 20, 100] },
   },
   { name: 'G=16 (group split) T3 S10 H8', b: 1, t: 3, s: 10, u: 48, v: 3, h: 8, causal: true },
+  // Few queries over many keys: the webgpu kernel takes its flash-decoding path (decode_webgpu.ts).
+  { name: 'decode T=1 S=300 G=2 H=64 causal offset 299', b: 2, t: 1, s: 300, u: 4, v: 2, h: 64, causal: true, queryOffset: 299 },
+  {
+    name: 'decode T=1 S=257 G=7 bool mask with fully masked rows', b: 2, t: 1, s: 257, u: 7, v: 1, h: 16,
+    mask: { kind: 'bool-rows', shape: [2, 7, 1, 257] },
+  },
+  { name: 'decode T=2 S=400 G=1 window 70 offset 398', b: 1, t: 2, s: 400, u: 2, v: 2, h: 32, causal: true, slidingWindow: 70, queryOffset: 398 },
+  {
+    name: 'decode T=1 S=260 G=2 additive (B,1,1,S) mask', b: 2, t: 1, s: 260, u: 4, v: 2, h: 8,
+    mask: { kind: 'numeric', shape: [2, 1, 1, 260] },
+  },
+  {
+    name: 'decode T=3 S=320 G=7 causal + bool mask, window 0', b: 1, t: 3, s: 320, u: 14, v: 2, h: 8, causal: true,
+    queryOffset: 317, mask: { kind: 'bool', shape: [1, 1, 3, 320] },
+  },
 ];
 
 interface CaseData {
@@ -188,6 +207,7 @@ async function runOp(
   c: Case,
   d: CaseData,
   fn: typeof groupedQueryAttention,
+  extra: Partial<GroupedQueryAttentionOptions> = {},
 ): Promise<{ out: Float32Array; scores?: Float32Array }> {
   const q = tf.tensor4d(d.q, [c.b, c.t, c.u, c.h]);
   const k = tf.tensor4d(d.k, [c.b, c.s, c.v, c.h]);
@@ -203,6 +223,7 @@ async function runOp(
     queryOffset: c.queryOffset ?? 0,
     slidingWindow: c.slidingWindow ?? null,
     returnScores: c.returnScores ?? false,
+    ...extra,
   };
   const res = fn(q, k, v, options) as tf.Tensor | tf.Tensor[];
   const [o, p] = Array.isArray(res) ? res : [res];
@@ -397,10 +418,184 @@ async function gradientTest(backend: GpuBackend): Promise<Result> {
   return { ok: worst <= 1, msg: `dQ, dK, dV vs cpu max abs ${maxAbs.toExponential(1)}` };
 }
 
+/** The decode cases above take the flash-decoding path on webgpu (else they would test nothing new). */
+async function splitPathTest(): Promise<Result> {
+  await useBackend('webgpu');
+  const limits = (tf.backend() as unknown as { device: GPUDevice }).device.limits;
+  const decode = [...CASES, ...NONFINITE_CASES, ...DROPOUT_CASES].filter((c) => c.name.startsWith('decode'));
+  const attrs = { returnScores: false } as GroupedQueryAttentionAttrs;
+  const missed = decode.filter((c) => {
+    const cfg = chooseFlashConfig(c.h, c.u / c.v, c.t, limits);
+    return cfg == null || !useSplitDecode({ b: c.b, t: c.t, s: c.s, u: c.u, v: c.v, h: c.h, g: c.u / c.v }, cfg, attrs);
+  });
+  if (decode.length < 5 || missed.length > 0) return { ok: false, msg: `not split: ${missed.map((c) => c.name).join('; ')}` };
+  return { ok: true, msg: `${decode.length} decode cases take the flash-decoding path` };
+}
+
+async function decodeTimingTest(backend: GpuBackend): Promise<Result> {
+  await useBackend(backend);
+  const r = await timeCompare({ b: 1, t: 1, s: 1024, u: 8, v: 2, h: 64, causal: true, queryOffset: 1023 }, 4);
+  return { ok: true, info: true, msg: `decode T=1 S=1024 U8 V2 H64: fused ${r.fusedMs.toFixed(1)} ms, composite ${r.compositeMs.toFixed(1)} ms, composite/fused = ${r.ratio.toFixed(2)}x (SwiftShader)` };
+}
+
 async function timingTest(backend: GpuBackend): Promise<Result> {
   await useBackend(backend);
   const r = await timeCompare({ b: 1, t: 64, s: 64, u: 8, v: 2, h: 64, causal: true }, 4);
-  return { ok: true, msg: `fused ${r.fusedMs.toFixed(1)} ms, composite ${r.compositeMs.toFixed(1)} ms, composite/fused = ${r.ratio.toFixed(2)}x (SwiftShader: not a speed measure)` };
+  return { ok: true, info: true, msg: `fused ${r.fusedMs.toFixed(1)} ms, composite ${r.compositeMs.toFixed(1)} ms, composite/fused = ${r.ratio.toFixed(2)}x (SwiftShader: not a speed measure)` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Non-finite values (issue: no silent wrong answers): NaN or ±Inf injected at random positions of
+// the query, the key or a numeric mask must give NaN exactly where the composite path on cpu does,
+// and the same finite values elsewhere.
+
+const NONFINITE_CASES: Case[] = [
+  { name: 'G=2 causal, scores', b: 2, t: 5, s: 7, u: 4, v: 2, h: 8, causal: true, returnScores: true },
+  {
+    name: 'G=7 bool mask with fully masked rows, scores', b: 1, t: 4, s: 9, u: 7, v: 1, h: 16,
+    mask: { kind: 'bool-rows', shape: [1, 7, 4, 9] }, returnScores: true,
+  },
+  {
+    name: 'G=1 numeric (additive) mask (B,1,T,S), scores', b: 2, t: 3, s: 6, u: 2, v: 2, h: 8,
+    mask: { kind: 'numeric', shape: [2, 1, 3, 6] }, returnScores: true,
+  },
+  { name: 'T=1 decode causal offset 11 window 5 G=2', b: 1, t: 1, s: 12, u: 4, v: 2, h: 8, causal: true, queryOffset: 11, slidingWindow: 5 },
+  { name: 'no mask T=S=6 G=2, scores', b: 1, t: 6, s: 6, u: 2, v: 1, h: 8, returnScores: true },
+  {
+    name: 'numeric mask + causal (bool rule) G=2', b: 1, t: 5, s: 5, u: 4, v: 2, h: 8, causal: true,
+    mask: { kind: 'numeric', shape: [1, 1, 5, 5] },
+  },
+  {
+    name: 'decode T=1 S=270 G=7 additive mask (flash-decoding on webgpu)', b: 1, t: 1, s: 270, u: 7, v: 1, h: 8,
+    mask: { kind: 'numeric', shape: [1, 1, 1, 270] },
+  },
+  { name: 'decode T=1 S=300 G=2 causal offset 299', b: 2, t: 1, s: 300, u: 4, v: 2, h: 8, causal: true, queryOffset: 299 },
+];
+
+/** Puts NaN / ±Inf (and 1e30 or a row of −Inf in a numeric mask) at 1–3 random places. */
+function injectNonFinite(c: Case, d: CaseData, rand: () => number): string[] {
+  const targets: Array<[string, Float32Array]> = [['q', d.q], ['k', d.k]];
+  if (d.mask && c.mask?.kind === 'numeric') targets.push(['mask', d.mask]);
+  const done: string[] = [];
+  const n = 1 + Math.floor(rand() * 3);
+  for (let i = 0; i < n; i++) {
+    const [name, arr] = targets[Math.floor(rand() * targets.length)]!;
+    const values = name === 'mask' ? [NaN, Infinity, -Infinity, 1e30, 'row'] as const : [NaN, Infinity, -Infinity] as const;
+    const x = values[Math.floor(rand() * values.length)]!;
+    const at = Math.floor(rand() * arr.length);
+    if (x === 'row') {
+      const s = c.mask!.shape[3]!;
+      const r0 = Math.floor(at / s) * s;
+      arr.fill(-Infinity, r0, r0 + s);
+      done.push(`mask row ${r0 / s} = -Inf`);
+    } else {
+      arr[at] = x;
+      done.push(`${name}[${at}] = ${x}`);
+    }
+  }
+  return done;
+}
+
+/** Same NaN positions, same infinities, finite values within tol. */
+function compareNonFinite(got: Float32Array, want: Float32Array, tol: typeof TOL_CPU): string | null {
+  if (got.length !== want.length) return `length ${got.length} vs ${want.length}`;
+  for (let i = 0; i < got.length; i++) {
+    const g = got[i]!;
+    const w = want[i]!;
+    if (Number.isNaN(w) !== Number.isNaN(g)) return `at ${i}: got ${g}, composite ${w}`;
+    if (Number.isNaN(w)) continue;
+    if (!Number.isFinite(w) || !Number.isFinite(g)) {
+      if (g !== w) return `at ${i}: got ${g}, composite ${w}`;
+      continue;
+    }
+    if (!(Math.abs(g - w) <= tol.atol + tol.rtol * Math.abs(w))) return `at ${i}: got ${g}, composite ${w}`;
+  }
+  return null;
+}
+
+async function nonFiniteTest(backend: GpuBackend, c: Case, seed: number, trials = 4): Promise<Result> {
+  const rand = rng(seed);
+  let nanRows = 0;
+  let total = 0;
+  for (let trial = 0; trial < trials; trial++) {
+    const d = caseData(c, seed * 31 + trial);
+    const injected = injectNonFinite(c, d, rand);
+    await useBackend('cpu');
+    const cpu = await runOp(c, d, groupedQueryAttentionReference);
+    await useBackend(backend);
+    const calls = kernelCalls[backend] ?? 0;
+    const fused = await runOp(c, d, groupedQueryAttention);
+    if ((kernelCalls[backend] ?? 0) !== calls + 1) return { ok: false, msg: 'the fused kernel did not run' };
+    const bad = compareNonFinite(fused.out, cpu.out, TOL_CPU) ??
+      (c.returnScores ? compareNonFinite(fused.scores!, cpu.scores!, TOL_CPU) : null);
+    if (bad != null) return { ok: false, msg: `trial ${trial} (${injected.join(', ')}): ${bad}` };
+    nanRows += cpu.out.filter((x) => Number.isNaN(x)).length;
+    total += cpu.out.length;
+  }
+  // The test must see NaN and finite outputs both, or it proves nothing.
+  if (nanRows === 0 || nanRows === total) return { ok: false, msg: `degenerate: ${nanRows} of ${total} outputs NaN` };
+  return { ok: true, msg: `${trials} trials, ${nanRows} of ${total} outputs NaN, same places as the composite` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout inside the kernels: the WGSL/GLSL copies of the shared hash (src/engine/dropout_hash.ts)
+// must drop exactly what the composite path's keep-mask (built from the TypeScript hash) drops.
+
+const DROPOUT_CASES: Case[] = [
+  { name: 'G=2 causal, scores', b: 2, t: 5, s: 7, u: 4, v: 2, h: 8, causal: true, returnScores: true },
+  {
+    name: 'G=7 bool mask with fully masked rows', b: 1, t: 4, s: 11, u: 7, v: 1, h: 16,
+    mask: { kind: 'bool-rows', shape: [1, 7, 4, 11] },
+  },
+  {
+    name: 'G=1 additive mask, scores', b: 2, t: 3, s: 6, u: 2, v: 2, h: 8,
+    mask: { kind: 'numeric', shape: [2, 1, 3, 6] }, returnScores: true,
+  },
+  { name: 'T=1 decode offset 40 G=2 H=64', b: 2, t: 1, s: 41, u: 4, v: 2, h: 64, causal: true, queryOffset: 40 },
+  { name: 'many tiles T20 S100 causal G=2 H32', b: 1, t: 20, s: 100, u: 8, v: 4, h: 32, causal: true },
+  { name: 'decode T=1 S=300 G=7 bool mask (flash-decoding on webgpu)', b: 1, t: 1, s: 300, u: 7, v: 1, h: 16, causal: true, queryOffset: 299, mask: { kind: 'bool-rows', shape: [1, 7, 1, 300] } },
+];
+
+async function dropoutTest(backend: GpuBackend, c: Case, seed: number): Promise<Result> {
+  const d = caseData(c, seed);
+  const drop = { dropout: 0.3, training: true, seed: 1234567 + seed };
+  await useBackend('cpu');
+  const cpu = await runOp(c, d, groupedQueryAttentionReference, drop);
+  await useBackend(backend);
+  const calls = kernelCalls[backend] ?? 0;
+  const fused = await runOp(c, d, groupedQueryAttention, drop);
+  if ((kernelCalls[backend] ?? 0) !== calls + 1) return { ok: false, msg: 'the fused kernel did not run' };
+  const again = await runOp(c, d, groupedQueryAttention, drop);
+  const ref = await runOp(c, d, groupedQueryAttentionReference, drop);
+  const other = await runOp(c, d, groupedQueryAttention, { ...drop, seed: drop.seed + 1 });
+  const plain = await runOp(c, d, groupedQueryAttention);
+  const parts: string[] = [];
+  let ok = true;
+  const check = (what: string, got: Float32Array | undefined, exp: Float32Array | undefined, tol: typeof TOL_SAME) => {
+    const r = got && exp ? compare(got, exp, tol.atol, tol.rtol) : { ratio: Infinity, maxAbs: Infinity, worst: -1 };
+    if (!(r.ratio <= 1)) {
+      ok = false;
+      parts.push(`${what}: FAIL at ${r.worst} got ${got?.[r.worst]} want ${exp?.[r.worst]}`);
+    } else parts.push(`${what} ${r.maxAbs.toExponential(1)}`);
+  };
+  check('out~composite', fused.out, ref.out, TOL_SAME);
+  check('out~cpu composite', fused.out, cpu.out, TOL_CPU);
+  if (c.returnScores) check('scores (before dropout)~cpu', fused.scores, cpu.scores, TOL_CPU);
+  const same = again.out.every((x, i) => Object.is(x, fused.out[i]));
+  if (!same) {
+    ok = false;
+    parts.push('same seed gave a different output');
+  }
+  // The test must see dropout act: another seed and no dropout both change the output.
+  if (compare(other.out, fused.out, 1e-4, 1e-4).ratio <= 1) {
+    ok = false;
+    parts.push('another seed gave the same output');
+  }
+  if (compare(plain.out, fused.out, 1e-4, 1e-4).ratio <= 1) {
+    ok = false;
+    parts.push('dropout changed nothing');
+  }
+  return { ok, msg: parts.join(', ') };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,7 +619,15 @@ async function register(): Promise<void> {
     if (backend === 'webgpu') tests.set(`${backend}: H=4096 exceeds workgroup storage -> composite + one warning`, () => fallbackTest(backend));
     tests.set(`${backend}: gradient through the fused kernel vs cpu`, () => gradientTest(backend));
     for (const c of cases) tests.set(`${backend}: golden ${c.name}`, () => goldenTest(backend, c));
-    tests.set(`${backend}: timing vs composite`, () => timingTest(backend));
+    NONFINITE_CASES.forEach((c, i) =>
+      tests.set(`${backend}: non-finite property ${c.name}`, () => nonFiniteTest(backend, c, 5000 + i)),
+    );
+    DROPOUT_CASES.forEach((c, i) =>
+      tests.set(`${backend}: dropout (shared hash) ${c.name}`, () => dropoutTest(backend, c, 7000 + i)),
+    );
+    if (backend === 'webgpu') tests.set('webgpu: decode cases take the flash-decoding path', () => splitPathTest());
+    tests.set(`${backend}: timing vs composite (information)`, () => timingTest(backend));
+    tests.set(`${backend}: decode timing vs composite (information)`, () => decodeTimingTest(backend));
   }
 }
 

@@ -21,6 +21,10 @@
  * Measured alternative (SwiftShader, slower for T=S=128): no scores texture, Q·K over the packed
  * heads computed twice (in the stats and the weights passes) and an output pass reading weights.
  *
+ * Non-finite values: the stats pass marks rows the composite path makes NaN (../shared/mask_rule.ts)
+ * and the later passes write NaN there. The programs need WebGL 2 (bit tests on floats); on WebGL 1
+ * the call runs the composite path and warns once.
+ *
  * Device limit: the (B,U,T,S) weights must fit one float texture (WEBGL_MAX_TEXTURE_SIZE²
  * elements), and so must the packed Q and K (texels of 4 values); otherwise the call runs the
  * composite path and `console.warn`s once.
@@ -29,13 +33,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { readKernelCall } from '../kernel_call.js';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { compositeKernelOutputs, warnOnce } from '../webgpu/composite_fallback.js';
+import { compositeKernelOutputs, warnOnce } from '../shared/composite_fallback.js';
 import { outputProgram } from './attention_output_webgl.js';
 import { packHeadsProgram, paddedHeadSize } from './attention_pack_webgl.js';
 import { scoresProgram } from './attention_scores_webgl.js';
 import { statsProgram } from './attention_stats_webgl.js';
 import { weightsProgram } from './attention_weights_webgl.js';
-import type { Dims, GlProgram } from './gqa_shader_util_webgl.js';
+import { dropoutUniformValues, hasDropout, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 interface WebGLBackendLike {
   compileAndRun(
@@ -53,6 +57,11 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   const { query, key, value, mask, attrs: a, dims: d } = readKernelCall(inputs, attrs);
   const { b, t, s, u, v, h } = d;
 
+  if (tf.env().getNumber('WEBGL_VERSION') < 2) {
+    // The programs test float bits (floatBitsToUint, GLSL ES 3.00) for the non-finite rule.
+    warnOnce('grouped-query-attention: the fused webgl kernel needs WebGL 2; running the composite path instead.');
+    return compositeKernelOutputs({ query, key, value, mask }, a, backend);
+  }
   const maxTexture = tf.env().getNumber('WEBGL_MAX_TEXTURE_SIZE');
   const hp = paddedHeadSize(h);
   const texels = Math.max(b * u * t * s, (b * t * u * hp) / 4, (b * s * v * hp) / 4);
@@ -65,10 +74,11 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   }
   const withMask = a.maskKind !== 'none' && mask != null;
   const m = withMask ? mask : null;
+  const dropoutValues = hasDropout(a) ? dropoutUniformValues(a) : undefined;
   // Packed outputs stay packed (no eager unpacking): the scores pass reads them as RGBA texels.
   const qp = gl.compileAndRun(packHeadsProgram('Qin', query.shape, a.scale), [query], 'float32', undefined, true);
   const kp = gl.compileAndRun(packHeadsProgram('Kin', key.shape, null), [key], 'float32', undefined, true);
-  const scores = gl.compileAndRun(scoresProgram(d, a), [qp, kp], 'float32');
+  const scores = gl.compileAndRun(scoresProgram(d), [qp, kp], 'float32');
   gl.disposeIntermediateTensorInfo(qp);
   gl.disposeIntermediateTensorInfo(kp);
   const stats = gl.compileAndRun(
@@ -82,6 +92,7 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
       outputProgram(d, a, 'scores', withMask ? ['Scores', 'Vin', 'Stats', 'Min'] : ['Scores', 'Vin', 'Stats'], m),
       withMask ? [scores, value, stats, mask] : [scores, value, stats],
       'float32',
+      dropoutValues,
     );
     gl.disposeIntermediateTensorInfo(scores);
     gl.disposeIntermediateTensorInfo(stats);
@@ -93,7 +104,9 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
     'float32',
   );
   gl.disposeIntermediateTensorInfo(scores);
-  const output = gl.compileAndRun(outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats'], null), [weights, value, stats], 'float32');
+  const output = gl.compileAndRun(
+    outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats'], null), [weights, value, stats], 'float32', dropoutValues,
+  );
   gl.disposeIntermediateTensorInfo(stats);
   return [output, weights];
 };

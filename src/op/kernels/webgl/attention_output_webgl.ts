@@ -7,7 +7,9 @@
  * with the mask rules of gqa_shader_util_webgl.ts and the row max m / fully-masked flag of the stats
  * pass, 0 for keys outside the row's softmax: no (B,U,T,S) weights texture exists. Mode 'weights'
  * (`returnScores`): Σ_j p_j·V over the normalised probabilities of attention_weights_webgl.ts,
- * without the division. Value head floor(u/G) is read in place: no V repeats. The sums run over j
+ * without the division. Dropout (`dropoutRate` > 0): each weight is multiplied by the keep factor
+ * of the shared hash (dropoutGlsl) in the sum Σ e·z·V, while the normaliser Σ e is taken before
+ * dropout (Keras drops the probabilities). Value head floor(u/G) is read in place: no V repeats. The sums run over j
  * in ascending order, as in the composite path's P·V.
  *
  * Layout: tfjs packs the last two dims in 2×2 blocks, so one fragment computes query heads u, u+1 ×
@@ -18,7 +20,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { common, keyBand, sizes, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+import { DROPOUT_UNIFORMS, common, dropoutGlsl, hasDropout, keyBand, rowFlags, sizes, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 /**
  * Inputs: mode 'scores' ['Scores', 'Vin', 'Stats'] (+ 'Min' with a mask); mode 'weights' ['W', 'Vin',
@@ -34,14 +36,21 @@ export function outputProgram(
   const additive = attrs.maskKind === 'additive';
   const fromScores = mode === 'scores';
   // Weights mode reads finished weights: no mask rules, only the sizes and the key band.
-  const header = fromScores ? common(d, attrs, mask) : sizes(d, attrs) + keyBand(attrs);
+  const header = fromScores ? common(d, attrs, mask) : sizes(d, attrs) + keyBand(attrs) + rowFlags;
+  const dropout = hasDropout(attrs);
   return {
     variableNames: names,
+    ...(dropout ? { customUniforms: DROPOUT_UNIFORMS } : {}),
     packedOutput: true,
     outputShape: [d.b, d.t, d.u, d.h],
     userCode: `
     ${header}
+    ${dropout ? dropoutGlsl : ''}
     const int U = ${d.u};
+    // The dropout keep factor of weight (b, u, t, j), 1 without dropout.
+    float keep(int b, int u, int t, int j) {
+      ${dropout ? 'return keepFactor(b, u, t, j);' : 'return 1.0;'}
+    }
     // Keys whose weight can be nonzero for row (b, u, t).
     ivec2 rowBand(int t, bool full) {
       ${additive ? 'return ivec2(0, S);' : 'return keyBand(t, full);'}
@@ -63,8 +72,10 @@ export function outputProgram(
       int h1 = min(h0 + 1, H - 1);
       int g0 = u0 / G;
       int g1 = u1 / G;
-      bool full0 = getStats(b, u0, t, 1) > 0.5;
-      bool full1 = getStats(b, u1, t, 1) > 0.5;
+      float flag0 = getStats(b, u0, t, 1);
+      float flag1 = getStats(b, u1, t, 1);
+      bool full0 = isFullRow(flag0);
+      bool full1 = isFullRow(flag1);
       float m0 = ${fromScores ? 'getStats(b, u0, t, 0)' : '0.0'};
       float m1 = ${fromScores ? 'getStats(b, u1, t, 0)' : '0.0'};
       ivec2 band0 = rowBand(t, full0);
@@ -80,17 +91,21 @@ export function outputProgram(
         vec2 v0 = vec2(getVin(b, j, g0, h0), getVin(b, j, g0, h1));
         if (j >= band0.x && j < band0.y) {
           float e = weightOf(b, u0, t, j, full0, m0);
-          acc0 += e * v0;
+          acc0 += (e * keep(b, u0, t, j)) * v0;
           den0 += e;
         }
         if (j >= band1.x && j < band1.y) {
           vec2 v1 = g1 == g0 ? v0 : vec2(getVin(b, j, g1, h0), getVin(b, j, g1, h1));
           float e = weightOf(b, u1, t, j, full1, m1);
-          acc1 += e * v1;
+          acc1 += (e * keep(b, u1, t, j)) * v1;
           den1 += e;
         }
       }
-      ${fromScores ? 'setOutput(vec4(acc0 / den0, acc1 / den1));' : 'setOutput(vec4(acc0, acc1));'}
+      vec2 y0 = ${fromScores ? 'acc0 / den0' : 'acc0'};
+      vec2 y1 = ${fromScores ? 'acc1 / den1' : 'acc1'};
+      if (isNanRow(flag0)) { y0 = vec2(nanValue()); }
+      if (isNanRow(flag1)) { y1 = vec2(nanValue()); }
+      setOutput(vec4(y0, y1));
     }`,
   };
 }

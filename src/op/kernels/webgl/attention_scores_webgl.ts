@@ -12,15 +12,12 @@
  * head dims each) and sums their vec4 dot products: 8× fewer texture reads and index computations
  * than one-float reads. The sum's order differs from a sequential one only in float32 rounding.
  */
-import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { paddedHeadSize } from './attention_pack_webgl.js';
 import type { Dims, GlProgram } from './gqa_shader_util_webgl.js';
 
 /** Inputs: Qp and Kp, the packed heads of attention_pack_webgl.ts. */
-export function scoresProgram(d: Dims, attrs: GroupedQueryAttentionAttrs): GlProgram {
+export function scoresProgram(d: Dims): GlProgram {
   const hp = paddedHeadSize(d.h);
-  const w = attrs.slidingWindow;
-  const band = attrs.maskKind === 'none' && (attrs.causal || w > 0);
   return {
     variableNames: ['Qp', 'Kp'],
     packedInputs: true,
@@ -33,24 +30,12 @@ export function scoresProgram(d: Dims, attrs: GroupedQueryAttentionAttrs): GlPro
     const int G = ${d.g};
     const int HALF = ${hp / 2};
     const int HQ = ${hp / 4};
-    const int OFFSET = ${attrs.queryOffset};
-    const int WINDOW = ${w};
     void main() {
       ivec4 c = getOutputCoords();
       int b = c.x;
       int u = c.y;
       int t = c.z;
       int j = c.w;
-      ${band ? `
-      int p = t + OFFSET;
-      int lo = 0;
-      int end = S;
-      ${w > 0 ? 'lo = max(0, p - WINDOW + 1);' : ''}
-      ${attrs.causal ? 'end = min(S, p + 1);' : 'end = min(S, p + WINDOW);'}
-      if (lo < end && (j < lo || j >= end)) {
-        setOutput(0.0);
-        return;
-      }` : ''}
       int qo = ((b * T + t) * U + u) * HALF;
       int ko = ((b * S + j) * V + u / G) * HALF;
       float acc = 0.0;

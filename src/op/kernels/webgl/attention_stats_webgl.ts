@@ -3,20 +3,23 @@
  * statistics, (B,U,T,2) or, with `returnScores`, (B,U,T,3).
  *
  * What it computes, per query row (b, u, t): column 0 the row max m of the masked logits (the raw
- * scores of attention_scores_webgl.ts + mask rules), column 1 the "fully masked" flag (no allowed
- * key), and (returnScores only) column 2 the row sum l = Σ exp(x − m) (online softmax).
+ * scores of attention_scores_webgl.ts + mask rules), column 1 the row flag of ../shared/mask_rule.ts
+ * (ROW_NORMAL, ROW_FULL: no allowed key with a logit above −Inf, ROW_NAN: the composite path gives
+ * NaN), and (returnScores only) column 2 the row sum l = Σ exp(x − m) (online softmax).
  *
  * Layout: one fragment per output value, so each of a row's 2–3 columns walks the row's scores on
- * its own, one texture read per key (WebGL has no shared memory between fragments). Keys outside
- * the row's causal/window band are skipped unless the row is fully masked.
+ * its own, one texture read per key (WebGL has no shared memory between fragments): one walk over
+ * all S keys for the row flag, then one over the row's causal/window band (all keys for a fully
+ * masked row) for m or l.
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { ROW_FULL, ROW_NAN, ROW_NORMAL, mayHaveRowsWithNoAllowedKey } from '../shared/mask_rule.js';
 import { common, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
-import { mayHaveRowsWithNoAllowedKey } from '../../mask_rule.js';
 
 export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: string[], mask: TensorInfo | null): GlProgram {
   const cols = attrs.returnScores ? 3 : 2;
+  const special = mayHaveRowsWithNoAllowedKey(attrs);
   return {
     variableNames: names,
     outputShape: [d.b, d.u, d.t, cols],
@@ -28,14 +31,22 @@ export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: 
       int u = c.y;
       int t = c.z;
       int col = c.w;
-      bool full = false;
-      ${mayHaveRowsWithNoAllowedKey(attrs) ? `
-      full = true;
+      // The composite path's rule over all S logits, masked keys included (../shared/mask_rule.ts):
+      // NaN or +Inf anywhere, or nothing above -Inf, makes the row NaN; no allowed logit above -Inf
+      // makes it fully masked.
+      bool bad = false;
+      bool live = false;
+      bool has = false;
       for (int j = 0; j < S; j++) {
-        if (allowedKey(b, u, t, j)) { full = false; break; }
-      }` : ''}
+        float score = getScores(b, u, t, j);
+        float x = compositeLogit(score, b, u, t, j);
+        bad = bad || nanOrPosInf(x);
+        live = live || !isNegInf(x);
+        ${special ? 'has = has || (!isNegInf(score) && allowedKey(b, u, t, j));' : ''}
+      }
+      bool full = ${special ? '!has' : 'false'};
       if (col == 1) {
-        setOutput(full ? 1.0 : 0.0);
+        setOutput(bad || !live ? ${ROW_NAN}.0 : full ? ${ROW_FULL}.0 : ${ROW_NORMAL}.0);
         return;
       }
       ivec2 band = keyBand(t, full);

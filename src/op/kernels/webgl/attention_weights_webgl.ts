@@ -24,9 +24,12 @@ export function weightsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names
       int u = c.y;
       int t = c.z;
       int j = c.w;
-      bool full = getStats(b, u, t, 1) > 0.5;
+      float flag = getStats(b, u, t, 1);
+      bool full = isFullRow(flag);
       float p = 0.0;
-      if (contributes(full, b, u, t, j)) {
+      if (isNanRow(flag)) {
+        p = nanValue();
+      } else if (contributes(full, b, u, t, j)) {
         float x = maskedLogit(getScores(b, u, t, j), full, b, u, t, j);
         p = exp(x - getStats(b, u, t, 0))${attrs.returnScores ? ' / getStats(b, u, t, 2)' : ''};
       }

@@ -13,11 +13,14 @@
  * work on WebGL 1 too); each new shape compiles once.
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
+import { dropoutKeepScale, dropoutKey, dropoutThreshold } from '../../../engine/dropout_hash.js';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { mayHaveRowsWithNoAllowedKey } from '../../mask_rule.js';
+import { NAN_BITS, NEG_INF_BITS, POS_INF_BITS, ROW_FULL, ROW_NAN, mayHaveRowsWithNoAllowedKey, u32Literal } from '../shared/mask_rule.js';
 
 /** The part of tfjs-backend-webgl's GPGPUProgram this file uses. */
 export interface GlProgram {
+  /** Uniforms tfjs declares for the program; their values go to compileAndRun. */
+  customUniforms?: Array<{ name: string; type: 'int' | 'float' }>;
   variableNames: string[];
   /** Inputs are read as packed RGBA textures (tfjs packs unpacked inputs first). */
   packedInputs?: boolean;
@@ -37,6 +40,41 @@ export function glslFloat(x: number): string {
   return /[.eE]/.test(s) ? s : `${s}.0`;
 }
 
+/** Whether the call applies dropout (the op sets dropoutRate only in training). */
+export function hasDropout(attrs: GroupedQueryAttentionAttrs): boolean {
+  return (attrs.dropoutRate ?? 0) > 0;
+}
+
+/** Uniforms of the dropout hash: per-call values, so a new seed compiles nothing. */
+export const DROPOUT_UNIFORMS: Array<{ name: string; type: 'int' | 'float' }> = [
+  { name: 'dropKey', type: 'int' },
+  { name: 'dropThreshold', type: 'int' },
+  { name: 'keepScale', type: 'float' },
+];
+
+/** Values of DROPOUT_UNIFORMS: the hash's key and threshold as u32 bit patterns in ints. */
+export function dropoutUniformValues(attrs: GroupedQueryAttentionAttrs): number[][] {
+  return [[dropoutKey(attrs.dropoutSeed) | 0], [dropoutThreshold(attrs.dropoutRate) | 0], [dropoutKeepScale(attrs.dropoutRate)]];
+}
+
+/**
+ * GLSL ES 3.00 copy of the shared dropout hash (src/engine/dropout_hash.ts; tested against it in the
+ * browser suite): `keepFactor(b, u, i, j)` is 0 where probability (b, u, i, j) is dropped, keepScale
+ * where it is kept. highp uint arithmetic wraps modulo 2^32; int -> uint keeps the bits.
+ */
+export const dropoutGlsl = `
+    uint mix32(uint x) {
+      x ^= x >> 16u;
+      x *= 0x21f0aaadu;
+      x ^= x >> 15u;
+      x *= 0x735a2d97u;
+      x ^= x >> 15u;
+      return x;
+    }
+    float keepFactor(int b, int u, int i, int j) {
+      uint h = mix32(mix32(mix32(mix32(uint(dropKey) ^ uint(b)) ^ uint(u)) ^ uint(i)) ^ uint(j));
+      return (h >> 8u) < uint(dropThreshold) ? 0.0 : keepScale;
+    }`;
 
 /** GLSL constants every program uses: the sizes, the query offset, the window and the scale. */
 export function sizes(d: Dims, attrs: GroupedQueryAttentionAttrs): string {
@@ -65,7 +103,22 @@ export function keyBand(attrs: GroupedQueryAttentionAttrs): string {
     }`;
 }
 
-/** GLSL shared by the programs: sizes, the mask rules and the key band. */
+/**
+ * GLSL of the composite path's non-finite rule (../shared/mask_rule.ts): bit tests on the logits
+ * (never folded away by a compiler that assumes finite floats), the row flags of the stats pass, and
+ * the NaN the passes write for a NaN row.
+ */
+export const rowFlags = `
+    bool nanOrPosInf(float x) {
+      uint e = floatBitsToUint(x);
+      return (e & 0x7fffffffu) > ${u32Literal(POS_INF_BITS)} || e == ${u32Literal(POS_INF_BITS)};
+    }
+    bool isNegInf(float x) { return floatBitsToUint(x) == ${u32Literal(NEG_INF_BITS)}; }
+    float nanValue() { return uintBitsToFloat(${u32Literal(NAN_BITS)}); }
+    bool isFullRow(float flag) { return flag == ${ROW_FULL}.0; }
+    bool isNanRow(float flag) { return flag == ${ROW_NAN}.0; }`;
+
+/** GLSL shared by the programs: sizes, the mask rules, the key band and the row flags. */
 export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): string {
   const m = (mask?.shape ?? [1, 1, 1, 1]) as number[];
   const mi = (axis: number, name: string) => (m[axis] === 1 ? '0' : name);
@@ -86,5 +139,11 @@ export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorI
     }
     float maskedLogit(float score, bool full, int b, int u, int t, int j) {
       ${attrs.maskKind === 'additive' ? `return score + ${maskAt};` : 'if (full) { return score - 1e9; }\n      return score;'}
-    }${keyBand(attrs)}`;
+    }
+    // The composite path's logit for key j, masked keys included (L - 1e9 for them).
+    float compositeLogit(float score, int b, int u, int t, int j) {
+      ${attrs.maskKind === 'additive'
+        ? `return score + ${maskAt};`
+        : mayHaveRowsWithNoAllowedKey(attrs) ? 'if (allowedKey(b, u, t, j)) { return score; }\n      return score - 1e9;' : 'return score;'}
+    }${keyBand(attrs)}${rowFlags}`;
 }

@@ -3,6 +3,8 @@
  * the flash program's tiles and runs the programs through `backend.runWebGPUProgram`:
  *
  *   - flash_attention_webgpu.ts, mode 'out': the output (B,T,U,H) in one flash-attention pass;
+ *   - for few query positions over many keys (decode), flash-decoding instead (decode_webgpu.ts):
+ *     the keys split over workgroups, then a (max, sum, partial output) combine;
  *   - with `returnScores` only: the same program in mode 'stats' (each row's softmax m, l and
  *     fully-masked flag, (B,U,T,3)), then attention_probs_webgpu.ts for the (B,U,T,S) weights.
  *     Without `returnScores` no (B,U,T,S) buffer exists.
@@ -18,7 +20,8 @@ import { readKernelCall } from '../kernel_call.js';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { probabilitiesProgram } from './attention_probs_webgpu.js';
-import { compositeKernelOutputs, warnOnce } from './composite_fallback.js';
+import { compositeKernelOutputs, warnOnce } from '../shared/composite_fallback.js';
+import { combineProgram, unsafeScanProgram, useSplitDecode } from './decode_webgpu.js';
 import { chooseFlashConfig, flashProgram } from './flash_attention_webgpu.js';
 import { uniformValues, type Dims, type GpuProgram, type Uniform } from './gqa_shader_util_webgpu.js';
 
@@ -61,6 +64,21 @@ const groupedQueryAttentionWebGPU: KernelFunc = ({ inputs, backend, attrs }) => 
   const names = withMask ? ['Qin', 'Kin', 'Vin', 'Min'] : ['Qin', 'Kin', 'Vin'];
   const ins = withMask ? [query, key, value, mask] : [query, key, value];
   const uniforms = uniformValues(d, cfg, a, withMask ? mask : null);
+  if (useSplitDecode(d, cfg!, a)) {
+    // Flash-decoding (decode_webgpu.ts): scan for unsafe inputs, chunk partials, combine.
+    // The scan reads a mask only when it is additive (unused bindings are not allowed).
+    const scanMask = withMask && a.maskKind === 'additive';
+    const scanNames = scanMask ? ['Qin', 'Kin', 'Min'] : ['Qin', 'Kin'];
+    const scanIns = scanMask ? [query, key, mask] : [query, key];
+    const unsafe = gpu.runWebGPUProgram(unsafeScanProgram(d, a, scanNames), scanIns, 'float32', uniforms);
+    const partNames = withMask ? ['Qin', 'Kin', 'Vin', 'Min', 'Unsafe'] : ['Qin', 'Kin', 'Vin', 'Unsafe'];
+    const partIns = withMask ? [query, key, value, mask, unsafe] : [query, key, value, unsafe];
+    const parts = gpu.runWebGPUProgram(flashProgram('partial', d, cfg!, a, partNames), partIns, 'float32', uniforms);
+    gpu.disposeData(unsafe.dataId);
+    const output = gpu.runWebGPUProgram(combineProgram(d, cfg!), [parts], 'float32', uniforms);
+    gpu.disposeData(parts.dataId);
+    return [output];
+  }
   const output = gpu.runWebGPUProgram(flashProgram('out', d, cfg!, a, names), ins, 'float32', uniforms);
   if (!a.returnScores) return [output];
 

@@ -5,7 +5,8 @@
  * What it computes: p[b,u,t,j] = exp(x − m) / l for keys j entering row (b,u,t)'s softmax (0 for the
  * others), where x is the row's masked logit for key j, recomputed as fround(Q·scale)·K with the
  * same rules as flash_attention_webgpu.ts, and (m, l, fully-masked flag) are the row's final
- * statistics written by the flash program's 'stats' mode to a (B,U,T,3) buffer.
+ * statistics written by the flash program's 'stats' mode to a (B,U,T,3) buffer. A row the stats
+ * mark NaN (the composite path's non-finite rule, ../shared/mask_rule.ts) is NaN throughout.
  *
  * Layout: one invocation per output element, workgroups of 64 invocations over the flat index
  * (b, u, t, j), j fastest: consecutive invocations read the same query row and consecutive keys.
@@ -13,6 +14,7 @@
  * element costs no more than the (B,U,T,S) write it produces.
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { ROW_FULL, ROW_NAN } from '../shared/mask_rule.js';
 import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
 /** Probabilities (B,U,T,S) from the rows' final (m, l, full): one invocation per element. */
@@ -34,9 +36,12 @@ export function probabilitiesProgram(d: Dims, attrs: GroupedQueryAttentionAttrs,
       let b = index / (S * T * U);
       let g = u / uniforms.G;
       let so = ((b * U + u) * T + t) * 3;
-      let full = Stats[so + 2] > 0.5;
+      let flag = Stats[so + 2];
+      let full = flag == ${ROW_FULL}.0;
       var p = 0.0;
-      if (contributes(full, b, u, t, j)) {
+      if (flag == ${ROW_NAN}.0) {
+        p = nanValue();
+      } else if (contributes(full, b, u, t, j)) {
         let qo = ((b * T + t) * U + u) * H;
         let ko = ((b * S + j) * uniforms.V + g) * H;
         var dotv = 0.0;

@@ -16,7 +16,7 @@
  * row (the point of grouping: G query heads per K/V head).
  *
  * Workgroup memory (floats): qs R·H (scaled queries), kt and vt KC·H (one key/value tile), sc R·KC
- * (the tile's scores, then weights), rowAlpha / rowL / rowHas R each, plus two scalars
+ * (the tile's scores, then weights), rowAlpha / rowL / rowHas / rowBad / rowLive R each, plus four scalars
  * (`workgroupFloats`). Tiles are picked from TILE_PREFERENCES (rows, keys) to fit 16 KiB when possible
  * (H=64: 16 rows × 16 keys; H=256: 4 rows × 4 keys): smaller arrays keep more workgroups in flight
  * per core and SwiftShader compiles large workgroup arrays slowly; otherwise the device's whole
@@ -25,7 +25,12 @@
  *
  * Per workgroup:
  *   1. qs = fround(Q · scale) for its rows (the composite path's rounding).
- *   2. Mask pre-pass (bool masks, causal, window): which rows have at least one allowed key. Rows
+ *   2. Non-finite check (../shared/mask_rule.ts): if a scaled query of the block, a key of head g
+ *      or an additive mask value of the block is at least SAFE_MAGNITUDE or not finite, every row's
+ *      S logits are computed once (masked keys included) and classified by their bits: the rows the
+ *      composite path makes NaN are written as NaN, and rows whose allowed logits are all −Inf
+ *      become fully masked rows. Otherwise (finite data: no logit can overflow) only the mask
+ *      pre-pass (bool masks, causal, window) runs: which rows have at least one allowed key. Rows
  *      with none are "fully masked" and follow Keras 3.6 float32: every key j in 0..S-1 gets the
  *      logit fround(L − 1e9) and a plain softmax (uniform for |L| ≤ 32, a 64-spaced grid otherwise).
  *   3. Online softmax over key tiles of KC keys: K (and V) tiles into workgroup memory; scores
@@ -36,13 +41,16 @@
  *      masked, which needs all keys). Disallowed keys contribute exactly 0.
  *   4. Output = acc / l, written to (B,T,U,H) (or m, l, flag in 'stats' mode).
  * Additive masks: logit fround(L + a) and a plain softmax over all keys, no special rows.
+ * Dropout (mode 'out', `dropoutRate` > 0): each weight exp(x − m) is multiplied by the keep factor of
+ * the shared hash (src/engine/dropout_hash.ts, WGSL copy in gqa_shader_util_webgpu.ts) after it
+ * enters l, so output = Σ p·z·V with p the pre-dropout probability, as Keras applies it.
  *
  * Numerics: same rounding of qs and of masked logits as the composite path; the sums run in another
  * order (online softmax), so results agree with the composite path to ~1e-6 relative.
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
-import { mayHaveRowsWithNoAllowedKey } from '../../mask_rule.js';
+import { ROW_FULL, ROW_NAN, ROW_NORMAL, mayHaveRowsWithNoAllowedKey } from '../shared/mask_rule.js';
+import { UNIFORMS, attrsKey, dropoutSnippet, hasDropout, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
 /**
  * Tile configuration of one call of the WebGPU flash kernel.
@@ -79,7 +87,7 @@ const TILE_PREFERENCES: ReadonlyArray<readonly [number, number]> = [
 
 /** Workgroup floats of the flash program for `rows` rows, `kc` keys, head size h. */
 function workgroupFloats(rows: number, kc: number, h: number): number {
-  return rows * h + 2 * kc * h + rows * kc + 3 * rows + 4;
+  return rows * h + 2 * kc * h + rows * kc + 5 * rows + 6;
 }
 
 /**
@@ -118,14 +126,26 @@ export function chooseFlashConfig(
   return null;
 }
 
+/** Keys per chunk of the flash-decoding split (a multiple of every tile size KC). */
+export const SPLIT_CHUNK = 64;
+
+/** Chunks of the flash-decoding split for S keys. */
+export function splitCount(s: number): number {
+  return Math.max(1, Math.ceil(s / SPLIT_CHUNK));
+}
+
 /** The code of f(0), ..., f(n − 1): the accumulators are scalars with constant names (registers). */
 function unroll(n: number, f: (k: number) => string): string {
   return Array.from({ length: n }, (_, k) => f(k)).join('\n');
 }
 
-/** The flash program: mode 'out' writes (B,T,U,H); mode 'stats' writes each row's (m, l, full) to (B,U,T,3). */
+/**
+ * The flash program: mode 'out' writes (B,T,U,H); mode 'stats' writes each row's (m, l, full) to
+ * (B,U,T,3); mode 'partial' (flash-decoding, decode_webgpu.ts) writes each row's (m, l, flag, acc)
+ * over one chunk of keys to (numBlocks, nSplit, R, H+3).
+ */
 export function flashProgram(
-  mode: 'out' | 'stats',
+  mode: 'out' | 'stats' | 'partial',
   d: Dims,
   cfg: FlashConfig,
   attrs: GroupedQueryAttentionAttrs,
@@ -134,10 +154,15 @@ export function flashProgram(
   const { h } = d;
   const { gc, tq, rows, kc, wg } = cfg;
   const acc = Math.ceil((rows * h) / wg);
-  const out = mode === 'out';
+  const partial = mode === 'partial';
+  // 'out' and 'partial' accumulate P·V; 'partial' writes the unnormalised sums of its key chunk.
+  const out = mode !== 'stats';
   const special = mayHaveRowsWithNoAllowedKey(attrs);
-  const outputShape = out ? [d.b, d.t, d.u, d.h] : [d.b, d.u, d.t, 3];
-  const numWG = d.b * d.v * Math.ceil(d.g / gc) * Math.ceil(d.t / tq);
+  const dropout = hasDropout(attrs);
+  const blocks = d.b * d.v * Math.ceil(d.g / gc) * Math.ceil(d.t / tq);
+  const nSplit = partial ? splitCount(d.s) : 1;
+  const outputShape = partial ? [blocks, nSplit, rows, d.h + 3] : out ? [d.b, d.t, d.u, d.h] : [d.b, d.u, d.t, 3];
+  const numWG = blocks * nSplit;
   const userCode = `
     const H = ${h};
     const R = ${rows};
@@ -145,6 +170,8 @@ export function flashProgram(
     const TQ = ${tq};
     const KC = ${kc};
     const WG = ${wg};
+    const NSPLIT = ${nSplit};
+    const CHUNK = ${SPLIT_CHUNK};
     var<workgroup> qs : array<f32, ${rows * h}>;
     var<workgroup> kt : array<f32, ${kc * h}>;
     ${out ? `var<workgroup> vt : array<f32, ${kc * h}>;` : ''}
@@ -154,16 +181,29 @@ export function flashProgram(
     var<workgroup> rowHas : array<atomic<u32>, ${rows}>;
     var<workgroup> wgId : i32;
     var<workgroup> wgAnyFull : u32;
+    var<workgroup> rowBad : array<atomic<u32>, ${rows}>;
+    var<workgroup> rowLive : array<atomic<u32>, ${rows}>;
+    var<workgroup> unsafeA : atomic<u32>;
+    var<workgroup> wgUnsafe : u32;
     ${maskSnippet(attrs)}
+    ${out && dropout ? dropoutSnippet : ''}
 
     fn main(index : i32) {
       let tid = i32(localIndex);
       if (tid == 0) {
         wgId = i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x);
       }
-      if (tid < R) { atomicStore(&rowHas[tid], ${special ? '0u' : '1u'}); }
-      let wid = workgroupUniformLoad(&wgId);
-      if (wid >= uniforms.numWG) { return; }
+      if (tid < R) {
+        atomicStore(&rowHas[tid], ${special ? '0u' : '1u'});
+        atomicStore(&rowBad[tid], 0u);
+        atomicStore(&rowLive[tid], 1u);
+      }
+      if (tid == 0) { atomicStore(&unsafeA, 0u); }
+      let wid0 = workgroupUniformLoad(&wgId);
+      if (wid0 >= uniforms.numWG * NSPLIT) { return; }
+      // Key chunk of this workgroup (flash-decoding) and its row block.
+      let chunk = ${partial ? 'wid0 % NSPLIT' : '0'};
+      let wid = ${partial ? 'wid0 / NSPLIT' : 'wid0'};
       let T = uniforms.T;
       let S = uniforms.S;
       let U = uniforms.U;
@@ -189,13 +229,58 @@ export function flashProgram(
         }
         qs[i] = x;
       }
-      ${special ? `
-      // 2. Rows with at least one allowed key (the others are fully masked).
+      ${partial ? `
+      // 2a. Whether a logit of the group may be non-finite, from the scan of unsafe_scan_webgpu.ts.
+      if (tid == 0 && Unsafe[b * V + g] != 0.0) { atomicStore(&unsafeA, 1u); }` : `
+      // 2a. Could a logit of the block be non-finite? Only if an input it reads is unsafe
+      // (../shared/mask_rule.ts): the block's scaled queries, any key of head g${attrs.maskKind === 'additive' ? ', the additive mask' : ''}.
+      for (var i = tid; i < R * H; i += WG) {
+        if (unsafeValue(qs[i])) { atomicStore(&unsafeA, 1u); }
+      }
+      for (var i = tid; i < S * H; i += WG) {
+        if (unsafeValue(Kin[((b * S + i / H) * V + g) * H + i % H])) { atomicStore(&unsafeA, 1u); }
+      }
+      ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < R * S; i += WG) {
         let r = i / S;
         let t = t0 + r / GC;
         let gi = gi0 + r % GC;
-        if (t < T && gi < G && allowedKey(b, g * G + gi, t, i % S)) { atomicStore(&rowHas[r], 1u); }
+        if (t < T && gi < G && unsafeValue(maskedLogit(0.0, false, b, g * G + gi, t, i % S))) { atomicStore(&unsafeA, 1u); }
+      }` : ''}
+`}
+      workgroupBarrier();
+      if (tid == 0) { wgUnsafe = atomicLoad(&unsafeA); }
+      let blockUnsafe = workgroupUniformLoad(&wgUnsafe);
+      if (blockUnsafe != 0u${partial ? ' && chunk == 0' : ''}) {
+        // 2b. The composite path's rule on every logit of every row, masked keys included: a NaN or
+        // +Inf logit, or no logit above -Inf, makes the row NaN; no allowed logit above -Inf makes
+        // it a fully masked row (a softmax over the masked keys' L - 1e9, as the composite gives).
+        if (tid < R) { atomicStore(&rowLive[tid], 0u); }
+        workgroupBarrier();
+        for (var i = tid; i < R * S; i += WG) {
+          let r = i / S;
+          let j = i % S;
+          let t = t0 + r / GC;
+          let gi = gi0 + r % GC;
+          if (t < T && gi < G) {
+            let u = g * G + gi;
+            let ko = ((b * S + j) * V + g) * H;
+            var dotv = 0.0;
+            for (var hh = 0; hh < uniforms.H; hh++) { dotv += qs[r * H + hh] * Kin[ko + hh]; }
+            let x = compositeLogit(dotv, b, u, t, j);
+            if (nanOrPosInf(x)) { atomicStore(&rowBad[r], 1u); }
+            if (!isNegInf(x)) { atomicStore(&rowLive[r], 1u); }
+            ${special ? 'if (!isNegInf(dotv) && allowedKey(b, u, t, j)) { atomicStore(&rowHas[r], 1u); }' : ''}
+          }
+        }
+      }${special ? ` else {
+        // 2. Rows with at least one allowed key (the others are fully masked).
+        for (var i = tid; i < R * S; i += WG) {
+          let r = i / S;
+          let t = t0 + r / GC;
+          let gi = gi0 + r % GC;
+          if (t < T && gi < G && allowedKey(b, g * G + gi, t, i % S)) { atomicStore(&rowHas[r], 1u); }
+        }
       }
       workgroupBarrier();
       if (tid == 0) {
@@ -216,9 +301,18 @@ export function flashProgram(
       let pMax = min(t0 + TQ, T) - 1 + uniforms.offset;
       var jLo = 0;
       var jEnd = S;
+      ${partial ? `
+      // Flash-decoding: chunk c takes keys [c·CHUNK, (c+1)·CHUNK). When a logit may be non-finite,
+      // chunk 0 takes all keys (its flags need every logit) and the other chunks stay empty.
+      if (blockUnsafe != 0u) {
+        if (chunk != 0) { jEnd = 0; }
+      } else {
+        jLo = chunk * CHUNK;
+        jEnd = min(S, jLo + CHUNK);
+      }` : ''}
       if (anyFull == 0u) {
-        ${attrs.slidingWindow > 0 ? 'jLo = max(0, pMin - uniforms.window + 1);' : ''}
-        ${attrs.causal ? 'jEnd = min(S, pMax + 1);' : attrs.slidingWindow > 0 ? 'jEnd = min(S, pMax + uniforms.window);' : ''}
+        ${attrs.slidingWindow > 0 ? 'jLo = max(jLo, pMin - uniforms.window + 1);' : ''}
+        ${attrs.causal ? 'jEnd = min(jEnd, pMax + 1);' : attrs.slidingWindow > 0 ? 'jEnd = min(jEnd, pMax + uniforms.window);' : ''}
       }
 
       // Per-row state, held by invocation r < R.
@@ -278,8 +372,10 @@ export function flashProgram(
               let j = j0 + c;
               var p = 0.0;
               if (j < S && contributes(rowFull, b, rowU, rowT, j)) { p = exp(sc[so + c] - tileMax); }
-              sc[so + c] = p;
+              // l sums the weights before dropout; the output's weights are dropped and rescaled.
               sum += p;
+              ${out && dropout ? 'p *= keepFactor(b, rowU, rowT, j);' : ''}
+              sc[so + c] = p;
             }
             l = l * alpha + sum;
             m = tileMax;
@@ -305,7 +401,20 @@ export function flashProgram(
       }
 
       // 4. Results.
-      ${out ? `
+      ${partial ? `
+      // (m, l, flag, Σ p·V) of each row over this chunk; combined by decode_webgpu.ts.
+      let po = (wid * NSPLIT + chunk) * R * (H + 3);
+      if (tid < R) {
+        result[po + tid * (H + 3)] = m;
+        result[po + tid * (H + 3) + 1] = l;
+        var flag = 0.0;
+        if (atomicLoad(&rowBad[tid]) != 0u || atomicLoad(&rowLive[tid]) == 0u) { flag = ${ROW_NAN}.0; }
+        result[po + tid * (H + 3) + 2] = flag;
+      }
+      ${unroll(acc, (k) => `{
+        let i = tid + ${k} * WG;
+        if (i < R * H) { result[po + (i / H) * (H + 3) + 3 + i % H] = acc${k}; }
+      }`)}` : out ? `
       if (tid < R) { rowL[tid] = l; }
       workgroupBarrier();
       ${unroll(acc, (k) => `{
@@ -315,7 +424,9 @@ export function flashProgram(
           let t = t0 + r / GC;
           let gi = gi0 + r % GC;
           if (t < T && gi < G) {
-            result[((b * T + t) * U + g * G + gi) * H + i % H] = acc${k} / rowL[r];
+            var y = acc${k} / rowL[r];
+            if (atomicLoad(&rowBad[r]) != 0u || atomicLoad(&rowLive[r]) == 0u) { y = nanValue(); }
+            result[((b * T + t) * U + g * G + gi) * H + i % H] = y;
           }
         }
       }`)}` : `
@@ -323,12 +434,14 @@ export function flashProgram(
         let o = ((b * U + rowU) * T + rowT) * 3;
         result[o] = m;
         result[o + 1] = l;
-        result[o + 2] = select(0.0, 1.0, rowFull);
+        var flag = select(${ROW_NORMAL}.0, ${ROW_FULL}.0, rowFull);
+        if (atomicLoad(&rowBad[tid]) != 0u || atomicLoad(&rowLive[tid]) == 0u) { flag = ${ROW_NAN}.0; }
+        result[o + 2] = flag;
       }`}
     }`;
   return {
     outputShape,
-    shaderKey: `gqaFlash_${mode}_${h}_${gc}x${tq}_${kc}_${wg}_${attrsKey(attrs)}`,
+    shaderKey: `gqaFlash_${mode}_${h}_${gc}x${tq}_${kc}_${wg}_${nSplit}_${attrsKey(attrs)}`,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
     dispatch: [numWG, 1, 1],
     variableNames,

@@ -8,8 +8,11 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { mayHaveRowsWithNoAllowedKey } from '../../mask_rule.js';
+import { dropoutKeepScale, dropoutKey, dropoutThreshold } from '../../../engine/dropout_hash.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
+import {
+  NAN_BITS, NEG_INF_BITS, POS_INF_BITS, SAFE_MAGNITUDE_BITS, mayHaveRowsWithNoAllowedKey, u32Literal,
+} from '../shared/mask_rule.js';
 
 /** The part of WebGPUProgram (tfjs-backend-webgpu/dist/webgpu_program.d.ts) this file uses. */
 export interface GpuProgram {
@@ -30,13 +33,17 @@ export type Uniform = { type: 'int32' | 'float32'; data: number[] };
 import type { Dims } from '../kernel_call.js';
 export type { Dims };
 
-/** WGSL shared by both programs: the allowed-key and logit rules. */
+/**
+ * The WGSL mask snippet, shared by both programs: the allowed-key and logit rules of Keras 3.6, and
+ * the non-finite rule of the composite path (../shared/mask_rule.ts).
+ */
 export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
   const positional = [
     attrs.causal ? 'ok = ok && (j <= p);' : '',
     attrs.slidingWindow > 0 ? 'ok = ok && (abs(p - j) < uniforms.window);' : '',
   ].join('\n      ');
   const maskIndex = 'b * uniforms.ms0 + u * uniforms.ms1 + t * uniforms.ms2 + j * uniforms.ms3';
+  const special = mayHaveRowsWithNoAllowedKey(attrs);
   return `
     // Whether key j is allowed for query row (b, u, t) under the bool mask and causal/window rules.
     fn allowedKey(b : i32, u : i32, t : i32, j : i32) -> bool {
@@ -52,14 +59,30 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
     }
     // Whether key j enters row (b, u, t)'s softmax.
     fn contributes(full : bool, b : i32, u : i32, t : i32, j : i32) -> bool {
-      ${mayHaveRowsWithNoAllowedKey(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
-    }`;
+      ${special ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
+    }
+    // The composite path's logit for key j, masked keys included (L - 1e9 for them).
+    fn compositeLogit(score : f32, b : i32, u : i32, t : i32, j : i32) -> f32 {
+      ${attrs.maskKind === 'additive'
+        ? `return score + Min[${maskIndex}];`
+        : special ? 'if (allowedKey(b, u, t, j)) { return score; }\n      return score - 1e9;' : 'return score;'}
+    }
+    // Bit tests (never folded away by a compiler that assumes finite floats).
+    fn nanOrPosInf(x : f32) -> bool {
+      let e = bitcast<u32>(x);
+      return (e & 0x7fffffffu) > ${u32Literal(POS_INF_BITS)} || e == ${u32Literal(POS_INF_BITS)};
+    }
+    fn isNegInf(x : f32) -> bool { return bitcast<u32>(x) == ${u32Literal(NEG_INF_BITS)}; }
+    // |x| >= SAFE_MAGNITUDE or not finite: logits of the block may be non-finite.
+    fn unsafeValue(x : f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) >= ${u32Literal(SAFE_MAGNITUDE_BITS)}; }
+    // From a uniform: WGSL refuses a NaN constant expression.
+    fn nanValue() -> f32 { return bitcast<f32>(uniforms.nanBits); }`;
 }
-
 
 export const UNIFORMS =
   'T : i32, S : i32, U : i32, V : i32, G : i32, nGc : i32, nTb : i32, numWG : i32, offset : i32, window : i32, ' +
-  'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32,';
+  'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32, nanBits : i32, ' +
+  'dropKey : i32, dropThreshold : i32, keepScale : f32,';
 
 /** The values of UNIFORMS for one call (cfg null: the flash program is not run). */
 export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): Uniform[] {
@@ -80,10 +103,42 @@ export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQu
     i(ms[0]!), i(ms[1]!), i(ms[2]!), i(ms[3]!),
     // Loop bounds as uniforms, not constants: keeps shader compilers from unrolling the loops.
     i(d.h), i(cfg?.kc ?? 1), i(cfg ? Math.ceil((cfg.rows * d.h) / cfg.wg) : 1),
+    i(NAN_BITS),
+    // The dropout hash's per-call key and threshold are u32 bit patterns carried in i32 uniforms.
+    i(hasDropout(attrs) ? dropoutKey(attrs.dropoutSeed) | 0 : 0),
+    i(hasDropout(attrs) ? dropoutThreshold(attrs.dropoutRate) | 0 : 0),
+    { type: 'float32', data: [hasDropout(attrs) ? dropoutKeepScale(attrs.dropoutRate) : 1] },
   ];
 }
 
-/** The part of a shader key that depends on the mask rules. */
+/** The part of a shader key that depends on the mask rules and on dropout being on. */
 export function attrsKey(attrs: GroupedQueryAttentionAttrs): string {
-  return `${attrs.maskKind}_${attrs.causal ? 'c' : ''}${attrs.slidingWindow > 0 ? 'w' : ''}`;
+  return `${attrs.maskKind}_${attrs.causal ? 'c' : ''}${attrs.slidingWindow > 0 ? 'w' : ''}${hasDropout(attrs) ? 'd' : ''}`;
 }
+
+/** Whether the call applies dropout (the op sets dropoutRate only in training). */
+export function hasDropout(attrs: GroupedQueryAttentionAttrs): boolean {
+  return (attrs.dropoutRate ?? 0) > 0;
+}
+
+/**
+ * WGSL copy of the shared dropout hash (src/engine/dropout_hash.ts; tested against it in the browser
+ * suite): `keepFactor(b, u, i, j)` is 0 where probability (b, u, i, j) is dropped, keepScale where
+ * it is kept. u32 arithmetic wraps modulo 2^32, as Math.imul and >>> 0 do.
+ */
+export const dropoutSnippet = `
+    fn mix32(x0 : u32) -> u32 {
+      var x = x0;
+      x ^= x >> 16u;
+      x *= 0x21f0aaadu;
+      x ^= x >> 15u;
+      x *= 0x735a2d97u;
+      x ^= x >> 15u;
+      return x;
+    }
+    fn keepFactor(b : i32, u : i32, i : i32, j : i32) -> f32 {
+      let key = bitcast<u32>(uniforms.dropKey);
+      let h = mix32(mix32(mix32(mix32(key ^ u32(b)) ^ u32(u)) ^ u32(i)) ^ u32(j));
+      if ((h >> 8u) < bitcast<u32>(uniforms.dropThreshold)) { return 0.0; }
+      return uniforms.keepScale;
+    }`;

@@ -1,0 +1,42 @@
+/**
+ * The parts of the Keras 3.6 mask rule that the WGSL and GLSL kernels share, stated once:
+ * which calls can have rows with no allowed key, and the non-finite rule of the composite path.
+ *
+ * Non-finite values. The composite path (../../composite.ts) adds the mask to every logit and runs a
+ * plain softmax over all S keys, masked ones included (their logit is L − 1e9, or L + a for an
+ * additive mask). Its row of probabilities is therefore NaN when any of those S logits is NaN or
+ * +Inf, or when all of them are −Inf; and a row whose allowed keys all have logit −Inf (but some
+ * masked key is finite) is a softmax over the masked keys' L − 1e9: exactly a fully masked row.
+ * The kernels reproduce this: they classify every logit by its bits (compilers may fold
+ * NaN-producing arithmetic, but not integer tests) and mark the row "nan" or "full".
+ * To stay fast on finite data they only do this when an input of the block is at least
+ * SAFE_MAGNITUDE in magnitude (or not finite): below it no dot product or mask addition can
+ * overflow float32, so no logit can be non-finite.
+ */
+
+/** Which calls can have rows with no allowed key: the op's rule, re-exported for the shader hosts. */
+export { mayHaveRowsWithNoAllowedKey } from '../../mask_rule.js';
+
+/**
+ * Inputs below this magnitude give finite logits: |q·scale|, |k| < 1e15 bound each of H products
+ * by 1e30 (H < 3·10⁸), and |a| < 1e15 keeps L + a and L − 1e9 finite.
+ */
+export const SAFE_MAGNITUDE = 1e15;
+
+/** The float32 bit pattern of SAFE_MAGNITUDE (a float's magnitude bits order like the float). */
+export const SAFE_MAGNITUDE_BITS = new Uint32Array(new Float32Array([SAFE_MAGNITUDE]).buffer)[0]!;
+
+/** Bit patterns the shaders test: +Inf, −Inf, and the quiet NaN they write. */
+export const POS_INF_BITS = 0x7f800000;
+export const NEG_INF_BITS = 0xff800000;
+export const NAN_BITS = 0x7fc00000;
+
+/** Row flags of the stats passes: a normal row, a row with no usable allowed key, a NaN row. */
+export const ROW_NORMAL = 0;
+export const ROW_FULL = 1;
+export const ROW_NAN = 2;
+
+/** `0x…u` literal of a u32, for WGSL and GLSL ES 3.00. */
+export function u32Literal(x: number): string {
+  return `0x${(x >>> 0).toString(16)}u`;
+}

@@ -1,0 +1,138 @@
+/**
+ * Flash-decoding for the fused GroupedQueryAttention kernel (tfjs-backend-webgpu): the path for few
+ * query positions over many keys (a decode step with a KV cache), where the flash program alone
+ * would give each (batch, key/value head) one workgroup walking all S keys in turn.
+ *
+ * Three programs:
+ *   1. `unsafeScanProgram`, (B·V): one workgroup per (b, g) marks whether any input a logit of the
+ *      group reads (its queries, its S keys, an additive mask) is at least SAFE_MAGNITUDE or not
+ *      finite (../shared/mask_rule.ts): a flag instead of every chunk rescanning all keys.
+ *   2. the flash program of flash_attention_webgpu.ts in mode 'partial': the keys are split into
+ *      chunks of SPLIT_CHUNK; workgroup (row block, chunk) runs the online softmax over its chunk
+ *      only, the G query heads of the group sharing each K/V tile (each K/V row is read once per
+ *      row block), and writes each row's (m, l, flag, Σ exp(x − m)·V). When the scan flagged the
+ *      group, chunk 0 takes every key (the non-finite rule needs every logit) and the other chunks
+ *      stay empty.
+ *   3. `combineProgram`, (B,T,U,H): out = Σ_c e^(m_c − M)·acc_c / Σ_c e^(m_c − M)·l_c with
+ *      M = max_c m_c over the non-empty chunks, NaN for rows chunk 0 marked NaN.
+ *
+ * Same rules and results as the flash program's 'out' mode (sums in another order: agreement to
+ * ~1e-6 relative).
+ */
+import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { ROW_NAN } from '../shared/mask_rule.js';
+import { splitCount, type FlashConfig } from './flash_attention_webgpu.js';
+import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+
+/** Whether a call takes the flash-decoding path: one row block along T, and many keys. */
+export function useSplitDecode(d: Dims, cfg: FlashConfig, attrs: GroupedQueryAttentionAttrs): boolean {
+  return !attrs.returnScores && d.t <= cfg.tq && splitCount(d.s) >= 4;
+}
+
+/** (B·V) flags: 1 where a logit of group (b, g) may be non-finite. Inputs Qin, Kin (+ Min). */
+export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, variableNames: string[]): GpuProgram {
+  const wg = 64;
+  // Only an additive mask is read (a bool mask cannot make a logit non-finite).
+  const userCode = `
+    const WG = ${wg};
+    var<workgroup> unsafeA : atomic<u32>;
+    ${maskSnippet(attrs.maskKind === 'additive' ? attrs : { ...attrs, maskKind: 'none' })}
+    fn main(index : i32) {
+      let tid = i32(localIndex);
+      if (tid == 0) { atomicStore(&unsafeA, 0u); }
+      workgroupBarrier();
+      let wid = i32(workgroupId.x);
+      let b = wid / uniforms.V;
+      let g = wid % uniforms.V;
+      let T = uniforms.T;
+      let S = uniforms.S;
+      let G = uniforms.G;
+      let H = uniforms.H;
+      for (var i = tid; i < T * G * H; i += WG) {
+        let t = i / (G * H);
+        let u = g * G + (i / H) % G;
+        if (unsafeValue(Qin[((b * T + t) * uniforms.U + u) * H + i % H] * uniforms.scale)) { atomicStore(&unsafeA, 1u); }
+      }
+      for (var i = tid; i < S * H; i += WG) {
+        if (unsafeValue(Kin[((b * S + i / H) * uniforms.V + g) * H + i % H])) { atomicStore(&unsafeA, 1u); }
+      }
+      ${attrs.maskKind === 'additive' ? `
+      for (var i = tid; i < T * G * S; i += WG) {
+        let t = i / (G * S);
+        let u = g * G + (i / S) % G;
+        if (unsafeValue(maskedLogit(0.0, false, b, u, t, i % S))) { atomicStore(&unsafeA, 1u); }
+      }` : ''}
+      workgroupBarrier();
+      if (tid == 0) { result[wid] = f32(atomicLoad(&unsafeA)); }
+    }`;
+  return {
+    outputShape: [d.b * d.v],
+    shaderKey: `gqaUnsafeScan_${attrsKey(attrs)}`,
+    dispatchLayout: { x: [0] },
+    dispatch: [d.b * d.v, 1, 1],
+    variableNames,
+    uniforms: UNIFORMS,
+    workgroupSize: [wg, 1, 1],
+    getUserCode: () => userCode,
+  };
+}
+
+/** The output (B,T,U,H) from the chunks' partials (input 'Part'). */
+export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
+  const outputShape = [d.b, d.t, d.u, d.h];
+  const size = outputShape.reduce((a, x) => a * x, 1);
+  const wg = 64;
+  const nSplit = splitCount(d.s);
+  const userCode = `
+    const NSPLIT = ${nSplit};
+    const R = ${cfg.rows};
+    const GC = ${cfg.gc};
+    const TQ = ${cfg.tq};
+    fn main(index : i32) {
+      if (index >= uniforms.size) { return; }
+      let H = uniforms.H;
+      let G = uniforms.G;
+      let hh = index % H;
+      let u = (index / H) % uniforms.U;
+      let t = (index / (H * uniforms.U)) % uniforms.T;
+      let b = index / (H * uniforms.U * uniforms.T);
+      let g = u / G;
+      let gi = u % G;
+      let gcIdx = gi / GC;
+      let tb = t / TQ;
+      let r = (t - tb * TQ) * GC + (gi - gcIdx * GC);
+      let block = ((b * uniforms.V + g) * uniforms.nGc + gcIdx) * uniforms.nTb + tb;
+      let stride = H + 3;
+      var mMax = -3.402823e+38f;
+      for (var c = 0; c < NSPLIT; c++) {
+        let o = ((block * NSPLIT + c) * R + r) * stride;
+        if (Part[o + 1] > 0.0) { mMax = max(mMax, Part[o]); }
+      }
+      var num = 0.0;
+      var den = 0.0;
+      for (var c = 0; c < NSPLIT; c++) {
+        let o = ((block * NSPLIT + c) * R + r) * stride;
+        let l = Part[o + 1];
+        if (l > 0.0) {
+          let w = exp(Part[o] - mMax);
+          num += w * Part[o + 3 + hh];
+          den += w * l;
+        }
+      }
+      var y = num / den;
+      if (Part[(block * NSPLIT * R + r) * stride + 2] == ${ROW_NAN}.0) { y = nanValue(); }
+      setOutputAtIndex(index, y);
+    }
+    fn nanValue() -> f32 { return bitcast<f32>(uniforms.nanBits); }`;
+  return {
+    outputShape,
+    shaderKey: `gqaDecodeCombine_${cfg.rows}_${cfg.gc}_${cfg.tq}_${nSplit}`,
+    dispatchLayout: { x: outputShape.map((_, i) => i) },
+    dispatch: [Math.ceil(size / wg), 1, 1],
+    variableNames: ['Part'],
+    uniforms: UNIFORMS,
+    workgroupSize: [wg, 1, 1],
+    size: true,
+    getUserCode: () => userCode,
+  };
+}
