@@ -10,6 +10,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { GroupedQueryAttention } from '../layer/grouped_query_attention.js';
 import { KerasConfigError } from './errors.js';
+import { recordKerasCall } from './layer_order.js';
 import {
   activationFromKeras,
   checkDtypePolicy,
@@ -350,7 +351,7 @@ function translateGqa(o: Options, name: string): Translated {
       throw new KerasConfigError(`${o.where}: unsupported call argument training=${describe(training)}`);
     }
     const query = tensor('query', true)!;
-    return layer.apply(query, {
+    const out = layer.apply(query, {
       value: tensor('value', true),
       key: tensor('key', false),
       queryMask: tensor('query_mask', false),
@@ -360,6 +361,10 @@ function translateGqa(o: Options, name: string): Translated {
       useCausalMask: flag('use_causal_mask'),
       returnAttentionScores: flag('return_attention_scores'),
     }) as Output;
+    // Keras orders layers by which tensors were positional (see layer_order.ts).
+    const nodes = layer.inboundNodes;
+    recordKerasCall(nodes[nodes.length - 1]!, args.flatMap((value, i) => (isSymbolic(value) ? [GQA_CALL[i]!] : [])));
+    return out;
   };
   return { layer, call };
 }

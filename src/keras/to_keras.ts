@@ -6,6 +6,7 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { KerasConfigError } from './errors.js';
+import { gqaCallSlots, kerasLayerOrder, type NodeLike } from './layer_order.js';
 import {
   activationToKeras,
   constraintToKeras,
@@ -18,12 +19,7 @@ import {
 type Layer = tfl.LayersModel['layers'][number];
 type Shape = Array<number | null>;
 
-/** The parts of tfjs's Node and Container this writer reads (public at runtime, not in the typings). */
-interface NodeLike {
-  inputTensors: SymbolicTensor[];
-  outputTensors: SymbolicTensor[];
-  callArgs?: Dict;
-}
+/** The parts of tfjs's Container this writer reads (public at runtime, not in the typings). */
 interface ContainerLike {
   containerNodes?: Set<string>;
   inputLayers: Layer[];
@@ -124,10 +120,6 @@ function gqaConfig(_l: Layer, c: Dict, w: string): Dict {
   return out;
 }
 
-const GQA_SLOT_KWARGS: Record<string, string> = {
-  key: 'key', queryMask: 'query_mask', valueMask: 'value_mask', keyMask: 'key_mask', attentionMask: 'attention_mask',
-};
-
 /**
  * The Keras `config.json` object of a tfjs functional model built from InputLayer, Dense, Embedding,
  * LayerNormalization, Dropout, Activation, merge layers and GroupedQueryAttention.
@@ -156,7 +148,8 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
     config: { shape: shapeOf(t.shape), dtype: t.dtype, keras_history: history(t) },
   });
 
-  const layers = model.layers.map((layer) => {
+  // Keras's `model.layers` order, which is also the order of the HDF5 groups.
+  const layers = kerasLayerOrder(model).map((layer) => {
     const cls = layer.getClassName();
     const where = `Layer '${layer.name}' (${cls})`;
     const tfConfig = layer.getConfig() as Dict;
@@ -190,18 +183,12 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
       const inputs = node.inputTensors;
       if (cls === 'GroupedQueryAttention' || cls === 'GroupQueryAttention') {
         const callArgs = node.callArgs ?? {};
-        const layoutRaw = callArgs['inputLayout'];
-        const layout = (Array.isArray(layoutRaw) ? layoutRaw : ['query', 'value', 'key'].slice(0, inputs.length)) as string[];
+        // Positional and keyword tensors as the file this model came from had them (query and value
+        // positional for a model built here): Keras orders layers by this split.
+        const { tensors, positional, keyword } = gqaCallSlots(node);
+        const args = positional.map((slot) => kerasTensor(tensors.get(slot)!));
         const kwargs: Dict = {};
-        const args: Dict[] = [];
-        // An entry names one slot, or several joined by '+' when one tensor fills them (self-attention).
-        layout.forEach((entry, i) => {
-          for (const slot of entry.split('+')) {
-            const t = kerasTensor(inputs[i]!);
-            if (slot === 'query' || slot === 'value') args[slot === 'query' ? 0 : 1] = t;
-            else kwargs[GQA_SLOT_KWARGS[slot] ?? slot] = t;
-          }
-        });
+        for (const slot of keyword) kwargs[slot] = kerasTensor(tensors.get(slot)!);
         if (callArgs['useCausalMask'] === true) kwargs['use_causal_mask'] = true;
         if (callArgs['returnAttentionScores'] === true) kwargs['return_attention_scores'] = true;
         return { args, kwargs };

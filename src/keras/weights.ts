@@ -12,6 +12,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { formatShape } from '../errors.js';
 import { KerasConfigError, KerasWeightsError } from './errors.js';
 import type { H5Contents, H5DatasetSpec, H5GroupSpec } from './h5.js';
+import { kerasLayerOrder } from './layer_order.js';
 import { toSnakeCase } from './objects.js';
 
 type Layer = tfl.LayersModel['layers'][number];
@@ -92,7 +93,8 @@ export function kerasWeightLayout(model: tfl.LayersModel): KerasWeightLayout {
   const groups: H5GroupSpec[] = [{ path: '/layers' }, { path: '/vars', attrs: { name: model.name } }];
   const weights: KerasWeightEntry[] = [];
   const used = new Map<string, number>();
-  for (const layer of model.layers) {
+  // Keras's layer order, not tfjs's: they differ when a layer is called with keyword tensors.
+  for (const layer of kerasLayerOrder(model)) {
     const snake = toSnakeCase(kerasClassName(layer));
     const count = used.get(snake);
     used.set(snake, count == null ? 0 : count + 1);

@@ -18,6 +18,7 @@ import {
   saveKerasWeights,
 } from '../../src/keras/index.js';
 import { readH5 } from '../../src/keras/h5.js';
+import { kerasWeightLayout } from '../../src/keras/weights.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
 import { expectClose } from '../helpers/close.js';
 import { fixtureInputs, fixtureStems, predict, readFixture } from './fixtures.js';
@@ -45,7 +46,8 @@ describe.each(BACKENDS)('Keras fixtures on %s', (backend) => {
     const paths = kerasWeightPaths(model);
     expect(paths.map((p) => [p.path, p.name, p.shape])).toEqual(
       fx.h5_layout.map((l) => [l.h5_dataset, l.weight_path, l.shape]));
-    const values = weightValues(model);
+    // In Keras's get_weights order (not tfjs's getWeights order, which differs for keyword calls).
+    const values = kerasWeightLayout(model).weights.map((w) => w.variable.read().dataSync() as Float32Array);
     fx.weights.forEach((w, i) => {
       expect(Array.from(values[i]!), w.path).toEqual(w.data);
     });
