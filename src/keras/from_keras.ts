@@ -374,7 +374,7 @@ function translateGqa(o: Options, name: string): Translated {
  *
  * @example
  * ```ts
- * import { SUPPORTED_KERAS_LAYERS } from 'grouped-query-attention';
+ * import { SUPPORTED_KERAS_LAYERS } from 'grouped-query-attention/keras';
  *
  * console.log(SUPPORTED_KERAS_LAYERS.includes('GroupQueryAttention'));   // true
  * ```

@@ -5,7 +5,12 @@
  *
  * HDF5 is read and written by h5wasm (HDF5 compiled to WebAssembly) in memory, so every function
  * works in Node and in browsers; h5wasm is loaded on first use.
+ *
+ * This is the package's `grouped-query-attention/keras` entry point: the root entry does not load
+ * h5wasm or fflate.
  */
+// The package's registrations (layer class, kernels, gradient): this entry point works on its own.
+import '../index.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { looksLikeZip, readKerasArchive, writeKerasArchive } from './archive.js';
 import { KerasFileError } from './errors.js';
@@ -40,7 +45,7 @@ const WRITTEN_KERAS_VERSION = '3.6.0';
  * ```ts
  * import * as tf from '@tensorflow/tfjs-core';
  * import '@tensorflow/tfjs-backend-cpu';
- * import { loadKerasModel } from 'grouped-query-attention';
+ * import { loadKerasModel } from 'grouped-query-attention/keras';
  *
  * // Python: model.save("decoder.keras")
  * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
@@ -80,7 +85,8 @@ export async function loadKerasModel(source: KerasSource): Promise<tfl.LayersMod
  * import * as tf from '@tensorflow/tfjs-core';
  * import * as tfl from '@tensorflow/tfjs-layers';
  * import '@tensorflow/tfjs-backend-cpu';
- * import { GroupedQueryAttention, loadKerasWeights } from 'grouped-query-attention';
+ * import { GroupedQueryAttention } from 'grouped-query-attention';
+ * import { loadKerasWeights } from 'grouped-query-attention/keras';
  *
  * const query = tfl.input({ shape: [5, 8], name: 'query' });
  * const value = tfl.input({ shape: [7, 8], name: 'value' });
@@ -114,7 +120,7 @@ export async function loadKerasWeights(model: tfl.LayersModel, source: KerasSour
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
  * import { writeFileSync } from 'node:fs';
- * import { loadKerasModel, saveKerasWeights } from 'grouped-query-attention';
+ * import { loadKerasModel, saveKerasWeights } from 'grouped-query-attention/keras';
  *
  * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
  * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
@@ -139,7 +145,8 @@ export async function saveKerasWeights(model: tfl.LayersModel): Promise<Uint8Arr
  * import { writeFileSync } from 'node:fs';
  * import * as tfl from '@tensorflow/tfjs-layers';
  * import '@tensorflow/tfjs-backend-cpu';
- * import { GroupedQueryAttention, saveKerasModel } from 'grouped-query-attention';
+ * import { GroupedQueryAttention } from 'grouped-query-attention';
+ * import { saveKerasModel } from 'grouped-query-attention/keras';
  *
  * const tokens = tfl.input({ shape: [12], dtype: 'int32', name: 'tokens' });
  * const x = tfl.layers.embedding({ inputDim: 50, outputDim: 16 }).apply(tokens) as tfl.SymbolicTensor;
@@ -170,7 +177,7 @@ export async function saveKerasModel(model: tfl.LayersModel): Promise<Uint8Array
  * @example
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
- * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention';
+ * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention/keras';
  * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
  * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
  * for (const w of kerasWeightPaths(model)) console.log(w.path, w.name, w.shape);
@@ -186,7 +193,7 @@ export function kerasWeightPaths(model: tfl.LayersModel): Array<{ path: string; 
  * @example
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
- * import { kerasModelConfig, loadKerasModel } from 'grouped-query-attention';
+ * import { kerasModelConfig, loadKerasModel } from 'grouped-query-attention/keras';
  * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
  * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
  * console.log(JSON.stringify(kerasModelConfig(model)).slice(0, 80));

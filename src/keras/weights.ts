@@ -24,7 +24,7 @@ type LayerVariable = Layer['weights'][number];
  * @example
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
- * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention';
+ * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention/keras';
  *
  * const model = await loadKerasModel('test/data/fixtures/gqa_layer_v36.keras');
  * const [first] = kerasWeightPaths(model);
@@ -46,7 +46,7 @@ export interface KerasWeightEntry {
  * @example
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
- * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention';
+ * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention/keras';
  *
  * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
  * for (const w of kerasWeightPaths(model)) console.log(w);
