@@ -17,6 +17,7 @@ import {
   constraintFromKeras,
   initializerFromKeras,
   isDict,
+  own,
   regularizerFromKeras,
   type Dict,
 } from './objects.js';
@@ -424,7 +425,7 @@ function translateLayers(config: Dict): LayerEntry[] {
     if (typeof module === 'string' && !module.startsWith('keras')) {
       throw new KerasConfigError(`${where}: unsupported custom layer class from module '${module}'`);
     }
-    const translate = TRANSLATORS[className];
+    const translate = own(TRANSLATORS, className);
     if (translate == null) {
       throw new KerasConfigError(
         `${where}: unsupported layer class ${className} (supported: ${SUPPORTED_KERAS_LAYERS.join(', ')})`);
@@ -441,7 +442,7 @@ function translateLayers(config: Dict): LayerEntry[] {
     return { name, className, where, translated: undefined as unknown as Translated, nodes, raw: layerConfig };
   }).map((entry) => {
     const e = entry as LayerEntry & { raw: Dict };
-    e.translated = TRANSLATORS[e.className]!(new Options(e.where, e.raw), e.name);
+    e.translated = own(TRANSLATORS, e.className)!(new Options(e.where, e.raw), e.name);
     return e;
   });
 }

@@ -12,17 +12,18 @@
 // The package's registrations (layer class, kernels, gradient): this entry point works on its own.
 import '../index.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { looksLikeZip, readKerasArchive, writeKerasArchive } from './archive.js';
+import { looksLikeZip, readKerasArchive, writeKerasArchive, type KerasReadOptions } from './archive.js';
 import { KerasFileError } from './errors.js';
 import { modelFromKerasConfig } from './from_keras.js';
 import { looksLikeHdf5, readH5, writeH5 } from './h5.js';
 import { readSource, type KerasSource } from './source.js';
 import { kerasConfigFromModel } from './to_keras.js';
-import { assignWeights, collectWeights, kerasWeightLayout } from './weights.js';
+import { assignWeights, collectWeights, datasetSelector, kerasWeightLayout } from './weights.js';
 
 export { KerasConfigError, KerasFileError, KerasWeightsError } from './errors.js';
 export { SUPPORTED_KERAS_LAYERS } from './from_keras.js';
 export type { KerasSource } from './source.js';
+export type { KerasReadOptions } from './archive.js';
 export type { KerasWeightEntry, KerasWeightLayout } from './weights.js';
 
 /** The Keras version whose format {@link saveKerasModel} writes. */
@@ -55,16 +56,17 @@ const WRITTEN_KERAS_VERSION = '3.6.0';
  * model.dispose();
  * ```
  */
-export async function loadKerasModel(source: KerasSource): Promise<tfl.LayersModel> {
+export async function loadKerasModel(source: KerasSource, options: KerasReadOptions = {}): Promise<tfl.LayersModel> {
   const { bytes, what } = await readSource(source, '.keras file');
   if (!looksLikeZip(bytes)) {
     throw new KerasFileError(
       `${what}: not a .keras archive (not a zip file${looksLikeHdf5(bytes) ? '; this is an HDF5 file, use loadKerasWeights' : ''})`);
   }
-  const archive = readKerasArchive(bytes, what);
-  const contents = await readH5(archive.weights, `${what} model.weights.h5`);
+  const archive = readKerasArchive(bytes, what, options);
   const model = modelFromKerasConfig(archive.config);
   try {
+    // Only the datasets the model has, with the shapes it expects, are read.
+    const contents = await readH5(archive.weights, `${what} model.weights.h5`, datasetSelector(model));
     assignWeights(model, contents, `${what} model.weights.h5`);
   } catch (e) {
     model.dispose();
@@ -95,17 +97,19 @@ export async function loadKerasModel(source: KerasSource): Promise<tfl.LayersMod
  * await loadKerasWeights(model, 'test/data/fixtures/gqa_layer_v36.weights.h5');   // Python: model.save_weights(...)
  * ```
  */
-export async function loadKerasWeights(model: tfl.LayersModel, source: KerasSource): Promise<void> {
+export async function loadKerasWeights(
+  model: tfl.LayersModel, source: KerasSource, options: KerasReadOptions = {},
+): Promise<void> {
   const { bytes, what } = await readSource(source, 'weights file');
   let h5Bytes = bytes;
   let label = what;
   if (looksLikeZip(bytes)) {
-    h5Bytes = readKerasArchive(bytes, what).weights;
+    h5Bytes = readKerasArchive(bytes, what, options).weights;
     label = `${what} model.weights.h5`;
   } else if (!looksLikeHdf5(bytes)) {
     throw new KerasFileError(`${what}: neither an HDF5 .weights.h5 file nor a .keras zip archive`);
   }
-  const contents = await readH5(h5Bytes, label);
+  const contents = await readH5(h5Bytes, label, datasetSelector(model));
   assignWeights(model, contents, label);
 }
 

@@ -12,6 +12,7 @@ import {
   constraintToKeras,
   initializerToKeras,
   KERAS_FLOAT32_POLICY,
+  own,
   regularizerToKeras,
   type Dict,
 } from './objects.js';
@@ -168,7 +169,7 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
         inbound_nodes: [],
       };
     }
-    const writer = WRITERS[cls];
+    const writer = own(WRITERS, cls);
     if (writer == null) {
       throw new KerasConfigError(`${where}: layer class ${cls} cannot be saved in Keras format (supported: ${Object.keys(WRITERS).join(', ')})`);
     }

@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { formatShape } from '../errors.js';
 import { KerasConfigError, KerasWeightsError } from './errors.js';
-import type { H5Contents, H5DatasetSpec, H5GroupSpec } from './h5.js';
+import { isNumericDtype, type H5Contents, type H5DatasetInfo, type H5DatasetSpec, type H5GroupSpec } from './h5.js';
 import { kerasLayerOrder } from './layer_order.js';
 import { toSnakeCase } from './objects.js';
 
@@ -161,6 +161,10 @@ function plan(model: tfl.LayersModel, contents: H5Contents, what: string): Plann
         `${entry.path} (${entry.name}): expected shape ${formatShape(entry.shape)}, received ${formatShape(ds.shape)}`);
       continue;
     }
+    if (!isNumericDtype(ds.dtype)) {
+      problems.push(`${entry.path} (${entry.name}): not a numeric dataset (dtype ${ds.dtype})`);
+      continue;
+    }
     if (entry.variable.dtype !== 'float32' && entry.variable.dtype !== 'int32') {
       problems.push(`${entry.path} (${entry.name}): cannot load into a ${entry.variable.dtype} variable`);
       continue;
@@ -169,6 +173,10 @@ function plan(model: tfl.LayersModel, contents: H5Contents, what: string): Plann
       entry.variable.read();
     } catch (e) {
       problems.push(`${entry.path} (${entry.name}): the model's variable is not usable (${e instanceof Error ? e.message : String(e)})`);
+      continue;
+    }
+    if (ds.data == null) {
+      problems.push(`${entry.path} (${entry.name}): its data was not read`);
       continue;
     }
     planned.push({ entry, data: ds.data });
@@ -188,6 +196,19 @@ function plan(model: tfl.LayersModel, contents: H5Contents, what: string): Plann
       `${what}: the weights do not fit the model '${model.name}', nothing was loaded:\n  ${problems.join('\n  ')}`);
   }
   return planned;
+}
+
+/**
+ * Which datasets of a weights file are worth reading for this model: those at one of its weight
+ * paths with the expected shape (checked from the file's metadata, before any data is read).
+ */
+export function datasetSelector(model: tfl.LayersModel): (info: H5DatasetInfo) => boolean {
+  const shapes = new Map(kerasWeightLayout(model).weights.map((w) => [w.path, w.shape]));
+  return ({ path, shape, dtype }) => {
+    const expected = shapes.get(path);
+    return expected != null && isNumericDtype(dtype) && expected.length === shape.length &&
+      expected.every((d, i) => d === shape[i]);
+  };
 }
 
 /**

@@ -156,7 +156,7 @@ describe('Keras file errors', () => {
 
   test('all or nothing: only the last weight is wrong, and no weight is loaded', async () => {
     const contents = await readH5(new Uint8Array(GQA_H5), 'fixture');
-    const datasets = [...contents.datasets.values()].map((d) => ({ path: d.path, shape: d.shape, data: d.data }));
+    const datasets = [...contents.datasets.values()].map((d) => ({ path: d.path, shape: d.shape, data: d.data! }));
     const last = datasets.find((d) => d.path.endsWith('_output_dense/vars/1'))!;
     last.shape = [9];
     last.data = new Float32Array(9);
@@ -175,7 +175,7 @@ describe('Keras file errors', () => {
     const groups = [...contents.groups.entries()].filter(([p]) => p !== '/').map(([path, attrs]) => ({ path, attrs }));
     const datasets = [...contents.datasets.values()]
       .filter((d) => !d.path.endsWith('_key_dense/vars/1'))
-      .map((d) => ({ path: d.path, shape: d.shape, data: d.data }));
+      .map((d) => ({ path: d.path, shape: d.shape, data: d.data! }));
     datasets.push({ path: '/layers/dense/vars/0', shape: [2, 2], data: new Float32Array(4) });
     groups.push({ path: '/layers/dense/vars', attrs: { name: 'dense' } });
     const model = gqaModel();
