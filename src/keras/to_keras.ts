@@ -6,6 +6,9 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { KerasConfigError } from './errors.js';
+import { genericToKeras, hasGenericCodec } from './generic_codec.js';
+import { KerasNotEqual } from './keras_layers.js';
+import { KERAS_WITHOUT_BUILD } from './layer_defaults.js';
 import { gqaCallSlots, kerasLayerOrder, type NodeLike } from './layer_order.js';
 import {
   activationToKeras,
@@ -35,10 +38,16 @@ function shapeOf(shape: ReadonlyArray<number | null | undefined>): Shape {
   return shape.map((d) => (d == null ? null : d));
 }
 
-/** Keras's Python layer class names for tfjs classes. */
+/** Keras's Python layer class names for tfjs classes (and for this package's Keras layers). */
+const KERAS_CLASS: Readonly<Record<string, string>> = {
+  GroupedQueryAttention: 'GroupQueryAttention',
+  KerasRmsLayerNormalization: 'LayerNormalization',
+  KerasGlobalAveragePooling1D: 'GlobalAveragePooling1D',
+};
+
 function kerasClass(layer: Layer): string {
   const cls = layer.getClassName();
-  return cls === 'GroupedQueryAttention' ? 'GroupQueryAttention' : cls;
+  return own(KERAS_CLASS, cls) ?? cls;
 }
 
 type ConfigWriter = (layer: Layer, c: Dict, where: string) => Dict;
@@ -77,6 +86,20 @@ const WRITERS: Record<string, ConfigWriter> = {
     beta_constraint: null,
     gamma_constraint: null,
   }),
+  KerasRmsLayerNormalization: (l, c, w) => ({
+    axis: negativeAxes(l, c['axis']),
+    epsilon: c['epsilon'] ?? 1e-3,
+    center: true,
+    scale: true,
+    rms_scaling: true,
+    beta_initializer: initializerToKeras(w, 'beta_initializer', { className: 'Zeros', config: {} }),
+    gamma_initializer: initializerToKeras(w, 'gamma_initializer', { className: 'Ones', config: {} }),
+    beta_regularizer: null,
+    gamma_regularizer: null,
+    beta_constraint: null,
+    gamma_constraint: null,
+  }),
+  KerasGlobalAveragePooling1D: (_l, c) => ({ data_format: 'channels_last', keepdims: c['keepdims'] ?? false }),
   Dropout: (_l, c) => ({ rate: c['rate'], seed: c['seed'] ?? null, noise_shape: c['noiseShape'] ?? null }),
   Activation: (_l, c, w) => ({ activation: activationToKeras(w, String(c['activation'])) }),
   Add: () => ({}),
@@ -146,7 +169,8 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
   };
   const kerasTensor = (t: SymbolicTensor): Dict => ({
     class_name: '__keras_tensor__',
-    config: { shape: shapeOf(t.shape), dtype: t.dtype, keras_history: history(t) },
+    // tfjs types symbolic outputs by their inputs; a not_equal mask is bool in Keras.
+    config: { shape: shapeOf(t.shape), dtype: t.sourceLayer instanceof KerasNotEqual ? 'bool' : t.dtype, keras_history: history(t) },
   });
 
   // Keras's `model.layers` order, which is also the order of the HDF5 groups.
@@ -169,7 +193,19 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
         inbound_nodes: [],
       };
     }
-    const writer = own(WRITERS, cls);
+    if (layer instanceof KerasNotEqual) {
+      // An op layer, as Keras records `keras.ops.not_equal(x, c)`.
+      const nodes = (layer.inboundNodes as unknown as NodeLike[]).filter((_n, i) => inModel(layer, i));
+      return {
+        module: 'keras.src.ops.numpy',
+        class_name: 'NotEqual',
+        config: { name: layer.name },
+        registered_name: 'NotEqual',
+        name: layer.name,
+        inbound_nodes: nodes.map((node) => ({ args: [kerasTensor(node.inputTensors[0]!), layer.constant], kwargs: {} })),
+      };
+    }
+    const writer = own(WRITERS, cls) ?? (hasGenericCodec(cls) ? (l: Layer) => genericToKeras(l, where) : undefined);
     if (writer == null) {
       throw new KerasConfigError(`${where}: layer class ${cls} cannot be saved in Keras format (supported: ${Object.keys(WRITERS).join(', ')})`);
     }
@@ -195,12 +231,13 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
         return { args, kwargs };
       }
       const tensors = inputs.map(kerasTensor);
-      const multi = ['Add', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate'].includes(cls);
+      if (cls === 'KerasGlobalAveragePooling1D' && tensors.length === 2) return { args: [tensors[0]], kwargs: { mask: tensors[1] } };
+      const multi = ['Add', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate', 'Subtract', 'Dot'].includes(cls);
       return { args: multi ? [tensors] : [tensors[0]], kwargs: {} };
     });
     const first = nodes[0];
     let buildConfig: Dict | undefined;
-    if (first != null) {
+    if (first != null && !KERAS_WITHOUT_BUILD.has(kerasClass(layer))) {
       const shapes = first.inputTensors.map((t) => shapeOf(t.shape));
       if (cls === 'GroupedQueryAttention' || cls === 'GroupQueryAttention') {
         const layout = (first.callArgs?.['inputLayout'] as string[] | undefined) ?? ['query', 'value', 'key'];

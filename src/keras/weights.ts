@@ -12,6 +12,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { formatShape } from '../errors.js';
 import { KerasConfigError, KerasWeightsError } from './errors.js';
 import { isNumericDtype, type H5Contents, type H5DatasetInfo, type H5DatasetSpec, type H5GroupSpec } from './h5.js';
+import { KerasNotEqual } from './keras_layers.js';
 import { kerasLayerOrder } from './layer_order.js';
 import { toSnakeCase } from './objects.js';
 
@@ -61,6 +62,8 @@ export interface KerasWeightLayout {
 function kerasClassName(layer: Layer): string {
   const cls = layer.getClassName();
   if (cls === 'GroupQueryAttention' || cls === 'GroupedQueryAttention') return 'GroupedQueryAttention';
+  if (cls === 'KerasRmsLayerNormalization') return 'LayerNormalization';
+  if (cls === 'KerasGlobalAveragePooling1D') return 'GlobalAveragePooling1D';
   return cls;
 }
 
@@ -95,6 +98,8 @@ export function kerasWeightLayout(model: tfl.LayersModel): KerasWeightLayout {
   const used = new Map<string, number>();
   // Keras's layer order, not tfjs's: they differ when a layer is called with keyword tensors.
   for (const layer of kerasLayerOrder(model)) {
+    // Op layers (keras.ops calls) are not in Keras's `model.layers` and have no group.
+    if (layer instanceof KerasNotEqual) continue;
     const snake = toSnakeCase(kerasClassName(layer));
     const count = used.get(snake);
     used.set(snake, count == null ? 0 : count + 1);

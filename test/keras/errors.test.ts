@@ -125,7 +125,7 @@ describe('Keras file errors', () => {
   test('an unsupported option names the layer and the option', async () => {
     const before = tf.memory().numTensors;
     const cases: Array<[(c: any) => void, RegExp]> = [
-      [(c) => { layerEntry(c, 'layer_norm').config.rms_scaling = true; }, /Layer 'layer_norm' \(LayerNormalization\): unsupported option rms_scaling=true/],
+      [(c) => { layerEntry(c, 'layer_norm').config.beta_constraint = 'non_neg'; }, /Layer 'layer_norm' \(LayerNormalization\): unsupported option beta_constraint="non_neg"/],
       [(c) => { layerEntry(c, 'logits').config.activation = 'hard_sigmoid'; }, /Layer 'logits' \(Dense\): unsupported activation 'hard_sigmoid'/],
       [(c) => { layerEntry(c, 'gqa').config.flux_capacitor = 3; }, /Layer 'gqa' \(GroupQueryAttention\): unsupported option flux_capacitor=3/],
       [(c) => { layerEntry(c, 'gqa').config.dtype.config.name = 'mixed_float16'; }, /Layer 'gqa' .*unsupported dtype policy "mixed_float16"/],
