@@ -36,6 +36,12 @@ export interface KerasReadOptions {
   maxConfigBytes?: number;
   /** Largest `model.weights.h5` accepted, in bytes (uncompressed). Default 2 GiB. */
   maxWeightsBytes?: number;
+  /**
+   * Receives the notice when a file holds training state that is not loaded (a `compile_config` or
+   * optimizer variables: tfjs optimizers are not restored). Default `console.warn`; pass `() => {}`
+   * to silence it.
+   */
+  warn?: (message: string) => void;
 }
 
 export const DEFAULT_MAX_CONFIG_BYTES = 64 * 2 ** 20;

@@ -15,7 +15,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { looksLikeZip, readKerasArchive, writeKerasArchive, type KerasReadOptions } from './archive.js';
 import { KerasFileError } from './errors.js';
 import { modelFromKerasConfig } from './from_keras.js';
-import { looksLikeHdf5, readH5, writeH5 } from './h5.js';
+import { looksLikeHdf5, readH5, writeH5, type H5Contents } from './h5.js';
 import { readSource, type KerasSource } from './source.js';
 import { kerasConfigFromModel } from './to_keras.js';
 import { assignWeights, collectWeights, datasetSelector, kerasWeightLayout } from './weights.js';
@@ -25,6 +25,30 @@ export { SUPPORTED_KERAS_LAYERS } from './from_keras.js';
 export type { KerasSource } from './source.js';
 export type { KerasReadOptions } from './archive.js';
 export type { KerasWeightEntry, KerasWeightLayout } from './weights.js';
+
+/**
+ * Says what training state a file holds and the loader does not restore: the compile config (optimizer,
+ * loss, metrics) and the optimizer's variables (Adam's moments, the iteration count). The weights load
+ * exactly; to resume training, compile the tfjs model (its optimizer starts from zero state).
+ */
+function reportSkippedTraining(what: string, config: Record<string, unknown> | null, contents: H5Contents, options: KerasReadOptions): void {
+  const compile = config?.['compile_config'];
+  const optimizerVars = [...contents.datasets.keys()].filter((p) => p.startsWith('/optimizer/')).length;
+  const hasCompile = compile != null && typeof compile === 'object' && Object.keys(compile).length > 0;
+  if (!hasCompile && optimizerVars === 0) return;
+  const optimizer = hasCompile ? (compile as Record<string, unknown>)['optimizer'] : null;
+  const name = optimizer != null && typeof optimizer === 'object'
+    ? String((optimizer as Record<string, unknown>)['class_name'] ?? 'an optimizer')
+    : typeof optimizer === 'string' ? optimizer : 'an optimizer';
+  const parts = [
+    ...(hasCompile ? [`its compile_config (optimizer ${name}, loss and metrics)`] : []),
+    ...(optimizerVars > 0 ? [`${optimizerVars} optimizer variables`] : []),
+  ];
+  (options.warn ?? console.warn)(
+    `${what}: the weights loaded exactly, but ${parts.join(' and ')} were not loaded: ` +
+    'TensorFlow.js optimizers are not restored from Keras files. To train further, call model.compile(...) ' +
+    '(the optimizer starts from a fresh state).');
+}
 
 /** The Keras version whose format {@link saveKerasModel} writes. */
 const WRITTEN_KERAS_VERSION = '3.6.0';
@@ -68,6 +92,7 @@ export async function loadKerasModel(source: KerasSource, options: KerasReadOpti
     // Only the datasets the model has, with the shapes it expects, are read.
     const contents = await readH5(archive.weights, `${what} model.weights.h5`, datasetSelector(model));
     assignWeights(model, contents, `${what} model.weights.h5`);
+    reportSkippedTraining(what, archive.config, contents, options);
   } catch (e) {
     model.dispose();
     throw e;
@@ -111,6 +136,7 @@ export async function loadKerasWeights(
   }
   const contents = await readH5(h5Bytes, label, datasetSelector(model));
   assignWeights(model, contents, label);
+  reportSkippedTraining(what, null, contents, options);
 }
 
 /**

@@ -200,3 +200,23 @@ describe('round trips', () => {
     reloaded.dispose();
   });
 });
+
+describe('training state', () => {
+  beforeAll(async () => {
+    await useBackend('cpu');
+  });
+
+  test('a model saved after fit loads its weights and says that its optimizer state was not loaded', async () => {
+    const dir = join(import.meta.dirname, '..', 'data', 'fixtures');
+    const messages: string[] = [];
+    const model = await loadKerasModel(join(dir, 'fit_adam_v36.keras'), { warn: (m) => messages.push(m) });
+    expect(messages).toHaveLength(1);
+    expect(messages[0]).toMatch(/its compile_config \(optimizer Adam, loss and metrics\) and \d+ optimizer variables were not loaded/);
+    await loadKerasWeights(model, join(dir, 'fit_adam_v36.weights.h5'), { warn: (m) => messages.push(m) });
+    expect(messages[1]).toMatch(/\d+ optimizer variables were not loaded/);
+    model.dispose();
+    const quiet: string[] = [];
+    (await loadKerasModel(join(dir, 'gqa_layer_v36.keras'), { warn: (m) => quiet.push(m) })).dispose();
+    expect(quiet).toEqual([]);
+  });
+});
