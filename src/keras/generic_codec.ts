@@ -36,6 +36,14 @@ const RENAMES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   LeakyReLU: { negative_slope: 'alpha' },
 };
 
+/**
+ * Option values tfjs-layers accepts in a config but cannot compute (it throws at call time, or would
+ * compute something else): refused when the file is read.
+ */
+const UNSUPPORTED_VALUES: Readonly<Record<string, ReadonlyArray<readonly [key: string, value: unknown, why: string]>>> = {
+  Conv1D: [['padding', 'causal', 'tfjs-layers 4.22 does not implement causal padding in Conv1D; use ZeroPadding1D((k-1)*d, 0) then padding="valid"']],
+};
+
 const DATA_FORMATS: Readonly<Record<string, string>> = { channels_last: 'channelsLast', channels_first: 'channelsFirst' };
 
 function camel(key: string): string {
@@ -101,6 +109,8 @@ export function genericFromKeras(
     if (!Object.hasOwn(defaults, key)) {
       throw new KerasConfigError(`${where}: unsupported option ${key}=${JSON.stringify(raw).slice(0, 200)} (not a Keras 3 ${className} option)`);
     }
+    const refused = (UNSUPPORTED_VALUES[className] ?? []).find(([k, v]) => k === key && v === raw);
+    if (refused != null) throw new KerasConfigError(`${where}: unsupported option ${key}=${JSON.stringify(raw)} (${refused[2]})`);
     const { value, object } = objectFromKeras(where, key, raw);
     if (value === undefined) continue;
     const tk = tfKey(className, key);

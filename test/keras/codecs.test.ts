@@ -37,7 +37,7 @@ beforeAll(async () => {
 
 describe('generic codec', () => {
   test.each([
-    ['Conv1D', { filters: 3, kernel_size: [3], strides: [1], padding: 'causal', data_format: 'channels_last', dilation_rate: [2], groups: 1, activation: 'relu', use_bias: true }],
+    ['Conv1D', { filters: 3, kernel_size: [3], strides: [1], padding: 'same', data_format: 'channels_last', dilation_rate: [2], groups: 1, activation: 'relu', use_bias: true }],
     ['MaxPooling1D', { pool_size: [2], strides: [2], padding: 'valid', data_format: 'channels_last' }],
     ['AveragePooling1D', { pool_size: [2], strides: [1], padding: 'same', data_format: 'channels_last' }],
     ['GlobalMaxPooling1D', { data_format: 'channels_last', keepdims: false }],
@@ -124,4 +124,9 @@ describe('layers of this package', () => {
     model.dispose();
     reloaded.dispose();
   });
+});
+
+test('Conv1D padding="causal", which tfjs-layers accepts but cannot compute, is refused when read', () => {
+  expect(() => modelFromKerasConfig(oneLayer('Conv1D', { filters: 3, kernel_size: [3], padding: 'causal' }))).toThrow(
+    /Layer 'l' \(Conv1D\): unsupported option padding="causal" \(tfjs-layers 4.22 does not implement causal padding/);
 });
