@@ -144,8 +144,8 @@ def models(rng):
     a = keras.Input((6, 8), name="a")
     b = keras.Input((6, 8), name="b")
     shared = gqa(name="shared")
-    s = L.Subtract(name="diff")([shared(a, a), shared(b, a)])
-    out["shared_subtract"] = (keras.Model([a, b], L.Dense(4, name="out")(s), name="shared_subtract"),
+    s = L.Maximum(name="max")([shared(a, a), shared(b, b)])
+    out["shared_maximum"] = (keras.Model([a, b], L.Dense(4, name="out")(s), name="shared_maximum"),
                               [floats(rng, (2, 6, 8)), floats(rng, (2, 6, 8))])
 
     x = keras.Input((8, 8), name="x")
@@ -182,6 +182,11 @@ def make(out_dir):
             "input_names": [t.name.split(":")[0] for t in model.inputs],
             "outputs": [tensor_json(v) for v in y],
         }
+        if name == "decoder2_masked":
+            # Padded query rows have no allowed key (Keras masks the whole row by query_mask). There
+            # this package keeps Keras 3.6's numbers, which Keras 3.10+ changed (README, "Keras options
+            # after 3.6"); every other row is compared.
+            expected["compare_rows"] = (inputs[0] != 0).astype(np.int64).ravel().tolist()
         with open(os.path.join(out_dir, f"{name}.expected.json"), "w") as f:
             json.dump(expected, f)
         print(json.dumps({"made": name}))
@@ -219,7 +224,9 @@ def check(out_dir):
                     model.set_weights([np.zeros(w.shape, np.float32) for w in model.weights])
                     model.load_weights(os.path.join(out_dir, f"{name}.ours.weights.h5"))
                 got = as_list(model(feed, training=False))
-                oks = [close(g, np.asarray(e["data"]).reshape(e["shape"])) for g, e in zip(got, spec["outputs"])]
+                keep = spec.get("compare_rows")
+                pick = (lambda a: a.reshape(-1, a.shape[-1])[np.asarray(keep) == 1]) if keep else (lambda a: a)
+                oks = [close(pick(np.asarray(g)), pick(np.asarray(e["data"]).reshape(e["shape"]))) for g, e in zip(got, spec["outputs"])]
                 ok = len(got) == len(spec["outputs"]) and all(o for o, _ in oks)
                 print(json.dumps({"check": f"{name}: Keras {kind} of our file", "ok": ok, "detail": "; ".join(d for _, d in oks)}))
             except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the run

@@ -16,7 +16,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -51,6 +51,7 @@ function makeKerasModels() {
   const hash = createHash('sha256').update(readFileSync(MODELS_PY)).digest('hex');
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === hash) return;
   console.error('building the models in Keras…');
+  for (const f of readdirSync(OUT)) if (/\.(keras|h5|json)$/.test(f)) rmSync(join(OUT, f));
   execFileSync(PYTHON, [MODELS_PY, 'make', OUT], { env, stdio: ['ignore', 2, 2] });
   writeFileSync(stamp, hash);
 }
@@ -95,9 +96,18 @@ async function main() {
     const y = model.predict(inputs.length === 1 ? inputs[0] : inputs);
     return Array.isArray(y) ? y : [y];
   };
-  const checkOutputs = (label, got, expected) => {
+  /** Keeps the rows (last axis = one row) the expectation compares; all when it does not say. */
+  const rows = (data, shape, compareRows) => {
+    if (compareRows == null) return Array.from(data);
+    const width = shape[shape.length - 1];
+    return Array.from(data).filter((_v, i) => compareRows[Math.floor(i / width)] === 1);
+  };
+  const checkOutputs = (label, got, expected, compareRows) => {
     if (got.length !== expected.length) return record(label, false, `${got.length} outputs, expected ${expected.length}`);
-    const parts = got.map((t, i) => ({ shape: JSON.stringify(t.shape) === JSON.stringify(expected[i].shape), ...compare(t.dataSync(), expected[i].data) }));
+    const parts = got.map((t, i) => ({
+      shape: JSON.stringify(t.shape) === JSON.stringify(expected[i].shape),
+      ...compare(rows(t.dataSync(), t.shape, compareRows), rows(expected[i].data, expected[i].shape, compareRows)),
+    }));
     record(label, parts.every((p) => p.ok && p.shape), parts.map((p) => `${p.shape ? '' : 'shape differs; '}${p.detail}`).join('; '));
   };
 
@@ -119,7 +129,7 @@ async function main() {
       const inputs = model.inputNames.map((n) => toTensor(spec.inputs[n]));
       try {
         const y = outputsOf(model, inputs);
-        checkOutputs(`${stem} [${backend}]: loadKerasModel reproduces Keras's outputs`, y, spec.outputs);
+        checkOutputs(`${stem} [${backend}]: loadKerasModel reproduces Keras's outputs`, y, spec.outputs, spec.compare_rows);
         tf.dispose(y);
       } catch (e) {
         record(`${stem} [${backend}]: predict`, false, e.message.slice(0, 300));
@@ -130,7 +140,7 @@ async function main() {
         tf.dispose(zeros);
         await loadKerasWeights(model, join(OUT, `${stem}.weights.h5`), { warn });
         const y2 = outputsOf(model, inputs);
-        checkOutputs(`${stem} [${backend}]: loadKerasWeights reads Keras's .weights.h5`, y2, spec.outputs);
+        checkOutputs(`${stem} [${backend}]: loadKerasWeights reads Keras's .weights.h5`, y2, spec.outputs, spec.compare_rows);
         tf.dispose(y2);
       } catch (e) {
         record(`${stem} [${backend}]: loadKerasWeights`, false, e.message.slice(0, 300));
@@ -140,7 +150,7 @@ async function main() {
           // Reload the Keras weights (the scrambled copy was restored above) and save our files.
           writeFileSync(join(OUT, `${stem}.ours.keras`), await saveKerasModel(model));
           writeFileSync(join(OUT, `${stem}.ours.weights.h5`), await saveKerasWeights(model));
-          writeFileSync(join(OUT, `${stem}.ours.json`), JSON.stringify({ inputs: spec.inputs, input_names: spec.input_names, outputs: spec.outputs }));
+          writeFileSync(join(OUT, `${stem}.ours.json`), JSON.stringify({ inputs: spec.inputs, input_names: spec.input_names, outputs: spec.outputs, compare_rows: spec.compare_rows }));
         } catch (e) {
           record(`${stem}: saveKerasModel / saveKerasWeights`, false, e.message.slice(0, 300));
         }
@@ -163,9 +173,13 @@ async function main() {
         input_names: model.inputNames,
         outputs: y.map((t) => ({ shape: t.shape, data: Array.from(t.dataSync()) })),
       };
-      writeFileSync(join(OUT, `ts_${name}.ours.keras`), await saveKerasModel(model));
-      writeFileSync(join(OUT, `ts_${name}.ours.weights.h5`), await saveKerasWeights(model));
-      writeFileSync(join(OUT, `ts_${name}.ours.json`), JSON.stringify(spec));
+      try {
+        writeFileSync(join(OUT, `ts_${name}.ours.keras`), await saveKerasModel(model));
+        writeFileSync(join(OUT, `ts_${name}.ours.weights.h5`), await saveKerasWeights(model));
+        writeFileSync(join(OUT, `ts_${name}.ours.json`), JSON.stringify(spec));
+      } catch (e) {
+        record(`ts_${name}: saveKerasModel / saveKerasWeights`, false, e.message.slice(0, 300));
+      }
       tf.dispose([...y, ...inputs]);
       model.dispose();
     }

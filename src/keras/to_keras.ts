@@ -100,6 +100,8 @@ const WRITERS: Record<string, ConfigWriter> = {
     gamma_constraint: null,
   }),
   KerasGlobalAveragePooling1D: (_l, c) => ({ data_format: 'channels_last', keepdims: c['keepdims'] ?? false }),
+  // tfjs's own layer (no mask, no keepdims): the same numbers as Keras's without a mask.
+  GlobalAveragePooling1D: () => ({ data_format: 'channels_last', keepdims: false }),
   Dropout: (_l, c) => ({ rate: c['rate'], seed: c['seed'] ?? null, noise_shape: c['noiseShape'] ?? null }),
   Activation: (_l, c, w) => ({ activation: activationToKeras(w, String(c['activation'])) }),
   Add: () => ({}),
