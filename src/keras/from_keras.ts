@@ -628,11 +628,19 @@ export function modelFromKerasConfig(modelConfig: Dict): tfl.LayersModel {
     };
     const inputs = inputRefs.map((r) => resolve(r, 'input_layers'));
     const outs = outputRefs.map((r) => resolve(r, 'output_layers'));
-    return tfl.model({
+    const model = tfl.model({
       inputs,
       outputs: outs.length === 1 ? outs[0]! : outs,
       name: typeof config['name'] === 'string' ? config['name'] : undefined,
     });
+    // tfjs counts every symbolic call of a layer as one owner and model.dispose() releases one, so a
+    // layer called at several nodes (a shared layer) would keep its weights. This model is the only
+    // owner of the layers it was built from: one reference each.
+    for (const layer of model.layers) {
+      const owned = layer as unknown as { _refCount: number | null };
+      if (owned._refCount != null && owned._refCount > 1) owned._refCount = 1;
+    }
+    return model;
   } catch (err) {
     for (const layer of created) {
       try {

@@ -3,7 +3,10 @@
  * hand in Keras 3's format load or are refused with the option's name; what loads saves back to the
  * same keys; op layers that Keras records name their origin.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { strFromU8, strToU8, unzipSync, zipSync } from 'fflate';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { KerasConfigError, kerasModelConfig, loadKerasModel, saveKerasModel } from '../../src/keras/index.js';
@@ -129,4 +132,29 @@ describe('layers of this package', () => {
 test('Conv1D padding="causal", which tfjs-layers accepts but cannot compute, is refused when read', () => {
   expect(() => modelFromKerasConfig(oneLayer('Conv1D', { filters: 3, kernel_size: [3], padding: 'causal' }))).toThrow(
     /Layer 'l' \(Conv1D\): unsupported option padding="causal" \(tfjs-layers 4.22 does not implement causal padding/);
+});
+
+describe('shared layers', () => {
+  const dir = join(import.meta.dirname, '..', 'data', 'fixtures');
+
+  test('a GQA layer called at two nodes is freed by model.dispose()', async () => {
+    const before = tf.memory().numTensors;
+    const model = await loadKerasModel(join(dir, 'shared_gqa_v36.keras'));
+    expect(model.getLayer('shared').inboundNodes.length).toBe(2);
+    expect(tf.memory().numTensors).toBeGreaterThan(before);
+    model.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  test('a shared GQA layer called with other inputs or options per node is refused with the layer\'s name', async () => {
+    const entries = unzipSync(readFileSync(join(dir, 'shared_gqa_v36.keras')));
+    const config = JSON.parse(strFromU8(entries['config.json']!));
+    const shared = config.config.layers.find((l: { name: string }) => l.name === 'shared');
+    shared.inbound_nodes[1].kwargs.use_causal_mask = true;
+    entries['config.json'] = strToU8(JSON.stringify(config));
+    const before = tf.memory().numTensors;
+    await expect(loadKerasModel(zipSync(entries, { level: 0 }))).rejects.toThrow(
+      /Layer 'shared' \(GroupQueryAttention\): .*must be called with the same inputs and options at every node/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });
