@@ -3,6 +3,9 @@
  * numbers, the tfjs op under it, and a fused attention engine.
  *
  * Importing the package registers the layer for serialization and the op's gradient.
+ *
+ * Keras files (`loadKerasModel`, `saveKerasModel`, …) have their own entry point,
+ * `grouped-query-attention/keras`, so that this one does not load h5wasm or fflate.
  */
 import { registerGroupedQueryAttentionGradient } from './op/gradient.js';
 import { registerKernels } from './op/kernels/register.js';
@@ -24,7 +27,6 @@ export {
 export { GroupedQueryAttention, GroupQueryAttention } from './layer/grouped_query_attention.js';
 export type { GroupedQueryAttentionArgs, GroupedQueryAttentionCallArgs } from './layer/args.js';
 export { KVCache, type KVCacheOptions } from './layer/kv_cache.js';
-export * from './keras/index.js';
 
 registerGroupedQueryAttentionGradient();
 registerKernels();

@@ -11,7 +11,7 @@ import { ValueError } from '../errors.js';
  *
  * @example
  * ```ts
- * import { loadKerasModel, KerasFileError } from 'grouped-query-attention';
+ * import { loadKerasModel, KerasFileError } from 'grouped-query-attention/keras';
  * try {
  *   await loadKerasModel(new Uint8Array([1, 2, 3]));
  * } catch (e) {
@@ -32,7 +32,7 @@ export class KerasFileError extends ValueError {
  *
  * @example
  * ```ts
- * import { KerasConfigError } from 'grouped-query-attention';
+ * import { KerasConfigError } from 'grouped-query-attention/keras';
  * const e = new KerasConfigError("Layer 'conv' (class Conv1D): unsupported layer class Conv1D");
  * console.log(e.name); // 'KerasConfigError'
  * ```
@@ -50,7 +50,7 @@ export class KerasConfigError extends ValueError {
  *
  * @example
  * ```ts
- * import { KerasWeightsError } from 'grouped-query-attention';
+ * import { KerasWeightsError } from 'grouped-query-attention/keras';
  * const e = new KerasWeightsError('/layers/dense/vars/0: expected shape [16,50], received [16,51]');
  * console.log(e instanceof Error); // true
  * ```

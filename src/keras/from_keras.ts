@@ -10,12 +10,16 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { GroupedQueryAttention } from '../layer/grouped_query_attention.js';
 import { KerasConfigError } from './errors.js';
+import { genericClasses, genericFromKeras, hasGenericCodec } from './generic_codec.js';
+import { KerasGlobalAveragePooling1D, KerasNotEqual, KerasRmsLayerNormalization } from './keras_layers.js';
+import { recordKerasCall } from './layer_order.js';
 import {
   activationFromKeras,
   checkDtypePolicy,
   constraintFromKeras,
   initializerFromKeras,
   isDict,
+  own,
   regularizerFromKeras,
   type Dict,
 } from './objects.js';
@@ -203,13 +207,23 @@ const TRANSLATORS: Record<string, Translator> = {
 
   LayerNormalization(o, name) {
     const base = baseArgs(o, name);
-    o.only('rms_scaling', [false], 'RMS scaling is not supported');
     o.only('beta_constraint', [null], 'TensorFlow.js LayerNormalization has no constraints');
     o.only('gamma_constraint', [null], 'TensorFlow.js LayerNormalization has no constraints');
     const axisRaw = o.get('axis') ?? -1;
     const axis = Array.isArray(axisRaw) ? axisRaw : [axisRaw];
     if (!axis.every((a) => typeof a === 'number' && Number.isInteger(a))) {
       throw new KerasConfigError(`${o.where}: unsupported option axis=${JSON.stringify(axisRaw)}`);
+    }
+    if (o.boolean('rms_scaling', false)) {
+      // Keras: gamma only (center is ignored), scaled by the variance; our layer reproduces it.
+      o.ignore('center', 'scale', 'beta_initializer', 'beta_regularizer');
+      o.only('gamma_regularizer', [null], 'regularizers on RMS-scaled LayerNormalization are not supported');
+      const layer = new KerasRmsLayerNormalization({
+        ...base, axis: axis as number[], epsilon: o.number('epsilon', 1e-3),
+        gammaInitializer: initializerFromKeras(o.where, 'gamma_initializer', o.get('gamma_initializer')),
+      });
+      o.finish();
+      return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
     }
     const layer = tfl.layers.layerNormalization({
       ...base,
@@ -224,6 +238,47 @@ const TRANSLATORS: Record<string, Translator> = {
     });
     o.finish();
     return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+  },
+
+  GlobalAveragePooling1D(o, name) {
+    const base = baseArgs(o, name);
+    o.only('data_format', ['channels_last'], 'only channels_last is supported');
+    const layer = new KerasGlobalAveragePooling1D({ ...base, keepdims: o.boolean('keepdims', false) });
+    o.finish();
+    return {
+      layer,
+      call: (a, k) => {
+        const { mask, ...rest } = k;
+        const x = singleInput(o.where, a, rest, false);
+        if (mask == null) return layer.apply(x) as Output;
+        if (!isSymbolic(mask)) throw new KerasConfigError(`${o.where}: unsupported call argument mask=${describe(mask)}`);
+        return layer.apply([x as SymbolicTensor, mask]) as Output;
+      },
+    };
+  },
+
+  // An op layer: Keras records `keras.ops.not_equal(x, c)` this way, e.g. for the mask that
+  // Embedding(mask_zero=True) propagates (tokens != 0).
+  NotEqual(o, name) {
+    o.ignore('trainable', 'dtype');
+    o.finish();
+    let layer: KerasNotEqual | null = null;
+    const translated: Translated = {
+      layer: null,
+      call: (a, k) => {
+        if (Object.values(k).some((v) => v != null) || a.length !== 2 || !isSymbolic(a[0]) || typeof a[1] !== 'number') {
+          throw new KerasConfigError(
+            `${o.where}: only not_equal(tensor, number) is supported; received args ${describe(a)}`);
+        }
+        if (layer != null && layer.constant !== a[1]) {
+          throw new KerasConfigError(`${o.where}: called with different constants (${layer.constant}, ${a[1]})`);
+        }
+        layer ??= new KerasNotEqual({ name, constant: a[1] });
+        translated.layer = layer;
+        return layer.apply(a[0]) as Output;
+      },
+    };
+    return translated;
   },
 
   Dropout(o, name) {
@@ -350,7 +405,7 @@ function translateGqa(o: Options, name: string): Translated {
       throw new KerasConfigError(`${o.where}: unsupported call argument training=${describe(training)}`);
     }
     const query = tensor('query', true)!;
-    return layer.apply(query, {
+    const out = layer.apply(query, {
       value: tensor('value', true),
       key: tensor('key', false),
       queryMask: tensor('query_mask', false),
@@ -360,6 +415,10 @@ function translateGqa(o: Options, name: string): Translated {
       useCausalMask: flag('use_causal_mask'),
       returnAttentionScores: flag('return_attention_scores'),
     }) as Output;
+    // Keras orders layers by which tensors were positional (see layer_order.ts).
+    const nodes = layer.inboundNodes;
+    recordKerasCall(nodes[nodes.length - 1]!, args.flatMap((value, i) => (isSymbolic(value) ? [GQA_CALL[i]!] : [])));
+    return out;
   };
   return { layer, call };
 }
@@ -369,12 +428,30 @@ function translateGqa(o: Options, name: string): Translated {
  *
  * @example
  * ```ts
- * import { SUPPORTED_KERAS_LAYERS } from 'grouped-query-attention';
+ * import { SUPPORTED_KERAS_LAYERS } from 'grouped-query-attention/keras';
  *
  * console.log(SUPPORTED_KERAS_LAYERS.includes('GroupQueryAttention'));   // true
  * ```
  */
-export const SUPPORTED_KERAS_LAYERS: readonly string[] = Object.keys(TRANSLATORS);
+export const SUPPORTED_KERAS_LAYERS: readonly string[] = [
+  ...Object.keys(TRANSLATORS), ...genericClasses().filter((c) => hasGenericCodec(c) && !Object.hasOwn(TRANSLATORS, c)),
+];
+
+/** Keras merge layers served by the generic codec: they take a list of tensors. */
+const GENERIC_MERGE = new Set(['Subtract', 'Dot']);
+
+/** The translator of a class: ours, else tfjs-layers' own class through the generic codec. */
+function translatorFor(className: string): Translator | undefined {
+  const ours = own(TRANSLATORS, className);
+  if (ours != null) return ours;
+  if (!hasGenericCodec(className)) return undefined;
+  return (o, name) => {
+    checkDtypePolicy(o.where, o.config['dtype']);
+    const layer = genericFromKeras(className, o.config, o.where, { name, trainable: o.boolean('trainable', true) });
+    const list = GENERIC_MERGE.has(className);
+    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, list)) as Output };
+  };
+}
 
 /** A `[layer_name, node_index, tensor_index]` reference. */
 type History = [string, number, number];
@@ -419,8 +496,15 @@ function translateLayers(config: Dict): LayerEntry[] {
     if (typeof module === 'string' && !module.startsWith('keras')) {
       throw new KerasConfigError(`${where}: unsupported custom layer class from module '${module}'`);
     }
-    const translate = TRANSLATORS[className];
+    const translate = translatorFor(className);
     if (translate == null) {
+      if (typeof module === 'string' && module.startsWith('keras.src.ops')) {
+        throw new KerasConfigError(
+          `${where}: unsupported op layer ${className} from ${module}: Keras saves a call of a keras.ops ` +
+          'function on symbolic tensors as this op layer (Keras 3.6 does so for the mask that ' +
+          'Embedding(mask_zero=True) propagates). Supported op layers: NotEqual; replace the op by a layer, ' +
+          'or pass masks as model inputs');
+      }
       throw new KerasConfigError(
         `${where}: unsupported layer class ${className} (supported: ${SUPPORTED_KERAS_LAYERS.join(', ')})`);
     }
@@ -436,7 +520,7 @@ function translateLayers(config: Dict): LayerEntry[] {
     return { name, className, where, translated: undefined as unknown as Translated, nodes, raw: layerConfig };
   }).map((entry) => {
     const e = entry as LayerEntry & { raw: Dict };
-    e.translated = TRANSLATORS[e.className]!(new Options(e.where, e.raw), e.name);
+    e.translated = translatorFor(e.className)!(new Options(e.where, e.raw), e.name);
     return e;
   });
 }
@@ -544,11 +628,19 @@ export function modelFromKerasConfig(modelConfig: Dict): tfl.LayersModel {
     };
     const inputs = inputRefs.map((r) => resolve(r, 'input_layers'));
     const outs = outputRefs.map((r) => resolve(r, 'output_layers'));
-    return tfl.model({
+    const model = tfl.model({
       inputs,
       outputs: outs.length === 1 ? outs[0]! : outs,
       name: typeof config['name'] === 'string' ? config['name'] : undefined,
     });
+    // tfjs counts every symbolic call of a layer as one owner and model.dispose() releases one, so a
+    // layer called at several nodes (a shared layer) would keep its weights. This model is the only
+    // owner of the layers it was built from: one reference each.
+    for (const layer of model.layers) {
+      const owned = layer as unknown as { _refCount: number | null };
+      if (owned._refCount != null && owned._refCount > 1) owned._refCount = 1;
+    }
+    return model;
   } catch (err) {
     for (const layer of created) {
       try {

@@ -81,20 +81,35 @@ function checkSuperblock(bytes: Uint8Array, what: string): void {
   }
 }
 
-/** A dataset read from an HDF5 file, converted to float32. */
+/** A dataset of an HDF5 file: its name, shape and type always, its data only when it was selected. */
 export interface H5Dataset {
   /** Absolute path, e.g. `/layers/dense/vars/0`. */
   path: string;
   shape: number[];
   /** h5wasm's dtype string, e.g. `<f` (float32), `<d` (float64). */
   dtype: string;
-  data: Float32Array;
+  /** The values as float32; null for a dataset that was not selected (its data was never read). */
+  data: Float32Array | null;
 }
+
+/** A dataset's description, before any of its data is read. */
+export type H5DatasetInfo = Omit<H5Dataset, 'data'>;
 
 /** Groups (with their string attributes) and datasets of an HDF5 file. */
 export interface H5Contents {
   groups: Map<string, Record<string, string>>;
   datasets: Map<string, H5Dataset>;
+}
+
+/** At most this many groups and datasets are listed: a Keras weights file has a few per layer. */
+export const MAX_H5_OBJECTS = 200_000;
+
+/** Groups nest at most this deep (Keras: `/layers/<layer>/<sub-layer>/vars`, a few levels). */
+export const MAX_H5_DEPTH = 32;
+
+/** True for h5wasm dtypes of real numbers (float or integer, any size or byte order). */
+export function isNumericDtype(dtype: string): boolean {
+  return /^[<>|=]?[fiuedb]\d*$/.test(dtype) || /^[<>|=]?[fiu]$/.test(dtype);
 }
 
 type H5Group = InstanceType<H5Module['Group']>;
@@ -114,10 +129,14 @@ function toFloat32(value: unknown, path: string, what: string): Float32Array {
 }
 
 /**
- * Reads every group and dataset of an HDF5 file given as bytes. Throws {@link KerasFileError} for
- * bytes that are not HDF5, truncated or corrupted.
+ * Lists every group and dataset of an HDF5 file given as bytes, and reads the data of the datasets
+ * `select` accepts (all when it is omitted) - only after every name, shape and type is known, so that
+ * an unused or oversized dataset costs nothing. Throws {@link KerasFileError} for bytes that are not
+ * HDF5, truncated or corrupted, or a file with more than {@link MAX_H5_OBJECTS} objects.
  */
-export async function readH5(bytes: Uint8Array, what: string): Promise<H5Contents> {
+export async function readH5(
+  bytes: Uint8Array, what: string, select?: (info: H5DatasetInfo) => boolean,
+): Promise<H5Contents> {
   checkSuperblock(bytes, what);
   const mod = await h5();
   const FS = mod.FS as unknown as {
@@ -135,26 +154,37 @@ export async function readH5(bytes: Uint8Array, what: string): Promise<H5Content
       throw new KerasFileError(`${what}: corrupted HDF5 file, HDF5 cannot open it (${firstLine(e)})`);
     }
     const contents: H5Contents = { groups: new Map(), datasets: new Map() };
-    const walk = (group: H5Group, path: string) => {
+    const handles = new Map<string, InstanceType<H5Module['Dataset']>>();
+    let objects = 0;
+    const walk = (group: H5Group, path: string, depth: number) => {
+      if (depth > MAX_H5_DEPTH) {
+        throw new KerasFileError(`${what}: HDF5 groups nested more than ${MAX_H5_DEPTH} deep at ${path.slice(0, 200)}…`);
+      }
       contents.groups.set(path === '' ? '/' : path, readAttrs(group));
       for (const key of group.keys()) {
+        objects += 1;
+        if (objects > MAX_H5_OBJECTS) {
+          throw new KerasFileError(
+            `${what}: more than ${MAX_H5_OBJECTS} HDF5 groups and datasets; not a Keras weights file`);
+        }
         const child = group.get(key);
         const childPath = `${path}/${key}`;
         if (child instanceof mod.Group) {
-          walk(child, childPath);
+          walk(child, childPath, depth + 1);
         } else if (child instanceof mod.Dataset) {
-          const shape = child.shape ?? [];
-          contents.datasets.set(childPath, {
-            path: childPath,
-            shape,
-            dtype: String(child.dtype),
-            data: toFloat32(child.value, childPath, what),
-          });
+          // Metadata only: the data is read below, for the selected datasets.
+          contents.datasets.set(childPath, { path: childPath, shape: child.shape ?? [], dtype: String(child.dtype), data: null });
+          handles.set(childPath, child);
         }
       }
     };
     try {
-      walk(file, '');
+      walk(file, '', 0);
+      for (const ds of contents.datasets.values()) {
+        if (select != null && !select({ path: ds.path, shape: ds.shape, dtype: ds.dtype })) continue;
+        if (!isNumericDtype(ds.dtype)) throw new KerasFileError(`${what}: dataset ${ds.path} is not numeric (dtype ${ds.dtype})`);
+        ds.data = toFloat32(handles.get(ds.path)!.value, ds.path, what);
+      }
     } catch (e) {
       if (e instanceof KerasFileError) throw e;
       throw new KerasFileError(`${what}: corrupted HDF5 file, reading it failed (${firstLine(e)})`);

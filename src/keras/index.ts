@@ -5,20 +5,50 @@
  *
  * HDF5 is read and written by h5wasm (HDF5 compiled to WebAssembly) in memory, so every function
  * works in Node and in browsers; h5wasm is loaded on first use.
+ *
+ * This is the package's `grouped-query-attention/keras` entry point: the root entry does not load
+ * h5wasm or fflate.
  */
+// The package's registrations (layer class, kernels, gradient): this entry point works on its own.
+import '../index.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { looksLikeZip, readKerasArchive, writeKerasArchive } from './archive.js';
+import { looksLikeZip, readKerasArchive, writeKerasArchive, type KerasReadOptions } from './archive.js';
 import { KerasFileError } from './errors.js';
 import { modelFromKerasConfig } from './from_keras.js';
-import { looksLikeHdf5, readH5, writeH5 } from './h5.js';
+import { looksLikeHdf5, readH5, writeH5, type H5Contents } from './h5.js';
 import { readSource, type KerasSource } from './source.js';
 import { kerasConfigFromModel } from './to_keras.js';
-import { assignWeights, collectWeights, kerasWeightLayout } from './weights.js';
+import { assignWeights, collectWeights, datasetSelector, kerasWeightLayout } from './weights.js';
 
 export { KerasConfigError, KerasFileError, KerasWeightsError } from './errors.js';
 export { SUPPORTED_KERAS_LAYERS } from './from_keras.js';
 export type { KerasSource } from './source.js';
+export type { KerasReadOptions } from './archive.js';
 export type { KerasWeightEntry, KerasWeightLayout } from './weights.js';
+
+/**
+ * Says what training state a file holds and the loader does not restore: the compile config (optimizer,
+ * loss, metrics) and the optimizer's variables (Adam's moments, the iteration count). The weights load
+ * exactly; to resume training, compile the tfjs model (its optimizer starts from zero state).
+ */
+function reportSkippedTraining(what: string, config: Record<string, unknown> | null, contents: H5Contents, options: KerasReadOptions): void {
+  const compile = config?.['compile_config'];
+  const optimizerVars = [...contents.datasets.keys()].filter((p) => p.startsWith('/optimizer/')).length;
+  const hasCompile = compile != null && typeof compile === 'object' && Object.keys(compile).length > 0;
+  if (!hasCompile && optimizerVars === 0) return;
+  const optimizer = hasCompile ? (compile as Record<string, unknown>)['optimizer'] : null;
+  const name = optimizer != null && typeof optimizer === 'object'
+    ? String((optimizer as Record<string, unknown>)['class_name'] ?? 'an optimizer')
+    : typeof optimizer === 'string' ? optimizer : 'an optimizer';
+  const parts = [
+    ...(hasCompile ? [`its compile_config (optimizer ${name}, loss and metrics)`] : []),
+    ...(optimizerVars > 0 ? [`${optimizerVars} optimizer variables`] : []),
+  ];
+  (options.warn ?? console.warn)(
+    `${what}: the weights loaded exactly, but ${parts.join(' and ')} were not loaded: ` +
+    'TensorFlow.js optimizers are not restored from Keras files. To train further, call model.compile(...) ' +
+    '(the optimizer starts from a fresh state).');
+}
 
 /** The Keras version whose format {@link saveKerasModel} writes. */
 const WRITTEN_KERAS_VERSION = '3.6.0';
@@ -40,7 +70,7 @@ const WRITTEN_KERAS_VERSION = '3.6.0';
  * ```ts
  * import * as tf from '@tensorflow/tfjs-core';
  * import '@tensorflow/tfjs-backend-cpu';
- * import { loadKerasModel } from 'grouped-query-attention';
+ * import { loadKerasModel } from 'grouped-query-attention/keras';
  *
  * // Python: model.save("decoder.keras")
  * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
@@ -50,17 +80,19 @@ const WRITTEN_KERAS_VERSION = '3.6.0';
  * model.dispose();
  * ```
  */
-export async function loadKerasModel(source: KerasSource): Promise<tfl.LayersModel> {
+export async function loadKerasModel(source: KerasSource, options: KerasReadOptions = {}): Promise<tfl.LayersModel> {
   const { bytes, what } = await readSource(source, '.keras file');
   if (!looksLikeZip(bytes)) {
     throw new KerasFileError(
       `${what}: not a .keras archive (not a zip file${looksLikeHdf5(bytes) ? '; this is an HDF5 file, use loadKerasWeights' : ''})`);
   }
-  const archive = readKerasArchive(bytes, what);
-  const contents = await readH5(archive.weights, `${what} model.weights.h5`);
+  const archive = readKerasArchive(bytes, what, options);
   const model = modelFromKerasConfig(archive.config);
   try {
+    // Only the datasets the model has, with the shapes it expects, are read.
+    const contents = await readH5(archive.weights, `${what} model.weights.h5`, datasetSelector(model));
     assignWeights(model, contents, `${what} model.weights.h5`);
+    reportSkippedTraining(what, archive.config, contents, options);
   } catch (e) {
     model.dispose();
     throw e;
@@ -80,7 +112,8 @@ export async function loadKerasModel(source: KerasSource): Promise<tfl.LayersMod
  * import * as tf from '@tensorflow/tfjs-core';
  * import * as tfl from '@tensorflow/tfjs-layers';
  * import '@tensorflow/tfjs-backend-cpu';
- * import { GroupedQueryAttention, loadKerasWeights } from 'grouped-query-attention';
+ * import { GroupedQueryAttention } from 'grouped-query-attention';
+ * import { loadKerasWeights } from 'grouped-query-attention/keras';
  *
  * const query = tfl.input({ shape: [5, 8], name: 'query' });
  * const value = tfl.input({ shape: [7, 8], name: 'value' });
@@ -89,18 +122,21 @@ export async function loadKerasModel(source: KerasSource): Promise<tfl.LayersMod
  * await loadKerasWeights(model, 'test/data/fixtures/gqa_layer_v36.weights.h5');   // Python: model.save_weights(...)
  * ```
  */
-export async function loadKerasWeights(model: tfl.LayersModel, source: KerasSource): Promise<void> {
+export async function loadKerasWeights(
+  model: tfl.LayersModel, source: KerasSource, options: KerasReadOptions = {},
+): Promise<void> {
   const { bytes, what } = await readSource(source, 'weights file');
   let h5Bytes = bytes;
   let label = what;
   if (looksLikeZip(bytes)) {
-    h5Bytes = readKerasArchive(bytes, what).weights;
+    h5Bytes = readKerasArchive(bytes, what, options).weights;
     label = `${what} model.weights.h5`;
   } else if (!looksLikeHdf5(bytes)) {
     throw new KerasFileError(`${what}: neither an HDF5 .weights.h5 file nor a .keras zip archive`);
   }
-  const contents = await readH5(h5Bytes, label);
+  const contents = await readH5(h5Bytes, label, datasetSelector(model));
   assignWeights(model, contents, label);
+  reportSkippedTraining(what, null, contents, options);
 }
 
 /**
@@ -114,7 +150,7 @@ export async function loadKerasWeights(model: tfl.LayersModel, source: KerasSour
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
  * import { writeFileSync } from 'node:fs';
- * import { loadKerasModel, saveKerasWeights } from 'grouped-query-attention';
+ * import { loadKerasModel, saveKerasWeights } from 'grouped-query-attention/keras';
  *
  * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
  * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
@@ -139,7 +175,8 @@ export async function saveKerasWeights(model: tfl.LayersModel): Promise<Uint8Arr
  * import { writeFileSync } from 'node:fs';
  * import * as tfl from '@tensorflow/tfjs-layers';
  * import '@tensorflow/tfjs-backend-cpu';
- * import { GroupedQueryAttention, saveKerasModel } from 'grouped-query-attention';
+ * import { GroupedQueryAttention } from 'grouped-query-attention';
+ * import { saveKerasModel } from 'grouped-query-attention/keras';
  *
  * const tokens = tfl.input({ shape: [12], dtype: 'int32', name: 'tokens' });
  * const x = tfl.layers.embedding({ inputDim: 50, outputDim: 16 }).apply(tokens) as tfl.SymbolicTensor;
@@ -170,7 +207,7 @@ export async function saveKerasModel(model: tfl.LayersModel): Promise<Uint8Array
  * @example
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
- * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention';
+ * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention/keras';
  * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
  * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
  * for (const w of kerasWeightPaths(model)) console.log(w.path, w.name, w.shape);
@@ -186,7 +223,7 @@ export function kerasWeightPaths(model: tfl.LayersModel): Array<{ path: string; 
  * @example
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
- * import { kerasModelConfig, loadKerasModel } from 'grouped-query-attention';
+ * import { kerasModelConfig, loadKerasModel } from 'grouped-query-attention/keras';
  * // A decoder saved by Keras 3.6 (shipped with this repository's tests):
  * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
  * console.log(JSON.stringify(kerasModelConfig(model)).slice(0, 80));

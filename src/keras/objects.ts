@@ -14,6 +14,14 @@ export function isDict(x: unknown): x is Dict {
   return x != null && typeof x === 'object' && !Array.isArray(x);
 }
 
+/**
+ * A table entry by a name read from a file, own properties only: `constructor`, `toString`,
+ * `__proto__` and the like name nothing.
+ */
+export function own<T>(table: Readonly<Record<string, T>>, key: unknown): T | undefined {
+  return typeof key === 'string' && Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 /** 'glorot_uniform' → 'GlorotUniform'. */
 function pascal(id: string): string {
   return id.split('_').map((p) => p.charAt(0).toUpperCase() + p.slice(1)).join('');
@@ -65,7 +73,7 @@ const INITIALIZER_ALIASES: Record<string, string> = {
 export function initializerFromKeras(where: string, key: string, value: unknown): Initializer | undefined {
   if (value == null) return undefined;
   const { className: raw, config: c } = parseObject(where, key, value);
-  const className = INITIALIZER_ALIASES[raw] ?? raw;
+  const className = own(INITIALIZER_ALIASES, raw) ?? raw;
   const seed = seedOf(c);
   const I = tfl.initializers;
   switch (className) {
@@ -93,10 +101,12 @@ export function initializerFromKeras(where: string, key: string, value: unknown)
       const dists: Record<string, 'normal' | 'uniform' | 'truncatedNormal'> = {
         truncated_normal: 'truncatedNormal', untruncated_normal: 'normal', normal: 'normal', uniform: 'uniform',
       };
-      if (modes[mode] == null || dists[distribution] == null) {
+      const m = own(modes, mode);
+      const d = own(dists, distribution);
+      if (m == null || d == null) {
         throw new KerasConfigError(`${where}: unsupported ${key} VarianceScaling mode '${mode}' / distribution '${distribution}'`);
       }
-      return I.varianceScaling({ scale: num(where, key, c, 'scale', 1), mode: modes[mode], distribution: dists[distribution], seed });
+      return I.varianceScaling({ scale: num(where, key, c, 'scale', 1), mode: m, distribution: d, seed });
     }
     default:
       throw new KerasConfigError(`${where}: unsupported ${key} class '${raw}'`);
@@ -145,7 +155,7 @@ const ACTIVATIONS: Record<string, string> = {
 export function activationFromKeras(where: string, value: unknown): string {
   if (value == null) return 'linear';
   const name = typeof value === 'string' ? value : isDict(value) ? String(value['class_name'] ?? value['config']) : String(value);
-  const id = ACTIVATIONS[name];
+  const id = own(ACTIVATIONS, name);
   if (id == null) {
     throw new KerasConfigError(
       `${where}: unsupported activation '${name}' (supported: ${Object.keys(ACTIVATIONS).join(', ')})`);

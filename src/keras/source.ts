@@ -12,7 +12,7 @@ import { KerasFileError } from './errors.js';
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
  * import { readFileSync } from 'node:fs';
- * import { loadKerasModel, type KerasSource } from 'grouped-query-attention';
+ * import { loadKerasModel, type KerasSource } from 'grouped-query-attention/keras';
  *
  * const sources: KerasSource[] = [
  *   'test/data/fixtures/gqa_layer_v36.keras',                    // a path (Node) or a URL string

@@ -6,11 +6,16 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { KerasConfigError } from './errors.js';
+import { genericToKeras, hasGenericCodec } from './generic_codec.js';
+import { KerasNotEqual } from './keras_layers.js';
+import { KERAS_WITHOUT_BUILD } from './layer_defaults.js';
+import { gqaCallSlots, kerasLayerOrder, type NodeLike } from './layer_order.js';
 import {
   activationToKeras,
   constraintToKeras,
   initializerToKeras,
   KERAS_FLOAT32_POLICY,
+  own,
   regularizerToKeras,
   type Dict,
 } from './objects.js';
@@ -18,12 +23,7 @@ import {
 type Layer = tfl.LayersModel['layers'][number];
 type Shape = Array<number | null>;
 
-/** The parts of tfjs's Node and Container this writer reads (public at runtime, not in the typings). */
-interface NodeLike {
-  inputTensors: SymbolicTensor[];
-  outputTensors: SymbolicTensor[];
-  callArgs?: Dict;
-}
+/** The parts of tfjs's Container this writer reads (public at runtime, not in the typings). */
 interface ContainerLike {
   containerNodes?: Set<string>;
   inputLayers: Layer[];
@@ -38,10 +38,16 @@ function shapeOf(shape: ReadonlyArray<number | null | undefined>): Shape {
   return shape.map((d) => (d == null ? null : d));
 }
 
-/** Keras's Python layer class names for tfjs classes. */
+/** Keras's Python layer class names for tfjs classes (and for this package's Keras layers). */
+const KERAS_CLASS: Readonly<Record<string, string>> = {
+  GroupedQueryAttention: 'GroupQueryAttention',
+  KerasRmsLayerNormalization: 'LayerNormalization',
+  KerasGlobalAveragePooling1D: 'GlobalAveragePooling1D',
+};
+
 function kerasClass(layer: Layer): string {
   const cls = layer.getClassName();
-  return cls === 'GroupedQueryAttention' ? 'GroupQueryAttention' : cls;
+  return own(KERAS_CLASS, cls) ?? cls;
 }
 
 type ConfigWriter = (layer: Layer, c: Dict, where: string) => Dict;
@@ -80,6 +86,22 @@ const WRITERS: Record<string, ConfigWriter> = {
     beta_constraint: null,
     gamma_constraint: null,
   }),
+  KerasRmsLayerNormalization: (l, c, w) => ({
+    axis: negativeAxes(l, c['axis']),
+    epsilon: c['epsilon'] ?? 1e-3,
+    center: true,
+    scale: true,
+    rms_scaling: true,
+    beta_initializer: initializerToKeras(w, 'beta_initializer', { className: 'Zeros', config: {} }),
+    gamma_initializer: initializerToKeras(w, 'gamma_initializer', { className: 'Ones', config: {} }),
+    beta_regularizer: null,
+    gamma_regularizer: null,
+    beta_constraint: null,
+    gamma_constraint: null,
+  }),
+  KerasGlobalAveragePooling1D: (_l, c) => ({ data_format: 'channels_last', keepdims: c['keepdims'] ?? false }),
+  // tfjs's own layer (no mask, no keepdims): the same numbers as Keras's without a mask.
+  GlobalAveragePooling1D: () => ({ data_format: 'channels_last', keepdims: false }),
   Dropout: (_l, c) => ({ rate: c['rate'], seed: c['seed'] ?? null, noise_shape: c['noiseShape'] ?? null }),
   Activation: (_l, c, w) => ({ activation: activationToKeras(w, String(c['activation'])) }),
   Add: () => ({}),
@@ -124,10 +146,6 @@ function gqaConfig(_l: Layer, c: Dict, w: string): Dict {
   return out;
 }
 
-const GQA_SLOT_KWARGS: Record<string, string> = {
-  key: 'key', queryMask: 'query_mask', valueMask: 'value_mask', keyMask: 'key_mask', attentionMask: 'attention_mask',
-};
-
 /**
  * The Keras `config.json` object of a tfjs functional model built from InputLayer, Dense, Embedding,
  * LayerNormalization, Dropout, Activation, merge layers and GroupedQueryAttention.
@@ -153,10 +171,12 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
   };
   const kerasTensor = (t: SymbolicTensor): Dict => ({
     class_name: '__keras_tensor__',
-    config: { shape: shapeOf(t.shape), dtype: t.dtype, keras_history: history(t) },
+    // tfjs types symbolic outputs by their inputs; a not_equal mask is bool in Keras.
+    config: { shape: shapeOf(t.shape), dtype: t.sourceLayer instanceof KerasNotEqual ? 'bool' : t.dtype, keras_history: history(t) },
   });
 
-  const layers = model.layers.map((layer) => {
+  // Keras's `model.layers` order, which is also the order of the HDF5 groups.
+  const layers = kerasLayerOrder(model).map((layer) => {
     const cls = layer.getClassName();
     const where = `Layer '${layer.name}' (${cls})`;
     const tfConfig = layer.getConfig() as Dict;
@@ -175,7 +195,19 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
         inbound_nodes: [],
       };
     }
-    const writer = WRITERS[cls];
+    if (layer instanceof KerasNotEqual) {
+      // An op layer, as Keras records `keras.ops.not_equal(x, c)`.
+      const nodes = (layer.inboundNodes as unknown as NodeLike[]).filter((_n, i) => inModel(layer, i));
+      return {
+        module: 'keras.src.ops.numpy',
+        class_name: 'NotEqual',
+        config: { name: layer.name },
+        registered_name: 'NotEqual',
+        name: layer.name,
+        inbound_nodes: nodes.map((node) => ({ args: [kerasTensor(node.inputTensors[0]!), layer.constant], kwargs: {} })),
+      };
+    }
+    const writer = own(WRITERS, cls) ?? (hasGenericCodec(cls) ? (l: Layer) => genericToKeras(l, where) : undefined);
     if (writer == null) {
       throw new KerasConfigError(`${where}: layer class ${cls} cannot be saved in Keras format (supported: ${Object.keys(WRITERS).join(', ')})`);
     }
@@ -190,29 +222,24 @@ export function kerasConfigFromModel(model: tfl.LayersModel): Dict {
       const inputs = node.inputTensors;
       if (cls === 'GroupedQueryAttention' || cls === 'GroupQueryAttention') {
         const callArgs = node.callArgs ?? {};
-        const layoutRaw = callArgs['inputLayout'];
-        const layout = (Array.isArray(layoutRaw) ? layoutRaw : ['query', 'value', 'key'].slice(0, inputs.length)) as string[];
+        // Positional and keyword tensors as the file this model came from had them (query and value
+        // positional for a model built here): Keras orders layers by this split.
+        const { tensors, positional, keyword } = gqaCallSlots(node);
+        const args = positional.map((slot) => kerasTensor(tensors.get(slot)!));
         const kwargs: Dict = {};
-        const args: Dict[] = [];
-        // An entry names one slot, or several joined by '+' when one tensor fills them (self-attention).
-        layout.forEach((entry, i) => {
-          for (const slot of entry.split('+')) {
-            const t = kerasTensor(inputs[i]!);
-            if (slot === 'query' || slot === 'value') args[slot === 'query' ? 0 : 1] = t;
-            else kwargs[GQA_SLOT_KWARGS[slot] ?? slot] = t;
-          }
-        });
+        for (const slot of keyword) kwargs[slot] = kerasTensor(tensors.get(slot)!);
         if (callArgs['useCausalMask'] === true) kwargs['use_causal_mask'] = true;
         if (callArgs['returnAttentionScores'] === true) kwargs['return_attention_scores'] = true;
         return { args, kwargs };
       }
       const tensors = inputs.map(kerasTensor);
-      const multi = ['Add', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate'].includes(cls);
+      if (cls === 'KerasGlobalAveragePooling1D' && tensors.length === 2) return { args: [tensors[0]], kwargs: { mask: tensors[1] } };
+      const multi = ['Add', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate', 'Subtract', 'Dot'].includes(cls);
       return { args: multi ? [tensors] : [tensors[0]], kwargs: {} };
     });
     const first = nodes[0];
     let buildConfig: Dict | undefined;
-    if (first != null) {
+    if (first != null && !KERAS_WITHOUT_BUILD.has(kerasClass(layer))) {
       const shapes = first.inputTensors.map((t) => shapeOf(t.shape));
       if (cls === 'GroupedQueryAttention' || cls === 'GroupQueryAttention') {
         const layout = (first.callArgs?.['inputLayout'] as string[] | undefined) ?? ['query', 'value', 'key'];

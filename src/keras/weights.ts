@@ -11,7 +11,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { formatShape } from '../errors.js';
 import { KerasConfigError, KerasWeightsError } from './errors.js';
-import type { H5Contents, H5DatasetSpec, H5GroupSpec } from './h5.js';
+import { isNumericDtype, type H5Contents, type H5DatasetInfo, type H5DatasetSpec, type H5GroupSpec } from './h5.js';
+import { KerasNotEqual } from './keras_layers.js';
+import { kerasLayerOrder } from './layer_order.js';
 import { toSnakeCase } from './objects.js';
 
 type Layer = tfl.LayersModel['layers'][number];
@@ -23,7 +25,7 @@ type LayerVariable = Layer['weights'][number];
  * @example
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
- * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention';
+ * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention/keras';
  *
  * const model = await loadKerasModel('test/data/fixtures/gqa_layer_v36.keras');
  * const [first] = kerasWeightPaths(model);
@@ -45,7 +47,7 @@ export interface KerasWeightEntry {
  * @example
  * ```ts
  * import '@tensorflow/tfjs-backend-cpu';
- * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention';
+ * import { kerasWeightPaths, loadKerasModel } from 'grouped-query-attention/keras';
  *
  * const model = await loadKerasModel('test/data/fixtures/tiny_decoder_v36.keras');
  * for (const w of kerasWeightPaths(model)) console.log(w);
@@ -60,6 +62,8 @@ export interface KerasWeightLayout {
 function kerasClassName(layer: Layer): string {
   const cls = layer.getClassName();
   if (cls === 'GroupQueryAttention' || cls === 'GroupedQueryAttention') return 'GroupedQueryAttention';
+  if (cls === 'KerasRmsLayerNormalization') return 'LayerNormalization';
+  if (cls === 'KerasGlobalAveragePooling1D') return 'GlobalAveragePooling1D';
   return cls;
 }
 
@@ -92,7 +96,10 @@ export function kerasWeightLayout(model: tfl.LayersModel): KerasWeightLayout {
   const groups: H5GroupSpec[] = [{ path: '/layers' }, { path: '/vars', attrs: { name: model.name } }];
   const weights: KerasWeightEntry[] = [];
   const used = new Map<string, number>();
-  for (const layer of model.layers) {
+  // Keras's layer order, not tfjs's: they differ when a layer is called with keyword tensors.
+  for (const layer of kerasLayerOrder(model)) {
+    // Op layers (keras.ops calls) are not in Keras's `model.layers` and have no group.
+    if (layer instanceof KerasNotEqual) continue;
     const snake = toSnakeCase(kerasClassName(layer));
     const count = used.get(snake);
     used.set(snake, count == null ? 0 : count + 1);
@@ -159,6 +166,10 @@ function plan(model: tfl.LayersModel, contents: H5Contents, what: string): Plann
         `${entry.path} (${entry.name}): expected shape ${formatShape(entry.shape)}, received ${formatShape(ds.shape)}`);
       continue;
     }
+    if (!isNumericDtype(ds.dtype)) {
+      problems.push(`${entry.path} (${entry.name}): not a numeric dataset (dtype ${ds.dtype})`);
+      continue;
+    }
     if (entry.variable.dtype !== 'float32' && entry.variable.dtype !== 'int32') {
       problems.push(`${entry.path} (${entry.name}): cannot load into a ${entry.variable.dtype} variable`);
       continue;
@@ -167,6 +178,10 @@ function plan(model: tfl.LayersModel, contents: H5Contents, what: string): Plann
       entry.variable.read();
     } catch (e) {
       problems.push(`${entry.path} (${entry.name}): the model's variable is not usable (${e instanceof Error ? e.message : String(e)})`);
+      continue;
+    }
+    if (ds.data == null) {
+      problems.push(`${entry.path} (${entry.name}): its data was not read`);
       continue;
     }
     planned.push({ entry, data: ds.data });
@@ -186,6 +201,19 @@ function plan(model: tfl.LayersModel, contents: H5Contents, what: string): Plann
       `${what}: the weights do not fit the model '${model.name}', nothing was loaded:\n  ${problems.join('\n  ')}`);
   }
   return planned;
+}
+
+/**
+ * Which datasets of a weights file are worth reading for this model: those at one of its weight
+ * paths with the expected shape (checked from the file's metadata, before any data is read).
+ */
+export function datasetSelector(model: tfl.LayersModel): (info: H5DatasetInfo) => boolean {
+  const shapes = new Map(kerasWeightLayout(model).weights.map((w) => [w.path, w.shape]));
+  return ({ path, shape, dtype }) => {
+    const expected = shapes.get(path);
+    return expected != null && isNumericDtype(dtype) && expected.length === shape.length &&
+      expected.every((d, i) => d === shape[i]);
+  };
 }
 
 /**

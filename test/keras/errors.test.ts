@@ -125,7 +125,7 @@ describe('Keras file errors', () => {
   test('an unsupported option names the layer and the option', async () => {
     const before = tf.memory().numTensors;
     const cases: Array<[(c: any) => void, RegExp]> = [
-      [(c) => { layerEntry(c, 'layer_norm').config.rms_scaling = true; }, /Layer 'layer_norm' \(LayerNormalization\): unsupported option rms_scaling=true/],
+      [(c) => { layerEntry(c, 'layer_norm').config.beta_constraint = 'non_neg'; }, /Layer 'layer_norm' \(LayerNormalization\): unsupported option beta_constraint="non_neg"/],
       [(c) => { layerEntry(c, 'logits').config.activation = 'hard_sigmoid'; }, /Layer 'logits' \(Dense\): unsupported activation 'hard_sigmoid'/],
       [(c) => { layerEntry(c, 'gqa').config.flux_capacitor = 3; }, /Layer 'gqa' \(GroupQueryAttention\): unsupported option flux_capacitor=3/],
       [(c) => { layerEntry(c, 'gqa').config.dtype.config.name = 'mixed_float16'; }, /Layer 'gqa' .*unsupported dtype policy "mixed_float16"/],
@@ -156,7 +156,7 @@ describe('Keras file errors', () => {
 
   test('all or nothing: only the last weight is wrong, and no weight is loaded', async () => {
     const contents = await readH5(new Uint8Array(GQA_H5), 'fixture');
-    const datasets = [...contents.datasets.values()].map((d) => ({ path: d.path, shape: d.shape, data: d.data }));
+    const datasets = [...contents.datasets.values()].map((d) => ({ path: d.path, shape: d.shape, data: d.data! }));
     const last = datasets.find((d) => d.path.endsWith('_output_dense/vars/1'))!;
     last.shape = [9];
     last.data = new Float32Array(9);
@@ -175,7 +175,7 @@ describe('Keras file errors', () => {
     const groups = [...contents.groups.entries()].filter(([p]) => p !== '/').map(([path, attrs]) => ({ path, attrs }));
     const datasets = [...contents.datasets.values()]
       .filter((d) => !d.path.endsWith('_key_dense/vars/1'))
-      .map((d) => ({ path: d.path, shape: d.shape, data: d.data }));
+      .map((d) => ({ path: d.path, shape: d.shape, data: d.data! }));
     datasets.push({ path: '/layers/dense/vars/0', shape: [2, 2], data: new Float32Array(4) });
     groups.push({ path: '/layers/dense/vars', attrs: { name: 'dense' } });
     const model = gqaModel();
