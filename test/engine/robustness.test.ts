@@ -3,17 +3,11 @@
  * engine memory across memory growth, many (batch × kv head) groups with probabilities, buffer
  * accounting of the JS engine.
  */
-import { afterAll, describe, expect, test } from 'vitest';
-import { createAttentionEngineSync, createJsEngine, type AttentionEngine, type AttentionProblem } from '../../src/engine/index.js';
-import { attentionReference, expectMatchesReference, randomArray } from './helpers.js';
+import { describe, expect, test } from 'vitest';
+import { createJsEngine, type AttentionProblem } from '../../src/engine/index.js';
+import { attentionReference, disposedAfterAll, expectMatchesReference, randomArray } from './helpers.js';
 
-const created: AttentionEngine[] = [];
-function engine(opts: Parameters<typeof createAttentionEngineSync>[0]): AttentionEngine {
-  const e = createAttentionEngineSync(opts);
-  created.push(e);
-  return e;
-}
-afterAll(() => created.forEach((e) => e.dispose()));
+const engine = disposedAfterAll();
 
 describe('raw views of engine memory while the memory grows', () => {
   // Key/value given as `buffer.view()` (plain Float32Arrays over engine memory) rather than the
