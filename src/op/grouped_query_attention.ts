@@ -10,6 +10,7 @@
  * Both compute the same thing; dropout in training always takes the composite path.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { defaultScale as engineDefaultScale } from '../engine/index.js';
 import { check, formatShape, formatValue } from '../errors.js';
 import { compositeAttention } from './composite.js';
 import {
@@ -92,7 +93,8 @@ export interface GroupedQueryAttentionOptions {
 }
 
 /**
- * Keras's query scale in float32: `1 / sqrt(float32(H))`, each step rounded to float32.
+ * Keras's query scale in float32: `1 / sqrt(float32(H))`, each step rounded to float32. The engine's
+ * definition, under the package root.
  *
  * @example
  * ```ts
@@ -101,9 +103,7 @@ export interface GroupedQueryAttentionOptions {
  * console.log(defaultScale(6));   // 0.40824827551841736 (Keras 3.6; 1 ulp from fround(1/sqrt(6)))
  * ```
  */
-export function defaultScale(headDim: number): number {
-  return Math.fround(1 / Math.fround(Math.sqrt(headDim)));
-}
+export const defaultScale: (headDim: number) => number = engineDefaultScale;
 
 interface Prepared {
   attrs: GroupedQueryAttentionAttrs;
