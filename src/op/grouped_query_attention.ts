@@ -11,6 +11,7 @@
  * kernel applies it (DROPOUT_KERNEL_BACKENDS), else on the composite path, with the same hash.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { defaultScale as engineDefaultScale } from '../engine/index.js';
 import { check, formatShape, formatValue } from '../errors.js';
 import { compositeAttention } from './composite.js';
 import { randomDropoutSeed } from '../engine/dropout_hash.js';
@@ -99,7 +100,8 @@ export interface GroupedQueryAttentionOptions {
 }
 
 /**
- * Keras's query scale in float32: `1 / sqrt(float32(H))`, each step rounded to float32.
+ * Keras's query scale in float32: `1 / sqrt(float32(H))`, each step rounded to float32. The engine's
+ * definition, under the package root.
  *
  * @example
  * ```ts
@@ -108,9 +110,7 @@ export interface GroupedQueryAttentionOptions {
  * console.log(defaultScale(6));   // 0.40824827551841736 (Keras 3.6; 1 ulp from fround(1/sqrt(6)))
  * ```
  */
-export function defaultScale(headDim: number): number {
-  return Math.fround(1 / Math.fround(Math.sqrt(headDim)));
-}
+export const defaultScale: (headDim: number) => number = engineDefaultScale;
 
 interface Prepared {
   attrs: GroupedQueryAttentionAttrs;
