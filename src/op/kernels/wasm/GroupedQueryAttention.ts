@@ -9,6 +9,7 @@ import { getDefaultEngine } from '../../../engine/index.js';
 import { GroupedQueryAttention } from '../../kernel_names.js';
 import { readKernelCall } from '../kernel_call.js';
 import { engineProblem } from '../engine_problem.js';
+import { recordLogSumExp } from '../saved_statistics.js';
 import { heapView, type WasmBackendLike } from './heap.js';
 
 const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
@@ -28,8 +29,10 @@ const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
     },
     a,
   );
-  const result = getDefaultEngine().attention(problem);
+  // The log-sum-exp costs O(B·U·T): always kept for a gradient that may follow.
+  const result = getDefaultEngine().attention({ ...problem, returnLogSumExp: true });
   (heapView(wasm, output) as Float32Array).set(result.output);
+  recordLogSumExp(output.dataId, result.logSumExp);
   if (scores == null) return [output];
   (heapView(wasm, scores) as Float32Array).set(result.probabilities!);
   return [output, scores];
