@@ -49,7 +49,8 @@ const HELP = `npm run bench [-- options]     (node bench/run.mjs [options])
   --max-row-gb N     skip a row whose predicted extra memory exceeds N GB (default 4)
   --no-ceilings      skip the GEMM / bandwidth ceilings
   --training         the training cases instead (op forward + backward, layer fit step, peak tensor
-                     bytes, engine memory; with --quick: the first case only; --reps N)
+                     bytes, engine memory; with --quick: the first case only; --reps N;
+                     --cases 1x2048x8x2x64 picks cases by BxTxUxVxH)
   --out NAME         results file name under bench/results/ (default full / quick)
   --report FILE      print the table of a results JSON again (and rewrite its SVG), without running`;
 

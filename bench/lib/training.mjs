@@ -57,7 +57,8 @@ export async function main(argv) {
   };
   const results = [];
   let cases = a.quick ? CASES.slice(0, 1) : CASES;
-  if (a.cases) cases = cases.filter((c) => a.cases.some((s) => c.join(',').includes(s)));
+  // Cases are named BxTxUxVxH, e.g. --cases 1x2048x8x2x64.
+  if (a.cases) cases = cases.filter((c) => a.cases.includes(c.join('x')));
   for (const [B, T, U, V, H] of cases) {
     const reps = T * U * H > 2048 * 16 * 128 ? Math.max(1, Math.floor(a.reps / 2)) : a.reps;
     const q = tf.randomNormal([B, T, U, H], 0, 1, 'float32', 1);
