@@ -20,6 +20,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const OPTIONS = {
   task: { type: 'string', default: 'sort', help: `task: ${Object.keys(TASKS).join(' | ')}` },
   n: { type: 'string', default: '8', help: 'symbols per example (copy/sort length, recall pairs)' },
+  seq: { type: 'string', help: 'tokens per training sequence (copy/sort: sets --n to (seq - 2) / 2), e.g. 256 to time long-sequence training' },
   steps: { type: 'string', default: '1200', help: 'most training steps' },
   'time-limit': { type: 'string', default: '170', help: 'seconds of training at most' },
   target: { type: 'string', default: '0.995', help: 'stop once held-out accuracy reaches this' },
@@ -54,7 +55,14 @@ const int = (k) => {
 };
 const task = opt.task;
 if (!(task in TASKS)) throw new Error(`--task must be one of ${Object.keys(TASKS).join(', ')}; received ${task}`);
-const n = int('n');
+let n = int('n');
+if (opt.seq != null) {
+  // copy and sort sequences hold 2n + 2 tokens; recall is bounded by its alphabet.
+  if (task === 'recall') throw new Error(`--seq applies to the copy and sort tasks; received --task recall`);
+  const seq = int('seq');
+  if (!(seq >= 4)) throw new Error(`--seq must be at least 4 tokens; received ${opt.seq}`);
+  n = Math.floor((seq - 2) / 2);
+}
 const seed = int('seed');
 const batchSize = int('batch');
 

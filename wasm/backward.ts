@@ -23,7 +23,7 @@ import {
 } from './generated/params';
 import { gH4, gHp } from './job';
 import { highAllowed, lowAllowed } from './masks';
-import { expv, hsum4 } from './simd';
+import { expv, hsum4, logPositive, mix32, mix32v } from './simd';
 
 // ---- per-thread scratch (M4 = maxTileHeight, Bc = keyTile, Hp = H rounded up to 4) -------------
 let bQ: usize = 0; // scaled query rows [M4][Hp]
@@ -61,51 +61,9 @@ function setBackwardScratch(tid: i32): void {
   bL = bM + m4 * 4;
 }
 
-// ---- the dropout hash (contract in src/engine/dropout_hash.ts) --------------------------------
-// @ts-ignore: decorator
-@inline
-function mix32(x: u32): u32 {
-  x ^= x >> 16;
-  x *= 0x21f0aaad;
-  x ^= x >> 15;
-  x *= 0x735a2d97;
-  x ^= x >> 15;
-  return x;
-}
-
-// @ts-ignore: decorator
-@inline
-function mix32v(x: v128): v128 {
-  x = v128.xor(x, i32x4.shr_u(x, 16));
-  x = i32x4.mul(x, i32x4.splat(0x21f0aaad));
-  x = v128.xor(x, i32x4.shr_u(x, 15));
-  x = i32x4.mul(x, i32x4.splat(0x735a2d97));
-  x = v128.xor(x, i32x4.shr_u(x, 15));
-  return x;
-}
-
 /** Exported for the contract test: the hash of (b, u, i, j) under `key`. */
 export function dropoutHash(key: u32, b: u32, u: u32, i: u32, j: u32): u32 {
   return mix32(mix32(mix32(mix32(key ^ b) ^ u) ^ i) ^ j);
-}
-
-/**
- * Natural log of a positive finite float (the module has no data segments, so no table-driven
- * Mathf.log): x = 2^e · m with m in [√½, √2), ln m = 2·atanh(s), s = (m − 1)/(m + 1), |s| ≤ 0.172,
- * five series terms in float64 (error below 1e-9).
- */
-function logPositive(x: f32): f32 {
-  const bits = reinterpret<i32>(x);
-  let e = (bits >> 23) - 127;
-  let m = <f64>reinterpret<f32>((bits & 0x7fffff) | 0x3f800000);
-  if (m > 1.4142135623730951) {
-    m *= 0.5;
-    e += 1;
-  }
-  const s = (m - 1) / (m + 1);
-  const s2 = s * s;
-  const ln = 2 * s * (1 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9)))));
-  return <f32>(<f64>e * 0.6931471805599453 + ln);
 }
 
 // ---- packing ------------------------------------------------------------------------------------

@@ -19,6 +19,9 @@
 // selected by the `pass` parameter). This file holds the entry points.
 import { TASK_BITS, gDone, gPass, gTaskCounter, gTasks } from './generated/params';
 import { runBackwardTask } from './backward';
+
+// The dropout hash of the kernels, exported for the test against src/engine/dropout_hash.ts.
+export { dropoutHash } from './backward';
 import { loadJob, setScratch } from './job';
 import { runTask } from './forward';
 import { reducePartials } from './reduce';

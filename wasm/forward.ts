@@ -1,7 +1,8 @@
 // One forward task (batch, kv head, query tile, key chunk) and the probabilities it may return.
-import { gCausal, gChunksInJob, gFirstChunk, gG, gH, gKey, gKeyChunkLength, gKeyChunks, gKeyStrideB, gKeyStrideGroup, gKeyStrideHead, gKeyStrideRow, gKeyTile, gMaskKind, gMaxTileHeight, gPartials, gProbabilities, gProgress, gQueryOffset, gS, gT, gU, gValue, gValueStrideB, gValueStrideGroup, gValueStrideHead, gValueStrideRow, gWindow } from './generated/params';
+import { gCallRows, gCallRowStart, gCausal, gChunksInJob, gDropoutKeepScale, gDropoutThreshold, gFirstChunk, gG, gGroupCount, gGroupStart, gH, gKey, gKeyChunkLength, gKeyChunks, gKeyStrideB, gKeyStrideGroup, gKeyStrideHead, gKeyStrideRow, gKeyTile, gLogSumExp, gMaskKind, gMaxTileHeight, gPartials, gProbabilities, gProgress, gQueryOffset, gQueryTiles, gS, gT, gTileRows, gU, gV, gValue, gValueStrideB, gValueStrideGroup, gValueStrideHead, gValueStrideRow, gWindow } from './generated/params';
 import { gH4, gHp, locateTile, outRow, sL, sM, sO, sS, tileBatch, tileFirstRow, tileGroup, tileHeight, tileKvHead, tileRowCount } from './job';
-import { expv } from './simd';
+import { expv, logPositive } from './simd';
+import { dropTile } from './dropout';
 import { applyMasks, highAllowed, lowAllowed, setupRows } from './masks';
 import { accumulatePV, computeLogits, packQuery, softmaxTile, touchRows } from './tiles';
 
@@ -57,6 +58,7 @@ export function runTask(task: i32, tid: i32): void {
     const needBounds = hasBounds && (kt < rowLoMax || kt + nk - 1 > rowHiMin);
     if (needBounds || gMaskKind != 0) applyMasks(kt, nk, m4, needBounds);
     softmaxTile(nk, m4);
+    if (gDropoutThreshold != 0) dropTile(b, kvh, t0, kt, nk, m4);
     accumulatePV(vBase, kt, nk, m4);
     atomic.add<i32>(progress, 1);
   }
@@ -71,11 +73,16 @@ export function runTask(task: i32, tid: i32): void {
       const src = sO + <usize>r * hp4;
       if (l > 0) {
         const lv = f32x4.splat(l);
+        const keep = f32x4.splat(gDropoutKeepScale);
         let h = 0;
-        for (; h < gH4; h += 4) v128.store(dst + (<usize>h << 2), f32x4.div(v128.load(src + (<usize>h << 2)), lv));
-        for (; h < gH; h++) store<f32>(dst + (<usize>h << 2), load<f32>(src + (<usize>h << 2)) / l);
+        for (; h < gH4; h += 4) v128.store(dst + (<usize>h << 2), f32x4.mul(f32x4.div(v128.load(src + (<usize>h << 2)), lv), keep));
+        for (; h < gH; h++) store<f32>(dst + (<usize>h << 2), load<f32>(src + (<usize>h << 2)) / l * gDropoutKeepScale);
       } else {
         memory.fill(dst, 0, <usize>gH << 2);
+      }
+      if (gLogSumExp != 0) {
+        const lse: f32 = l > 0 ? load<f32>(sM + (<usize>r << 2)) + logPositive(l) : Infinity;
+        store<f32>(gLogSumExp + (<usize>((b * gU + kvh * gG + g) * gCallRows + gCallRowStart + t0 + tl) << 2), lse);
       }
     }
     if (gProbabilities != 0) writeProbabilities(b, kvh, t0, nt, m4, kBase, kLo, kHi, hasBounds, rowLoMax, rowHiMin);

@@ -113,7 +113,7 @@ export const PARAMS = [
   // (B, T, U, H); key, value, gradKey, gradValue (B, S, V, H); logSumExp, rowDelta (B, U, T).
   ['pass', 'i32', '0 forward; 1 backward dQ pass (a task per query tile); 2 backward dK/dV pass (a task per key tile)'],
   ['gradOutput', 'ptr', 'backward: gradient of the output'],
-  ['logSumExp', 'ptr', 'backward: per-row log-sum-exp (+inf marks a row the host computes itself)'],
+  ['logSumExp', 'ptr', 'per-row log-sum-exp (B, U, T): forward writes it when non-zero; backward reads it (+inf marks a row the host computes itself)'],
   ['rowDelta', 'ptr', 'backward: D = rowsum(dO * O) per row'],
   ['gradQuery', 'ptr', 'backward: dQ'],
   ['gradKey', 'ptr', 'backward: dK'],
@@ -123,6 +123,8 @@ export const PARAMS = [
   ['dropoutThreshold', 'i32', 'dropout: drop when (hash >> 8) < threshold (unsigned); 0 = no dropout'],
   ['dropoutKeepScale', 'f32', 'dropout: factor of kept probabilities, fround(1 / fround(1 - rate))'],
   ['dropoutKey', 'i32', 'dropout: mix32(seed), the hash key of this call (src/engine/dropout_hash.ts)'],
+  ['callRows', 'i32', 'forward: query rows of the whole call (T of the log-sum-exp layout)'],
+  ['callRowStart', 'i32', 'forward: index within the call of the job\'s first query row (the hash\'s row index, the log-sum-exp row)'],
 ];
 
 /** Bits of the task counter word that hold the task index (the job generation is above them). */

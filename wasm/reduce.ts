@@ -1,7 +1,7 @@
 // Flash-decoding reduction: combines the per-key-chunk partials (max, sum, output) of a split job.
-import { gG, gH, gKeyChunks, gMaxTileHeight, gPartials, gTasks } from './generated/params';
+import { gCallRows, gCallRowStart, gDropoutKeepScale, gG, gGroupCount, gGroupStart, gH, gKeyChunks, gLogSumExp, gMaxTileHeight, gPartials, gQueryTiles, gT, gTasks, gTileRows, gU, gV } from './generated/params';
 import { gH4, gHp, loadJob, locateTile, outRow, tileBatch, tileFirstRow, tileGroup, tileHeight, tileKvHead } from './job';
-import { expf } from './simd';
+import { expf, logPositive } from './simd';
 
 /** Combines the key-chunk partials (m, l, O) of a split job into the output (flash-decoding). */
 export function reducePartials(params: usize): void {
@@ -10,6 +10,9 @@ export function reducePartials(params: usize): void {
   const hp4 = <usize>gHp << 2;
   for (let group = 0; group < gTasks / gKeyChunks; group++) {
     locateTile(group);
+    const b = tileBatch;
+    const kvh = tileKvHead;
+    const t0 = tileFirstRow;
     const first = gPartials + <usize>(group * gKeyChunks) * partStride;
     for (let r = 0; r < tileHeight; r++) {
       const rb = <usize>r << 2;
@@ -20,6 +23,7 @@ export function reducePartials(params: usize): void {
       const dst = outRow(tileBatch, tileKvHead, tileGroup, tileFirstRow + tl, g);
       if (mx == -Infinity) {
         memory.fill(dst, 0, <usize>gH << 2);
+        if (gLogSumExp != 0) store<f32>(gLogSumExp + (<usize>((b * gU + kvh * gG + g) * gCallRows + gCallRowStart + t0 + tl) << 2), Infinity);
         continue;
       }
       let l: f32 = 0;
@@ -39,7 +43,7 @@ export function reducePartials(params: usize): void {
           const w = f32x4.splat(expf(mc - mx));
           acc = f32x4.add(acc, f32x4.mul(v128.load(pc + (<usize>gMaxTileHeight << 3) + <usize>r * hp4 + (<usize>h << 2)), w));
         }
-        v128.store(dst + (<usize>h << 2), f32x4.div(acc, f32x4.splat(l)));
+        v128.store(dst + (<usize>h << 2), f32x4.mul(f32x4.div(acc, f32x4.splat(l)), f32x4.splat(gDropoutKeepScale)));
       }
       for (; h < gH; h++) {
         let acc: f32 = 0;
@@ -49,7 +53,10 @@ export function reducePartials(params: usize): void {
           if (mc == -Infinity) continue;
           acc += load<f32>(pc + (<usize>gMaxTileHeight << 3) + <usize>r * hp4 + (<usize>h << 2)) * expf(mc - mx);
         }
-        store<f32>(dst + (<usize>h << 2), acc / l);
+        store<f32>(dst + (<usize>h << 2), acc / l * gDropoutKeepScale);
+      }
+      if (gLogSumExp != 0) {
+        store<f32>(gLogSumExp + (<usize>((b * gU + kvh * gG + g) * gCallRows + gCallRowStart + t0 + tl) << 2), mx + logPositive(l));
       }
     }
   }

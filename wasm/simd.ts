@@ -37,3 +37,46 @@ export function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
   return f32x4.add(f32x4.shuffle(u01, u23, 0, 1, 4, 5), f32x4.shuffle(u01, u23, 2, 3, 6, 7));
 }
 
+
+/**
+ * Natural log of a positive finite float (the module has no data segments, so no table-driven
+ * Mathf.log): x = 2^e · m with m in [√½, √2), ln m = 2·atanh(s), s = (m − 1)/(m + 1), |s| ≤ 0.172,
+ * five series terms in float64 (error below 1e-9).
+ */
+export function logPositive(x: f32): f32 {
+  const bits = reinterpret<i32>(x);
+  let e = (bits >> 23) - 127;
+  let m = <f64>reinterpret<f32>((bits & 0x7fffff) | 0x3f800000);
+  if (m > 1.4142135623730951) {
+    m *= 0.5;
+    e += 1;
+  }
+  const s = (m - 1) / (m + 1);
+  const s2 = s * s;
+  const ln = 2 * s * (1 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9)))));
+  return <f32>(<f64>e * 0.6931471805599453 + ln);
+}
+
+// ---- the dropout hash (contract in src/engine/dropout_hash.ts) --------------------------------
+// @ts-ignore: decorator
+@inline
+export function mix32(x: u32): u32 {
+  x ^= x >> 16;
+  x *= 0x21f0aaad;
+  x ^= x >> 15;
+  x *= 0x735a2d97;
+  x ^= x >> 15;
+  return x;
+}
+
+// @ts-ignore: decorator
+@inline
+export function mix32v(x: v128): v128 {
+  x = v128.xor(x, i32x4.shr_u(x, 16));
+  x = i32x4.mul(x, i32x4.splat(0x21f0aaad));
+  x = v128.xor(x, i32x4.shr_u(x, 15));
+  x = i32x4.mul(x, i32x4.splat(0x735a2d97));
+  x = v128.xor(x, i32x4.shr_u(x, 15));
+  return x;
+}
+

@@ -49,6 +49,9 @@ const HELP = `npm run bench [-- options]     (node bench/run.mjs [options])
   --max-call-s N     skip a row when one call is predicted to take longer (default 3, quick 1)
   --max-row-gb N     skip a row whose predicted extra memory exceeds N GB (default 4)
   --no-ceilings      skip the GEMM / bandwidth ceilings
+  --training         the training cases instead (op forward + backward, layer fit step, peak tensor
+                     bytes, engine memory; with --quick: the first case only; --reps N;
+                     --cases 1x2048x8x2x64 picks cases by BxTxUxVxH)
   --out NAME         results file name (default full / quick), written under bench/results/runs/ (untracked)
   --reference        write under bench/results/ instead: the committed reference results the README quotes
   --report FILE      print the table of a results JSON again (and rewrite its SVG), without running`;
@@ -132,6 +135,11 @@ function printCeilings(ce) {
 }
 
 export async function main(argv) {
+  if (argv.includes('--training')) {
+    // Training cases (op forward + backward, a layer fit step): bench/lib/training.mjs.
+    const { main: training } = await import('./training.mjs');
+    return training(argv);
+  }
   const args = parseArgs(argv);
   if (args.help) { console.log(HELP); return; }
   if (args.report) { rerender(args.report); return; }

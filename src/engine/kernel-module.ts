@@ -10,6 +10,8 @@ export interface KernelExports {
   runOne(params: number, tid: number, task: number): void;
   reduce(params: number): void;
   expf(x: number): number;
+  /** The kernels' copy of the dropout hash (tested against src/engine/dropout_hash.ts). */
+  dropoutHash(key: number, b: number, u: number, i: number, j: number): number;
 }
 
 function decodeBase64(b64: string): Uint8Array {

@@ -127,6 +127,8 @@ export function runBackwardWasm(host: BackwardHost, p: NormalizedProblem, saved:
     dropoutThreshold: rate > 0 ? dropoutThreshold(rate) : 0,
     dropoutKeepScale: rate > 0 ? dropoutKeepScale(rate) : 1,
     dropoutKey: dropoutKey(p.dropoutSeed),
+    callRows: T,
+    callRowStart: 0,
   };
   const run = (pass: number, tasks: number): void => {
     // Pass 2 reads the log-sum-exp pass 1 wrote (or the forward's).

@@ -18,7 +18,8 @@ import { normalizeBackward } from './backward-problem.js';
 import { WasmHeap } from './heap.js';
 import { runBackwardWasm } from './wasm-backward.js';
 import { planJobs, STAGING_BYTES } from './job-plan.js';
-import { attentionJs, writeFullyMaskedRows } from './js-path.js';
+import { dropoutKeepScale, dropoutKey, dropoutThreshold } from './dropout_hash.js';
+import { writeFullyMaskedRows } from './js-path.js';
 import { createMemory, type KernelExports } from './kernel-module.js';
 import { findFullyMaskedRows, normalizeProblem, type NormalizedProblem } from './problem.js';
 import { gather, scatter } from './staging.js';
@@ -54,8 +55,7 @@ class WasmBuffer implements EngineBuffer {
 
 /** The backward-only parameters, off in forward jobs. */
 const FORWARD_ONLY = {
-  pass: 0, gradOutput: 0, logSumExp: 0, rowDelta: 0, gradQuery: 0, gradKey: 0, gradValue: 0, keyTiles: 0,
-  computeLogSumExp: 0, dropoutThreshold: 0, dropoutKeepScale: 1, dropoutKey: 0,
+  pass: 0, gradOutput: 0, rowDelta: 0, gradQuery: 0, gradKey: 0, gradValue: 0, keyTiles: 0, computeLogSumExp: 0,
 } as const;
 
 export class WasmEngine implements AttentionEngine {
@@ -142,8 +142,6 @@ export class WasmEngine implements AttentionEngine {
       value: this.resolveArray('value', problem?.value),
     };
     const p = normalizeProblem('AttentionEngine.attention', problem as never, arrays);
-    // Dropout and the log-sum-exp are not in the SIMD kernel yet: the plain-JS path computes them.
-    if (p.dropoutRate > 0 || p.wantLogSumExp) return attentionJs(p);
     const fully = findFullyMaskedRows(p);
     // Where inputs that live in engine memory (EngineBuffers or raw views of it) are, read before
     // the run: growth during the run detaches views of a non-shared memory.
@@ -156,7 +154,7 @@ export class WasmEngine implements AttentionEngine {
         key: this.reviewed(p.key, places.key),
         value: this.reviewed(p.value, places.value),
       };
-      writeFullyMaskedRows(fresh, fully, result.output as Float32Array, result.probabilities as Float32Array | undefined);
+      writeFullyMaskedRows(fresh, fully, result.output as Float32Array, result.probabilities as Float32Array | undefined, result.logSumExp as Float32Array | undefined);
     }
     return result;
   }
@@ -249,6 +247,7 @@ export class WasmEngine implements AttentionEngine {
       const probabilityCount = p.wantProbabilities ? B * U * T * S : 0;
       const probabilitiesOffset = probabilityCount > 0 ? alloc(probabilityCount * 4) : 0;
       const mask = this.stageMask(p, alloc);
+      const logSumExpOffset = p.wantLogSumExp ? alloc(B * U * T * 4) : 0;
       const partialsOffset = keyChunks > 1 ? alloc(plan.tasks * plan.partialBytes) : 0;
       const doneOffset = alloc(plan.tasksPerKeyChunk * chunksPerJob * 4);
 
@@ -353,6 +352,12 @@ export class WasmEngine implements AttentionEngine {
               firstChunk,
               chunksInJob,
               ...FORWARD_ONLY,
+              logSumExp: logSumExpOffset,
+              callRows: T,
+              callRowStart: rowStart,
+              dropoutThreshold: p.dropoutRate > 0 ? dropoutThreshold(p.dropoutRate) : 0,
+              dropoutKeepScale: p.dropoutRate > 0 ? dropoutKeepScale(p.dropoutRate) : 1,
+              dropoutKey: dropoutKey(p.dropoutSeed),
             };
             writeParams(this.memory.buffer, params);
             new Int32Array(this.memory.buffer, doneOffset, tasks).fill(0);
@@ -371,12 +376,13 @@ export class WasmEngine implements AttentionEngine {
           }
         }
       }
+      const logSumExp = p.wantLogSumExp ? new Float32Array(this.memory.buffer, logSumExpOffset, B * U * T).slice() : undefined;
       if (probabilityCount > 0) {
         const probabilities = new Float32Array(probabilityCount);
         probabilities.set(new Float32Array(this.memory.buffer, probabilitiesOffset, probabilityCount));
-        return { output, probabilities };
+        return { output, probabilities, ...(logSumExp ? { logSumExp } : {}) };
       }
-      return { output };
+      return { output, ...(logSumExp ? { logSumExp } : {}) };
     } finally {
       for (const offset of owned) this.heap.release(offset);
     }

@@ -2,8 +2,8 @@
  * Gradient of the fused `GroupedQueryAttention` kernel.
  *
  * On `cpu` and `wasm` (the backends whose tensors the attention engine reads as typed arrays) it is
- * the engine's fused backward: from the saved output, the rows' log-sum-exp, then dQ, dK, dV with
- * no (B,U,T,S) buffer
+ * the engine's fused backward: from the saved output and the log-sum-exp its kernel recorded
+ * (saved_statistics.ts), dQ, dK, dV with no (B,U,T,S) buffer
  * (src/engine/backward-*.ts; the WebAssembly engine splits the work over its threads). The
  * dropout pattern is regenerated from the kernel's `dropoutSeed`.
  *
@@ -25,6 +25,7 @@ import { compositeProbabilities } from './composite.js';
 import { dropoutKeepMask } from './dropout_mask.js';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from './kernel_names.js';
 import { engineProblem } from './kernels/engine_problem.js';
+import { savedLogSumExp } from './kernels/saved_statistics.js';
 import { combinedAdder, kernelMaskOf } from './masks.js';
 
 type Grads = { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Tensor; mask: () => tf.Tensor };
@@ -41,10 +42,12 @@ function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQu
     mask: attrs.maskKind === 'none' ? new Uint8Array(1) : (maskInput.dataSync() as Uint8Array | Float32Array),
   };
   const problem = engineProblem({ query, key, mask: maskInput }, arrays, { ...attrs, returnScores: false });
-  // The forward's output is saved (outputsToSave); the backward computes the rows' log-sum-exp
-  // itself (one Q·Kᵀ sweep), so inference calls never pay for it.
+  // The forward's output is saved (outputsToSave) and its kernel recorded the rows' log-sum-exp;
+  // without it (another kernel made the output) the backward computes it (one Q·Kᵀ sweep).
+  const logSumExp = savedLogSumExp(output.dataId);
   const { dQuery, dKey, dValue } = getDefaultEngine().attentionBackward({
     ...problem,
+    ...(logSumExp ? { logSumExp } : {}),
     query: arrays.query,
     key: arrays.key,
     value: arrays.value,

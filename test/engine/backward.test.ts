@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   attentionBackwardReference,
   attentionReference,
+  createAttentionEngineSync,
   type AttentionProblem,
 } from '../../src/engine/index.js';
 import { expectClose } from '../helpers/close.js';
@@ -64,6 +65,27 @@ describe('engine forward: log-sum-exp and dropout', () => {
       }),
       { numRuns: 20, seed: 12 },
     );
+  });
+});
+
+describe('engine forward statistics on split keys', () => {
+  it('decode over long keys (key chunks reduced at the end) returns the reference lse and dropout output', () => {
+    for (const staging of [undefined, 64 * 1024]) {
+      const engine = createAttentionEngineSync({ threads: 2, ...(staging ? { testing: { stagingBytes: staging } } : {}) });
+      for (const T of [1, 3]) {
+        const S = 2100;
+        const problem: AttentionProblem = {
+          batch: 1, queryLength: T, keyLength: S, numQueryHeads: 4, numKeyValueHeads: 2, headDim: 16,
+          query: randomArray(T * 64, 1), key: randomArray(S * 32, 2), value: randomArray(S * 32, 3),
+          dropoutRate: 0.3, dropoutSeed: 77, returnLogSumExp: true,
+        };
+        const ref = attentionReference(problem);
+        const got = engine.attention(problem);
+        expectClose(got.output, ref.output, `output T=${T} staging=${staging}`, 1e-5, 1e-5);
+        expectClose(got.logSumExp!, ref.logSumExp!, `lse T=${T} staging=${staging}`, 1e-5, 1e-5);
+      }
+      engine.dispose();
+    }
   });
 });
 

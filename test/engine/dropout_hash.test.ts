@@ -74,3 +74,15 @@ describe('dropout hash (shared contract)', () => {
     expect(differ).toBeGreaterThan(60);
   });
 });
+
+describe('the WebAssembly copy of the dropout hash', () => {
+  it('equals the TypeScript definition', async () => {
+    const { compileKernelSync } = await import('../../src/engine/kernel-module.js');
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+    const instance = new WebAssembly.Instance(compileKernelSync(false), { env: { memory } });
+    const wasmHash = (instance.exports as unknown as { dropoutHash(k: number, b: number, u: number, i: number, j: number): number }).dropoutHash;
+    for (const [seed, b, u, i, j] of [[0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [42, 1, 2, 3, 4], [0xffffffff, 7, 13, 1023, 2047], [99, 3, 0, 17, 65535]]) {
+      expect(wasmHash(dropoutKey(seed!), b!, u!, i!, j!) >>> 0).toBe(dropoutHash(dropoutKey(seed!), b!, u!, i!, j!));
+    }
+  });
+});

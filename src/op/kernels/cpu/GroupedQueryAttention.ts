@@ -6,6 +6,7 @@ import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core
 import { GroupedQueryAttention } from '../../kernel_names.js';
 import { readKernelCall } from '../kernel_call.js';
 import { engineFor, engineProblem } from '../engine_problem.js';
+import { recordLogSumExp } from '../saved_statistics.js';
 
 interface CpuBackendLike {
   data: { get(dataId: object): { values: unknown } };
@@ -26,8 +27,10 @@ const groupedQueryAttentionCpu: KernelFunc = ({ inputs, backend, attrs }) => {
     },
     a,
   );
-  const result = engineFor(a).attention(problem);
+  // The log-sum-exp costs O(B·U·T): always kept for a gradient that may follow.
+  const result = engineFor(a).attention({ ...problem, returnLogSumExp: true });
   const output = cpu.makeTensorInfo(query.shape, 'float32', result.output);
+  recordLogSumExp(output.dataId, result.logSumExp);
   if (!a.returnScores) return [output];
   return [output, cpu.makeTensorInfo([dims.b, dims.u, dims.t, dims.s], 'float32', result.probabilities!)];
 };

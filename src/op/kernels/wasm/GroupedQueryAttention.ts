@@ -8,6 +8,7 @@ import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core
 import { GroupedQueryAttention } from '../../kernel_names.js';
 import { readKernelCall, type KernelCall } from '../kernel_call.js';
 import { engineFor, engineProblem } from '../engine_problem.js';
+import { recordLogSumExp } from '../saved_statistics.js';
 import { heapView, type WasmBackendLike } from './heap.js';
 
 const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
@@ -40,8 +41,10 @@ function attend(wasm: WasmBackendLike, call: KernelCall, output: TensorInfo, sco
     },
     a,
   );
-  const result = engineFor(a).attention(problem);
+  // The log-sum-exp costs O(B·U·T): always kept for a gradient that may follow.
+  const result = engineFor(a).attention({ ...problem, returnLogSumExp: true });
   (heapView(wasm, output) as Float32Array).set(result.output);
+  recordLogSumExp(output.dataId, result.logSumExp);
   if (scores == null) return [output];
   (heapView(wasm, scores) as Float32Array).set(result.probabilities!);
   return [output, scores];
