@@ -4,7 +4,7 @@
  * (scripts/test-browser-web.mjs).
  *
  * URL parameters: ?threads=N (attention engine threads; needs cross-origin isolation),
- * ?autorun=1 (train, generate, backends).
+ * ?count=N (examples decoded by Generate, default 64), ?autorun=1 (train, generate, backends).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -40,8 +40,8 @@ const fmt = (x, digits = 1) => (x == null || Number.isNaN(x) ? '–' : x.toFixed
 const seconds = (ms) => (ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 const BACKENDS = ['wasm', 'cpu', 'webgl', 'webgpu'];
-/** Examples decoded by "Generate". */
-const GENERATE_COUNT = 64;
+/** Examples decoded by "Generate" (?count=N, 1..512; fewer is quicker on a slow device). */
+const GENERATE_COUNT = Math.min(512, Math.max(1, Math.floor(Number(params.get('count'))) || 64));
 
 // ---- setup -------------------------------------------------------------------------------------
 setWasmPaths({
@@ -212,11 +212,11 @@ function loadSaved() {
 const cacheRefused = (e) => /KV cache cannot be used on the (\w+) backend/.test(String(e?.message ?? e));
 
 /**
- * Decodes GENERATE_COUNT new examples on the picked backend and shows them. With `compare` (the
- * Generate button) it also times the three ways to decode (KV cache, full recompute, full
- * recompute with composite attention), each after a warm-up; after training it decodes once.
+ * Decodes GENERATE_COUNT new examples on the picked backend and shows them. With `compare` ("Time
+ * decoding") it also times the three ways to decode (KV cache, full recompute, full recompute with
+ * composite attention), each after a warm-up.
  */
-async function generateAndShow({ count = GENERATE_COUNT, compare = true } = {}) {
+async function generateAndShow({ count = GENERATE_COUNT, compare = false } = {}) {
   const backend = formValues().backend;
   await useBackend(backend);
   const { model, spec } = state;
@@ -272,7 +272,7 @@ async function generateAndShow({ count = GENERATE_COUNT, compare = true } = {}) 
     ];
     const cell = (name, r) => {
       if (r != null) return `<tr><td>${name}</td><td>${Math.round(r.tokensPerSecond).toLocaleString('en')}</td><td>${fmt(r.ms)}</td></tr>`;
-      const why = name.startsWith('KV') && cacheNote ? cacheNote : 'not timed yet: press Generate to compare';
+      const why = name.startsWith('KV') && cacheNote ? cacheNote : 'not timed: press “Time decoding” to compare';
       return `<tr><td>${name}</td><td colspan="2" class="muted wide">${esc(why)}</td></tr>`;
     };
     $('gen-timings').innerHTML = `<tr><th>greedy decoding of ${count} examples on ${backend}</th><th>tokens/s</th><th>ms</th></tr>` +
@@ -353,10 +353,27 @@ async function runBackends(names = BACKENDS) {
 }
 
 // ---- wiring ------------------------------------------------------------------------------------
+/** What to expect from the picked backend here, in a sentence. */
+function backendHint() {
+  const name = formValues().backend;
+  const info = state.info;
+  const hints = {
+    wasm: 'WebAssembly on the CPU, with the package\'s attention engine: usually the fastest choice for a model this small.',
+    cpu: 'Plain JavaScript on the CPU (the attention still runs on the WebAssembly engine): slower than wasm.',
+    webgl: info?.webgl.available === false ? 'WebGL 2 is not available in this browser.'
+      : `The GPU through WebGL 2${info?.webgl.software ? ' (a software renderer here: slow)' : ''}; the first steps compile shaders.`,
+    webgpu: info?.webgpu.available === false ? `WebGPU is not available: ${info.webgpu.why}.`
+      : `The GPU through WebGPU${info?.webgpu.software ? ' (a software adapter here: much slower than wasm)' : ''}; the first ` +
+        'steps compile shaders.',
+  };
+  $('backend-hint').textContent = hints[name] ?? '';
+}
+
 function setButtons() {
   const { busy } = state;
-  for (const id of ['train', 'load', 'generate', 'backends']) $(id).disabled = busy !== false;
+  for (const id of ['train', 'load', 'generate', 'compare', 'backends']) $(id).disabled = busy !== false;
   $('generate').disabled ||= state.model == null;
+  $('compare').disabled ||= state.model == null;
   $('backends').disabled ||= state.model == null;
   $('stop').disabled = busy !== 'train';
   $('train-form').elements.backend.disabled = busy !== false;
@@ -385,18 +402,21 @@ $('train-form').addEventListener('submit', (e) => {
     await train();
     state.busy = 'generate';
     setButtons();
-    await generateAndShow({ compare: false });
+    await generateAndShow();
   });
 });
 $('load').addEventListener('click', () => busyWith('generate', 'train-status', async () => {
-  if (loadSaved()) await generateAndShow({ compare: false });
+  if (loadSaved()) await generateAndShow();
 }));
 $('stop').addEventListener('click', () => {
   state.stop = true;
 });
 $('generate').addEventListener('click', () => busyWith('generate', 'gen-summary', () => generateAndShow()));
+$('compare').addEventListener('click', () => busyWith('generate', 'gen-summary', () => generateAndShow({ compare: true })));
 $('backends').addEventListener('click', () => busyWith('backends', 'backend-status', () => runBackends()));
+$('train-form').elements.backend.addEventListener('change', backendHint);
 $('table-batch').textContent = String(TABLE_BATCH);
+$('gen-count').textContent = String(GENERATE_COUNT);
 wireMaps($('maps'));
 
 const ready = setup().then(() => {
@@ -405,6 +425,7 @@ const ready = setup().then(() => {
   return mapsOf(makeBatch(state.spec.task, state.spec.n, 1, createRng(state.spec.seed)).examples[0]);
 }).then(() => {
   setButtons();
+  backendHint();
   return state.info;
 });
 
@@ -438,6 +459,6 @@ window.demo = {
 if (params.get('autorun') === '1') {
   await ready;
   await train();
-  await generateAndShow({ compare: false });
+  await generateAndShow();
   await runBackends();
 }
