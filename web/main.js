@@ -144,7 +144,7 @@ function progress(id, fraction, text = '') {
 // ---- 1. train ----------------------------------------------------------------------------------
 async function train(options = {}) {
   const o = { ...formValues(), target: 0.99, lr: 0.003, ...options };
-  const { backend, task, n, steps, batch, seed, target } = o;
+  const { backend, task, n, steps, seed, target } = o;
   await useBackend(backend);
   const model = newModel({ task, n, seed });
   state.trained = null;
@@ -299,7 +299,7 @@ async function generateAndShow({ count = GENERATE_COUNT, compare = false } = {})
 /** The first samples, each wrong one with its expected answer, and the two accuracies explained. */
 function showSamples(examples, run, count) {
   // The first six, and up to four of the others that went wrong.
-  const wrongOnes = examples.map((e, b) => b).filter((b) => b >= 6 && run.sequences[b].some((t, i) => t !== examples[b].tokens[i]));
+  const wrongOnes = examples.map((_, b) => b).filter((b) => b >= 6 && run.sequences[b].some((t, i) => t !== examples[b].tokens[i]));
   const shown = [0, 1, 2, 3, 4, 5, ...wrongOnes.slice(0, 4)].filter((b) => b < examples.length);
   $('samples').innerHTML = shown.map((b) => {
     const e = examples[b];

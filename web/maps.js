@@ -48,7 +48,7 @@ function readCell(event) {
   last.container.querySelector('.readout').textContent =
     `block ${Number(d.block) + 1}, head ${u + 1} (shares key/value head ${kv}): query position ${i} “${last.labels[i]}” ` +
     `reads key position ${j} “${last.labels[j]}” with weight ${Number(d.p).toFixed(3)}`;
-  last.container.querySelectorAll('rect.picked').forEach((r) => r.classList.remove('picked'));
+  for (const r of last.container.querySelectorAll('rect.picked')) r.classList.remove('picked');
   rect.classList.add('picked');
 }
 

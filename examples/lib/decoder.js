@@ -135,7 +135,7 @@ export class Decoder {
 
   /** Copies the weights of another decoder of the same configuration. */
   copyWeightsFrom(other) {
-    this.layers.forEach((layer, i) => layer.setWeights(other.layers[i].getWeights()));
+    for (const [i, layer] of this.layers.entries()) layer.setWeights(other.layers[i].getWeights());
     return this;
   }
 
