@@ -16,7 +16,7 @@ const childPath = join(benchDir, 'lib', 'child.mjs');
 
 function parseArgs(argv) {
   const a = { quick: false, only: null, cases: null, dist: join(rootDir, 'dist'), budgetMin: null, maxCallS: null,
-    maxRowGB: 4, ceilings: true, out: null, help: false };
+    maxRowGB: 4, ceilings: true, out: null, reference: false, help: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const val = () => argv[++i];
@@ -29,6 +29,7 @@ function parseArgs(argv) {
     else if (k === '--max-row-gb') a.maxRowGB = Number(val());
     else if (k === '--no-ceilings') a.ceilings = false;
     else if (k === '--out') a.out = val();
+    else if (k === '--reference') a.reference = true;
     else if (k === '--report') a.report = resolve(val());
     else if (k === '--help' || k === '-h') a.help = true;
     else throw new Error(`unknown option ${k} (see --help)`);
@@ -48,7 +49,8 @@ const HELP = `npm run bench [-- options]     (node bench/run.mjs [options])
   --max-call-s N     skip a row when one call is predicted to take longer (default 3, quick 1)
   --max-row-gb N     skip a row whose predicted extra memory exceeds N GB (default 4)
   --no-ceilings      skip the GEMM / bandwidth ceilings
-  --out NAME         results file name under bench/results/ (default full / quick)
+  --out NAME         results file name (default full / quick), written under bench/results/runs/ (untracked)
+  --reference        write under bench/results/ instead: the committed reference results the README quotes
   --report FILE      print the table of a results JSON again (and rewrite its SVG), without running`;
 
 const median = (xs) => quantile(xs, 0.5);
@@ -147,13 +149,13 @@ export async function main(argv) {
     printCeilings(doc.ceilings);
   }
 
-  let rows = ROWS.filter((r) => !args.only || args.only.some((s) => r.id.includes(s)));
+  const rows = ROWS.filter((r) => !args.only || args.only.some((s) => r.id.includes(s)));
   const unavailable = new Map();
   for (const r of rows) {
     const file = r.impl === 'engine' ? join(args.dist, 'engine', 'index.js') : r.opts.variant === 'package' ? join(args.dist, 'index.js') : null;
     if (file && !existsSync(file)) unavailable.set(r.id, `not built yet (${file.slice(rootDir.length + 1)} missing; npm run build)`);
   }
-  let cases = allCases(args.quick).filter((c) => !args.cases || args.cases.some((s) => c.id.includes(s)));
+  const cases = allCases(args.quick).filter((c) => !args.cases || args.cases.some((s) => c.id.includes(s)));
   console.log(`\n${cases.length} cases × ${rows.length} rows; runs interleaved across rows (one process per row and case); ` +
     `medians of ≥10 runs (3 when a call takes > 1 s), p10/p90. "* " = this package. ` +
     `Max error vs a float64 reference over ${'≤384'} sampled output rows (! = above 1e-4).`);
@@ -278,7 +280,10 @@ export async function main(argv) {
   }
 
   doc.elapsedS = (Date.now() - t0) / 1000;
-  const stem = join(resultsDir, args.out);
+  // Runs land in an untracked folder; the committed reference results change only with --reference.
+  const outDir = args.reference ? resultsDir : join(resultsDir, 'runs');
+  mkdirSync(outDir, { recursive: true });
+  const stem = join(outDir, args.out);
   const usedRows = rows.filter((r) => doc.cases.some((x) => x.results.some((q) => q.rowId === r.id && q.status === 'ok')));
   for (const entry of doc.cases) rankCase(entry);
   writeDoc(`${stem}.json`, doc);
