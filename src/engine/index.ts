@@ -21,12 +21,25 @@ export type {
   AttentionEngineOptions,
   AttentionProblem,
   AttentionResult,
+  BackwardProblem,
+  BackwardResult,
   EngineBuffer,
   EngineMask,
   EngineProblem,
 } from './types.js';
 export { attentionReference } from './reference.js';
+export { attentionBackwardReference } from './backward-reference.js';
 export { defaultScale } from './problem.js';
+export {
+  dropoutHash,
+  dropoutKeepScale,
+  dropoutKey,
+  dropoutRowFactors,
+  dropoutThreshold,
+  isDropped,
+  mix32,
+  randomDropoutSeed,
+} from './dropout_hash.js';
 
 /**
  * Threads an engine will use: `options.threads` (validated: a positive integer) or the available

@@ -2,7 +2,9 @@
 import { ValueError } from '../errors.js';
 import { attentionJs } from './js-path.js';
 import { normalizeProblem } from './problem.js';
-import type { AttentionEngine, AttentionResult, EngineBuffer, EngineProblem } from './types.js';
+import { attentionBackwardJs } from './backward-js.js';
+import { normalizeBackward } from './backward-problem.js';
+import type { AttentionEngine, AttentionResult, BackwardProblem, BackwardResult, EngineBuffer, EngineProblem } from './types.js';
 
 class JsBuffer implements EngineBuffer {
   freed = false;
@@ -51,6 +53,12 @@ export class JsEngine implements AttentionEngine {
       value: resolve('value', problem?.value),
     });
     return attentionJs(p);
+  }
+
+  attentionBackward(problem: BackwardProblem): BackwardResult {
+    if (this.disposed) throw new ValueError('AttentionEngine.attentionBackward: the engine was disposed');
+    const { p, saved } = normalizeBackward('AttentionEngine.attentionBackward', problem);
+    return attentionBackwardJs(p, saved);
   }
 
   allocate(floats: number): EngineBuffer {

@@ -5,6 +5,7 @@
  * per-row reference routine. Only O(S) scratch per row, never a (T, S) buffer.
  */
 import { allowedRange, findFullyMaskedRows, type NormalizedProblem } from './problem.js';
+import { dropoutKey, dropoutKeepScale, dropoutThreshold, mix32 } from './dropout_hash.js';
 import { referenceRow } from './reference.js';
 import type { AttentionResult } from './types.js';
 
@@ -13,6 +14,11 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
   const { B, T, S, C, U, V, H, G } = p;
   const output = new Float32Array(B * T * U * H);
   const probabilities = p.wantProbabilities ? new Float32Array(B * U * T * S) : undefined;
+  const logSumExp = p.wantLogSumExp ? new Float32Array(B * U * T) : undefined;
+  const dropping = p.dropoutRate > 0;
+  const key = dropoutKey(p.dropoutSeed);
+  const threshold = dropoutThreshold(p.dropoutRate);
+  const keepScale = dropping ? dropoutKeepScale(p.dropoutRate) : 1;
   const fully = findFullyMaskedRows(p);
   const fullySet = new Set(fully);
   const qs = new Float32Array(G * H);
@@ -67,16 +73,22 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
             logits[base + j] = e;
             sum += e;
           }
+          if (logSumExp) logSumExp[row] = Math.fround(max + Math.log(sum));
           const ab = g * H;
           for (let h = 0; h < H; h++) acc[ab + h] = 0;
+          // Dropout after the softmax: the hash of the row's prefix (key, b, u, t) once, then one
+          // round per key (dropout_hash.ts); kept weights are scaled by keepScale at the end.
+          const rowHash = dropping ? mix32((mix32((mix32((key ^ b) >>> 0) ^ u) >>> 0) ^ t) >>> 0) : 0;
           for (let j = lo; j <= hi; j++) {
             const e = logits[base + j]!;
             if (e === 0) continue;
+            if (dropping && mix32((rowHash ^ j) >>> 0) >>> 8 < threshold) continue;
             const vb = ((b * C + j) * V + kvh) * H;
             for (let h = 0; h < H; h++) acc[ab + h] += e * p.value[vb + h]!;
           }
           const dst = ((b * T + t) * U + u) * H;
-          for (let h = 0; h < H; h++) output[dst + h] = sum > 0 ? acc[ab + h]! / sum : 0;
+          const norm = keepScale / sum;
+          for (let h = 0; h < H; h++) output[dst + h] = sum > 0 ? acc[ab + h]! * norm : 0;
           if (probabilities) {
             const pb = row * S;
             for (let j = lo; j <= hi; j++) probabilities[pb + j] = sum > 0 ? logits[base + j]! / sum : 0;
@@ -85,8 +97,8 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
       }
     }
   }
-  if (fully.length > 0) writeFullyMaskedRows(p, fully, output, probabilities);
-  return probabilities ? { output, probabilities } : { output };
+  if (fully.length > 0) writeFullyMaskedRows(p, fully, output, probabilities, logSumExp);
+  return { output, ...(probabilities ? { probabilities } : {}), ...(logSumExp ? { logSumExp } : {}) };
 }
 
 /** Overwrites the rows with no allowed key with the exact per-row reference. */
@@ -95,6 +107,7 @@ export function writeFullyMaskedRows(
   rows: readonly number[],
   output: Float32Array,
   probabilities: Float32Array | undefined,
+  logSumExp?: Float32Array,
 ): void {
   const scratch = new Float64Array(p.S);
   for (const row of rows) {
@@ -102,6 +115,6 @@ export function writeFullyMaskedRows(
     const bu = (row - t) / p.T;
     const u = bu % p.U;
     const b = (bu - u) / p.U;
-    referenceRow(p, b, u, t, output, probabilities, scratch);
+    referenceRow(p, b, u, t, output, probabilities, scratch, logSumExp);
   }
 }

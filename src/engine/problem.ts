@@ -37,6 +37,12 @@ export interface NormalizedProblem {
   /** float32 query scale. */
   readonly scale: number;
   readonly wantProbabilities: boolean;
+  /** Dropout rate, 0 for none. */
+  readonly dropoutRate: number;
+  /** u32 seed of the dropout hash. */
+  readonly dropoutSeed: number;
+  /** Whether the per-row log-sum-exp is returned. */
+  readonly wantLogSumExp: boolean;
 }
 
 /**
@@ -128,6 +134,16 @@ export function normalizeProblem(
   }
   const rp = problem.returnProbabilities === undefined ? false : problem.returnProbabilities;
   if (typeof rp !== 'boolean') fail(fn, 'problem.returnProbabilities', 'must be a boolean', describe(rp));
+  const rate = problem.dropoutRate === undefined ? 0 : problem.dropoutRate;
+  if (typeof rate !== 'number' || !(rate >= 0 && rate < 1)) {
+    fail(fn, 'problem.dropoutRate', 'must be a number in [0, 1)', describe(rate));
+  }
+  const seed = problem.dropoutSeed === undefined ? 0 : problem.dropoutSeed;
+  if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    fail(fn, 'problem.dropoutSeed', 'must be an integer in [0, 2^32)', describe(seed));
+  }
+  const lse = problem.returnLogSumExp === undefined ? false : problem.returnLogSumExp;
+  if (typeof lse !== 'boolean') fail(fn, 'problem.returnLogSumExp', 'must be a boolean', describe(lse));
   return {
     B, T, S, C, U, V, H, G: U / V,
     query: query as Float32Array,
@@ -136,6 +152,9 @@ export function normalizeProblem(
     mask, causal, p0, window: w ?? 0,
     scale: Math.fround(scale),
     wantProbabilities: rp,
+    dropoutRate: rate,
+    dropoutSeed: seed,
+    wantLogSumExp: lse,
   };
 }
 

@@ -4,6 +4,7 @@
  * engines for rows with no allowed key (where Keras's `fround(s - 1e9)` logits matter).
  */
 import { allowedRange, hasAllowedSemantics, normalizeProblem, type NormalizedProblem } from './problem.js';
+import { dropoutKey, dropoutRowFactors } from './dropout_hash.js';
 import type { AttentionProblem, AttentionResult } from './types.js';
 
 const f = Math.fround;
@@ -31,13 +32,14 @@ export function attentionReference(problem: AttentionProblem): AttentionResult {
   const p = normalizeProblem('attentionReference', problem);
   const output = new Float32Array(p.B * p.T * p.U * p.H);
   const probabilities = p.wantProbabilities ? new Float32Array(p.B * p.U * p.T * p.S) : undefined;
+  const logSumExp = p.wantLogSumExp ? new Float32Array(p.B * p.U * p.T) : undefined;
   const scratch = new Float64Array(p.S);
   for (let b = 0; b < p.B; b++) {
     for (let u = 0; u < p.U; u++) {
-      for (let t = 0; t < p.T; t++) referenceRow(p, b, u, t, output, probabilities, scratch);
+      for (let t = 0; t < p.T; t++) referenceRow(p, b, u, t, output, probabilities, scratch, logSumExp);
     }
   }
-  return probabilities ? { output, probabilities } : { output };
+  return { output, ...(probabilities ? { probabilities } : {}), ...(logSumExp ? { logSumExp } : {}) };
 }
 
 /**
@@ -52,6 +54,7 @@ export function referenceRow(
   output: Float32Array,
   probabilities: Float32Array | undefined,
   scratch: Float64Array = new Float64Array(p.S),
+  logSumExp?: Float32Array,
 ): void {
   const { T, S, C, U, V, H, G } = p;
   const kvh = Math.floor(u / G);
@@ -83,12 +86,17 @@ export function referenceRow(
     logits[j] = e;
     sum = f(sum + e);
   }
+  if (logSumExp) logSumExp[(b * U + u) * T + t] = f(max + Math.log(sum));
+  const factors = p.dropoutRate > 0 ? new Float32Array(S) : null;
+  if (factors) dropoutRowFactors(factors, dropoutKey(p.dropoutSeed), p.dropoutRate, b, u, t);
   const oBase = ((b * T + t) * U + u) * H;
   for (let h = 0; h < H; h++) output[oBase + h] = 0;
   const pBase = ((b * U + u) * T + t) * S;
   for (let j = 0; j < S; j++) {
-    const pj = f(logits[j]! / sum);
-    if (probabilities) probabilities[pBase + j] = pj;
+    const pj0 = f(logits[j]! / sum);
+    if (probabilities) probabilities[pBase + j] = pj0;
+    // Dropout acts after the softmax; the returned probabilities are taken before it (Keras).
+    const pj = factors ? f(pj0 * factors[j]!) : pj0;
     const vBase = ((b * C + j) * V + kvh) * H;
     for (let h = 0; h < H; h++) output[oBase + h] = f(output[oBase + h]! + f(pj * p.value[vBase + h]!));
   }

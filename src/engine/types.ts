@@ -72,8 +72,21 @@ export interface AttentionProblem {
   readonly slidingWindow?: number;
   /** Query scale. Default: float32 1/sqrt(H) as Keras computes it, fround(1 / fround(sqrt(H))). */
   readonly scale?: number;
-  /** Also return the (B, U, T, S) probabilities. */
+  /** Also return the (B, U, T, S) probabilities (taken before dropout). */
   readonly returnProbabilities?: boolean;
+  /**
+   * Dropout rate on the probabilities, in [0, 1); 0 (the default) is off. Kept probabilities are
+   * scaled by `fround(1 / fround(1 - rate))`; the keep/drop decisions come from the shared hash of
+   * `dropout_hash.ts` keyed by `dropoutSeed`.
+   */
+  readonly dropoutRate?: number;
+  /** u32 seed of the dropout hash. Default 0. */
+  readonly dropoutSeed?: number;
+  /**
+   * Also return the per-row log-sum-exp of the softmax (what a backward pass needs), shape (B, U, T).
+   * Inference calls leave it off and do not pay for it.
+   */
+  readonly returnLogSumExp?: boolean;
 }
 
 /**
@@ -89,6 +102,58 @@ export interface AttentionResult {
   readonly output: Float32Array;
   /** (B, U, T, S) row-major, only when requested. */
   readonly probabilities?: Float32Array;
+  /**
+   * (B, U, T) row-major, only when requested: lse = m + ln(Σ_j exp(s_j - m)) over the float32 logits
+   * the softmax uses (mask terms included), so that P_ij = exp(s_ij - lse_i).
+   */
+  readonly logSumExp?: Float32Array;
+}
+
+/**
+ * One attention backward problem: the forward problem plus what the forward saved (its output and
+ * log-sum-exp) and the gradient of the output. The dropout pattern (same rate and seed as the
+ * forward) is regenerated, never stored.
+ *
+ * @example
+ * ```ts
+ * import { createJsEngine } from 'grouped-query-attention/engine';
+ * const engine = createJsEngine();
+ * const problem = {
+ *   batch: 1, queryLength: 2, keyLength: 2, numQueryHeads: 2, numKeyValueHeads: 1, headDim: 4,
+ *   query: new Float32Array(16).fill(0.5), key: new Float32Array(8).fill(0.25),
+ *   value: new Float32Array(8).map((_, i) => i), causal: true,
+ * };
+ * const { output, logSumExp } = engine.attention({ ...problem, returnLogSumExp: true });
+ * const grads = engine.attentionBackward({
+ *   ...problem, output, logSumExp: logSumExp!, gradOutput: new Float32Array(16).fill(1),
+ * });
+ * console.log(grads.dQuery.length, grads.dKey.length, grads.dValue.length); // 16 8 8
+ * ```
+ */
+export interface BackwardProblem extends AttentionProblem {
+  /** The forward output (B, T, U, H). */
+  readonly output: Float32Array;
+  /** The forward's log-sum-exp (B, U, T). */
+  readonly logSumExp: Float32Array;
+  /** Gradient of the loss with respect to the output, (B, T, U, H). */
+  readonly gradOutput: Float32Array;
+}
+
+/**
+ * Gradients of a {@link BackwardProblem}: fresh arrays owned by the caller.
+ *
+ * @example
+ * ```ts
+ * const { dQuery, dKey, dValue } = engine.attentionBackward(problem);
+ * ```
+ */
+export interface BackwardResult {
+  /** (B, T, U, H). */
+  readonly dQuery: Float32Array;
+  /** (B, S, V, H) (rows 0..S-1 only, even when the forward read a larger capacity). */
+  readonly dKey: Float32Array;
+  /** (B, S, V, H). */
+  readonly dValue: Float32Array;
 }
 
 /**
@@ -223,6 +288,11 @@ export interface AttentionEngine {
   readonly ready: Promise<void>;
   /** Computes attention synchronously. Inputs are never modified. */
   attention(problem: EngineProblem): AttentionResult;
+  /**
+   * Gradients of attention with respect to query, key and value, synchronously, with no (B,U,T,S)
+   * buffer: the probabilities are recomputed tile by tile from the saved log-sum-exp.
+   */
+  attentionBackward(problem: BackwardProblem): BackwardResult;
   /** Allocates `floats` float32 elements of engine memory (zeroed), e.g. for a KV cache. */
   allocate(floats: number): EngineBuffer;
   /** Current size of the engine memory in bytes (WebAssembly memory never shrinks). */

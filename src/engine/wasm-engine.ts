@@ -14,9 +14,11 @@
  * H head size, G = U/V. A group is one (batch, kv head) pair.
  */
 import { ValueError } from '../errors.js';
+import { attentionBackwardJs } from './backward-js.js';
+import { normalizeBackward } from './backward-problem.js';
 import { WasmHeap } from './heap.js';
 import { planJobs, STAGING_BYTES } from './job-plan.js';
-import { writeFullyMaskedRows } from './js-path.js';
+import { attentionJs, writeFullyMaskedRows } from './js-path.js';
 import { createMemory, type KernelExports } from './kernel-module.js';
 import { findFullyMaskedRows, normalizeProblem, type NormalizedProblem } from './problem.js';
 import { gather, scatter } from './staging.js';
@@ -24,6 +26,8 @@ import type {
   AttentionEngine,
   AttentionEngineOptions,
   AttentionResult,
+  BackwardProblem,
+  BackwardResult,
   EngineBuffer,
   EngineProblem,
 } from './types.js';
@@ -132,6 +136,8 @@ export class WasmEngine implements AttentionEngine {
       value: this.resolveArray('value', problem?.value),
     };
     const p = normalizeProblem('AttentionEngine.attention', problem as never, arrays);
+    // Dropout and the log-sum-exp are not in the SIMD kernel yet: the plain-JS path computes them.
+    if (p.dropoutRate > 0 || p.wantLogSumExp) return attentionJs(p);
     const fully = findFullyMaskedRows(p);
     const result = this.run(p);
     if (fully.length > 0) {
@@ -144,6 +150,12 @@ export class WasmEngine implements AttentionEngine {
       writeFullyMaskedRows(fresh, fully, result.output as Float32Array, result.probabilities as Float32Array | undefined);
     }
     return result;
+  }
+
+  attentionBackward(problem: BackwardProblem): BackwardResult {
+    this.checkAlive('attentionBackward');
+    const { p, saved } = normalizeBackward('AttentionEngine.attentionBackward', problem);
+    return attentionBackwardJs(p, saved);
   }
 
   /** Whether `a` already lives in engine memory (an EngineBuffer view), read in place. */

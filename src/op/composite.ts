@@ -3,19 +3,22 @@
  * (keras/src/layers/attention/grouped_query_attention.py, `_compute_attention`):
  * repeat K/V heads, scale the query, Q·Kᵀ, add the mask, softmax, dropout, P·V.
  *
- * It is the oracle every fused kernel is tested against, the path taken on backends without a fused
- * kernel, and the path taken when dropout is active (its random pattern comes from tfjs's RNG).
+ * It is the oracle every fused kernel is tested against and the path taken on backends without a fused
+ * kernel. Dropout multiplies the probabilities by a keep-mask built from the shared hash
+ * (dropout_mask.ts), so the composite and the fused kernels drop the same entries for one seed.
  *
  * Shapes: query (B,T,U,H), key/value (B,S,V,H), adder broadcastable to (B,U,T,S); G = U / V.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { dropoutKeepMask } from './dropout_mask.js';
 
 export interface CompositeOptions {
   scale: number;
   returnScores: boolean;
   dropout: number;
   training: boolean;
-  seed: number | undefined;
+  /** u32 seed of the dropout hash (the op draws one when the caller gives none). */
+  dropoutSeed: number;
 }
 
 /** Repeats each key/value head G times in a row (NumPy `repeat`, not `tile`): (B,S,V,H) -> (B,S,V·G,H). */
@@ -56,7 +59,9 @@ export function compositeAttention(
   const groups = query.shape[2] / key.shape[2];
   const probs = compositeProbabilities(query, key, adder, options.scale);
   const dropped =
-    options.training && options.dropout > 0 ? tf.dropout(probs, options.dropout, undefined, options.seed) : probs;
+    options.training && options.dropout > 0
+      ? tf.mul(probs, dropoutKeepMask(probs.shape, options.dropout, options.dropoutSeed))
+      : probs;
   const v = tf.transpose(repeatHeads(value, groups), [0, 2, 1, 3]); // (B,U,S,H)
   const o = tf.matMul(dropped, v); // (B,U,T,H)
   const output = tf.transpose(o, [0, 2, 1, 3]) as tf.Tensor4D; // (B,T,U,H)

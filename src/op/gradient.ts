@@ -1,23 +1,70 @@
 /**
- * Gradient of the fused `GroupedQueryAttention` kernel, written analytically from public ops (the
- * tfjs fused matMul pattern): the probabilities are recomputed, then
- *   dV = Pᵀ·dO,  dP = dO·Vᵀ (+ dScores),  dS = P ∘ (dP − rowsum(dP ∘ P)),  dQ = scale·dS·K,  dK = dSᵀ·(scale·Q).
- * The G query heads of a group are folded into rows, (B,U,T,H) -> (B,V,G·T,H), so dK and dV sum over
- * the group with no K/V copies. No `tf.grads` here: a nested gradient run would reset the outer tape.
+ * Gradient of the fused `GroupedQueryAttention` kernel.
+ *
+ * On `cpu` and `wasm` (the backends whose tensors the attention engine reads as typed arrays) it is
+ * the engine's fused backward: the forward's log-sum-exp, then dQ, dK, dV with no (B,U,T,S) buffer
+ * (src/engine/backward-*.ts; the WebAssembly engine splits the work over its threads). The
+ * dropout pattern is regenerated from the kernel's `dropoutSeed`.
+ *
+ * Elsewhere (webgl, webgpu), and whenever the kernel returned its probabilities (`returnScores`:
+ * the scores may feed the loss, and the fused backward only knows the output's gradient), it is
+ * written analytically from public ops: the probabilities are recomputed, then
+ *   dV = (P∘Z)ᵀ·dO,  dP = (dO·Vᵀ)∘Z (+ dScores),  dS = P ∘ (dP − rowsum(dP ∘ P)),
+ *   dQ = scale·dS·K,  dK = dSᵀ·(scale·Q)
+ * with Z the dropout keep-mask (0 or 1/(1−rate)). The G query heads of a group are folded into
+ * rows, (B,U,T,H) -> (B,V,G·T,H), so dK and dV sum over the group with no K/V copies. No
+ * `tf.grads` here: a nested gradient run would reset the outer tape.
+ *
+ * Shape letters: B batch · T query length · S key length · U query heads · V kv heads · H head size.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { getDefaultEngine } from '../engine/index.js';
 import { compositeProbabilities } from './composite.js';
+import { dropoutKeepMask } from './dropout_mask.js';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from './kernel_names.js';
+import { engineProblem } from './kernels/engine_problem.js';
 import { combinedAdder, type NormalizedMask } from './masks.js';
 
-function gradients(
-  dy: tf.Tensor | tf.Tensor[],
+type Grads = { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Tensor; mask: () => tf.Tensor };
+
+/** Backends whose gradient runs on the attention engine. */
+const ENGINE_GRADIENT_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']);
+
+function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
+  const [query, key, value, maskInput] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+  const problem = engineProblem(
+    { query, key, mask: maskInput },
+    {
+      query: query.dataSync() as Float32Array,
+      key: key.dataSync() as Float32Array,
+      value: value.dataSync() as Float32Array,
+      mask: attrs.maskKind === 'none' ? new Uint8Array(1) : (maskInput.dataSync() as Uint8Array | Float32Array),
+    },
+    { ...attrs, returnScores: false },
+  );
+  const engine = getDefaultEngine();
+  const forward = engine.attention({ ...problem, returnLogSumExp: true });
+  const { dQuery, dKey, dValue } = engine.attentionBackward({
+    ...problem,
+    output: forward.output,
+    logSumExp: forward.logSumExp!,
+    gradOutput: dOut.dataSync() as Float32Array,
+  });
+  return {
+    query: () => tf.tensor4d(dQuery, query.shape),
+    key: () => tf.tensor4d(dKey, key.shape),
+    value: () => tf.tensor4d(dValue, value.shape),
+    mask: () => tf.zerosLike(maskInput),
+  };
+}
+
+function compositeGradients(
+  dOut: tf.Tensor4D,
+  dScores: tf.Tensor4D | undefined,
   saved: tf.Tensor[],
   attrs: GroupedQueryAttentionAttrs,
-): { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Tensor; mask: () => tf.Tensor } {
+): Grads {
   const [query, key, value, maskInput] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
-  const dOut = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor4D;
-  const dScores = Array.isArray(dy) ? (dy[1] as tf.Tensor4D | undefined) : undefined;
   const [b, t, u, h] = query.shape;
   const [, s, v] = key.shape;
   const g = u / v;
@@ -28,6 +75,9 @@ function gradients(
     const adder = combinedAdder(mask, t, s, attrs);
     const p = compositeProbabilities(query, key, adder, attrs.scale); // (B,U,T,S)
     const pf = tf.reshape(p, [b, v, g * t, s]); // (B,V,G·T,S): the group folded into rows
+    const rate = attrs.dropoutRate ?? 0;
+    // (B,U,T,S) -> (B,V,G·T,S), the keep-mask folded like P
+    const keep = rate > 0 ? tf.reshape(dropoutKeepMask([b, u, t, s], rate, attrs.dropoutSeed), [b, v, g * t, s]) : null;
     const fold = (x: tf.Tensor4D) => tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, v, g * t, h]); // (B,T,U,H) -> (B,V,G·T,H)
     const unfold = (x: tf.Tensor) => tf.transpose(tf.reshape(x, [b, u, t, h]), [0, 2, 1, 3]); // (B,V,G·T,H) -> (B,T,U,H)
     const heads = (x: tf.Tensor4D) => tf.transpose(x, [0, 2, 1, 3]); // (B,S,V,H) -> (B,V,S,H)
@@ -36,8 +86,10 @@ function gradients(
     const qs = fold(tf.mul(query, tf.scalar(attrs.scale)) as tf.Tensor4D); // scaled query, as in forward
     const dO = fold(dOut);
 
-    const dV = tf.transpose(tf.matMul(pf, dO, true, false), [0, 2, 1, 3]); // (B,V,S,H) -> (B,S,V,H)
+    const pd = keep == null ? pf : tf.mul(pf, keep); // the probabilities after dropout
+    const dV = tf.transpose(tf.matMul(pd, dO, true, false), [0, 2, 1, 3]); // (B,V,S,H) -> (B,S,V,H)
     let dP: tf.Tensor = tf.matMul(dO, vh, false, true); // (B,V,G·T,S)
+    if (keep != null) dP = tf.mul(dP, keep);
     if (dScores != null) dP = tf.add(dP, tf.reshape(dScores, [b, v, g * t, s]));
     const dS = tf.mul(pf, tf.sub(dP, tf.sum(tf.mul(dP, pf), -1, true))); // softmax backward
     const dQ = tf.mul(unfold(tf.matMul(dS, kh)), tf.scalar(attrs.scale));
@@ -50,6 +102,13 @@ function gradients(
     value: () => grads.dV,
     mask: () => tf.zerosLike(maskInput),
   };
+}
+
+function gradients(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
+  const dOut = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor4D;
+  const dScores = Array.isArray(dy) ? (dy[1] as tf.Tensor4D | undefined) : undefined;
+  if (!attrs.returnScores && ENGINE_GRADIENT_BACKENDS.has(tf.getBackend())) return engineGradients(dOut, saved, attrs);
+  return compositeGradients(dOut, dScores, saved, attrs);
 }
 
 /** Registers the gradient once; called when the package is imported. */

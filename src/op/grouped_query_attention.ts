@@ -7,12 +7,15 @@
  *
  * Checks come first (shapes, dtypes, options, mask broadcast), then one dispatch: the fused kernel of
  * the active backend when one is registered, else the composite path built from public tfjs ops.
- * Both compute the same thing; dropout in training always takes the composite path.
+ * Both compute the same thing. Dropout in training runs inside the fused kernel where the backend's
+ * kernel applies it (DROPOUT_KERNEL_BACKENDS), else on the composite path, with the same hash.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { check, formatShape, formatValue } from '../errors.js';
 import { compositeAttention } from './composite.js';
+import { randomDropoutSeed } from '../engine/dropout_hash.js';
 import {
+  DROPOUT_KERNEL_BACKENDS,
   GroupedQueryAttention,
   type GroupedQueryAttentionAttrs,
   type GroupedQueryAttentionInputs,
@@ -59,7 +62,11 @@ export interface GroupedQueryAttentionOptions {
   dropout?: number;
   /** Default false. */
   training?: boolean;
-  /** Seeds the dropout pattern. */
+  /**
+   * Seeds the dropout pattern: the shared hash's u32 seed is `Math.floor(seed) >>> 0`, so the same
+   * seed drops the same probabilities on every backend and path. Without a seed each call draws a
+   * random pattern.
+   */
   seed?: number | null;
 }
 
@@ -82,7 +89,6 @@ interface Prepared {
   scoresShape: [number, number, number, number];
   dropout: number;
   training: boolean;
-  seed: number | undefined;
 }
 
 function isInteger(x: unknown): x is number {
@@ -147,12 +153,13 @@ function prepare(
     maskShapeRank4(mask.shape, scoresShape, where, 'attentionMask');
     maskKind = mask.dtype === 'bool' || causal || slidingWindow > 0 ? 'bool' : 'additive';
   }
+  const dropoutRate = training ? dropout : 0;
+  const dropoutSeed = dropoutRate === 0 ? 0 : seed === undefined ? randomDropoutSeed() : Math.floor(seed) >>> 0;
   return {
-    attrs: { maskKind, causal, queryOffset, slidingWindow, scale, returnScores },
+    attrs: { maskKind, causal, queryOffset, slidingWindow, scale, returnScores, dropoutRate, dropoutSeed },
     scoresShape,
     dropout,
     training,
-    seed,
   };
 }
 
@@ -193,17 +200,17 @@ function run(
   const k = key as tf.Tensor4D;
   const v = value as tf.Tensor4D;
   const { attrs } = p;
-  const dropoutActive = p.training && p.dropout > 0;
+  const kernelLacksDropout = attrs.dropoutRate > 0 && !DROPOUT_KERNEL_BACKENDS.has(tf.getBackend());
   return tf.tidy(() => {
     const mask = normalize(options.attentionMask, p, where);
-    if (forceComposite || dropoutActive || !hasFusedKernel()) {
+    if (forceComposite || kernelLacksDropout || !hasFusedKernel()) {
       const adder = combinedAdder(mask, p.scoresShape[2], p.scoresShape[3], attrs);
       const [out, scores] = compositeAttention(q, k, v, adder, {
         scale: attrs.scale,
         returnScores: attrs.returnScores,
         dropout: p.dropout,
         training: p.training,
-        seed: p.seed,
+        dropoutSeed: attrs.dropoutSeed,
       });
       return scores == null ? out : [out, scores];
     }

@@ -20,6 +20,7 @@ import type { TensorInfo } from '@tensorflow/tfjs-core';
  * console.log(tf.getKernel(GroupedQueryAttentionKernel, 'cpu') != null);   // true
  * const attrs: GroupedQueryAttentionAttrs = {
  *   maskKind: 'none', causal: true, queryOffset: 0, slidingWindow: 0, scale: 0.125, returnScores: false,
+ *   dropoutRate: 0, dropoutSeed: 0,
  * };
  * ```
  */
@@ -38,7 +39,10 @@ export const GroupedQueryAttention = 'GroupedQueryAttention';
  *   query: tf.ones([1, 2, 4, 8]), key: tf.ones([1, 3, 2, 8]), value: tf.ones([1, 3, 2, 8]),
  *   mask: tf.zeros([1, 1, 1, 1]),   // placeholder when maskKind is 'none'
  * };
- * const attrs = { maskKind: 'none', causal: false, queryOffset: 0, slidingWindow: 0, scale: 0.35355339, returnScores: false };
+ * const attrs = {
+ *   maskKind: 'none', causal: false, queryOffset: 0, slidingWindow: 0, scale: 0.35355339, returnScores: false,
+ *   dropoutRate: 0, dropoutSeed: 0,
+ * };
  * const [out] = tf.engine().runKernel(GroupedQueryAttentionKernel, inputs as never, attrs as never) as tf.Tensor[];
  * console.log(out.shape);   // [1, 2, 4, 8]
  * ```
@@ -60,6 +64,7 @@ export type GroupedQueryAttentionInputs = {
  *
  * const attrs: GroupedQueryAttentionAttrs = {
  *   maskKind: 'bool', causal: true, queryOffset: 0, slidingWindow: 0, scale: defaultScale(64), returnScores: false,
+ *   dropoutRate: 0, dropoutSeed: 0,
  * };
  * ```
  */
@@ -74,4 +79,17 @@ export interface GroupedQueryAttentionAttrs {
   /** Multiplies the query before the dot product. */
   scale: number;
   returnScores: boolean;
+  /**
+   * Dropout rate on the probabilities after the softmax (0 = off; the op sets it only in training).
+   * Kept probabilities are scaled by `fround(1 / fround(1 − rate))`; scores are returned before it.
+   */
+  dropoutRate: number;
+  /** u32 seed of the shared dropout hash (src/engine/dropout_hash.ts). */
+  dropoutSeed: number;
 }
+
+/**
+ * Backends whose registered {@link GroupedQueryAttention} kernel applies `dropoutRate` itself; on
+ * the others the op takes its composite path when dropout is active (same hash, same result).
+ */
+export const DROPOUT_KERNEL_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']);

@@ -45,6 +45,7 @@ export function engineProblem(
     ...(attrs.slidingWindow > 0 ? { slidingWindow: attrs.slidingWindow } : {}),
     scale: attrs.scale,
     returnProbabilities: attrs.returnScores,
+    ...(attrs.dropoutRate > 0 ? { dropoutRate: attrs.dropoutRate, dropoutSeed: attrs.dropoutSeed } : {}),
   };
 }
 

@@ -46,9 +46,9 @@ export function compositeKernelOutputs(
     const [o, p] = compositeAttention(q, k, v, adder, {
       scale: attrs.scale,
       returnScores: attrs.returnScores,
-      dropout: 0,
-      training: false,
-      seed: undefined,
+      dropout: attrs.dropoutRate ?? 0,
+      training: true,
+      dropoutSeed: attrs.dropoutSeed ?? 0,
     });
     return p == null ? [o] : [o, p];
   });

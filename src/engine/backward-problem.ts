@@ -1,0 +1,42 @@
+/**
+ * Validation of a {@link BackwardProblem}: the forward problem's rules (problem.ts) plus the saved
+ * forward output, its log-sum-exp and the output gradient. Nothing is computed before this passes.
+ */
+import { ValueError } from '../errors.js';
+import { normalizeProblem, type NormalizedProblem } from './problem.js';
+import type { BackwardProblem } from './types.js';
+
+/** What the forward saved for the backward, checked. */
+export interface SavedForward {
+  /** (B, T, U, H). */
+  readonly output: Float32Array;
+  /** (B, U, T). */
+  readonly logSumExp: Float32Array;
+  /** (B, T, U, H). */
+  readonly gradOutput: Float32Array;
+}
+
+export function normalizeBackward(
+  fn: string,
+  problem: BackwardProblem,
+  arrays?: { query: Float32Array; key: Float32Array; value: Float32Array },
+): { p: NormalizedProblem; saved: SavedForward } {
+  const p = normalizeProblem(fn, problem, arrays);
+  const check = (arg: 'output' | 'logSumExp' | 'gradOutput', n: number, dims: string): Float32Array => {
+    const a = problem[arg] as unknown;
+    if (!(a instanceof Float32Array)) {
+      throw new ValueError(`${fn}: argument \`problem.${arg}\` must be a Float32Array; received ${a === null || a === undefined ? String(a) : typeof a}.`);
+    }
+    if (a.length !== n) {
+      throw new ValueError(`${fn}: argument \`problem.${arg}\` must have length ${dims} = ${n}; received length ${a.length}.`);
+    }
+    return a;
+  };
+  const { B, T, U, H } = p;
+  const saved = {
+    output: check('output', B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`),
+    logSumExp: check('logSumExp', B * U * T, `B*U*T (${B}*${U}*${T})`),
+    gradOutput: check('gradOutput', B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`),
+  };
+  return { p, saved };
+}
