@@ -18,9 +18,10 @@ import { attentionBackwardJs } from './backward-js.js';
 import { normalizeBackward } from './backward-problem.js';
 import { WasmHeap } from './heap.js';
 import { planJobs, STAGING_BYTES } from './job-plan.js';
-import { attentionJs, writeFullyMaskedRows } from './js-path.js';
+import { findExactRows } from './exact-rows.js';
+import { attentionJs, writeExactRows } from './js-path.js';
 import { createMemory, type KernelExports } from './kernel-module.js';
-import { findFullyMaskedRows, normalizeProblem, type NormalizedProblem } from './problem.js';
+import { normalizeProblem, type NormalizedProblem } from './problem.js';
 import { gather, scatter } from './staging.js';
 import type {
   AttentionEngine,
@@ -138,16 +139,17 @@ export class WasmEngine implements AttentionEngine {
     const p = normalizeProblem('AttentionEngine.attention', problem as never, arrays);
     // Dropout and the log-sum-exp are not in the SIMD kernel yet: the plain-JS path computes them.
     if (p.dropoutRate > 0 || p.wantLogSumExp) return attentionJs(p);
-    const fully = findFullyMaskedRows(p);
+    // Rows computed exactly (exact-rows.ts): no allowed key, or inputs that may make them non-finite.
+    const exact = findExactRows(p);
     const result = this.run(p);
-    if (fully.length > 0) {
+    if (exact.length > 0) {
       // Views of EngineBuffers may have been detached by growth during the run: refresh them.
       const fresh = normalizeProblem('AttentionEngine.attention', problem as never, {
         query: this.resolveArray('query', problem.query),
         key: this.resolveArray('key', problem.key),
         value: this.resolveArray('value', problem.value),
       });
-      writeFullyMaskedRows(fresh, fully, result.output as Float32Array, result.probabilities as Float32Array | undefined);
+      writeExactRows(fresh, exact, result.output as Float32Array, result.probabilities as Float32Array | undefined);
     }
     return result;
   }
