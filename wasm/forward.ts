@@ -1,7 +1,7 @@
 // One forward task (batch, kv head, query tile, key chunk) and the probabilities it may return.
 import { gCausal, gChunksInJob, gFirstChunk, gG, gGroupCount, gGroupStart, gH, gKey, gKeyChunkLength, gKeyChunks, gKeyStrideB, gKeyStrideGroup, gKeyStrideHead, gKeyStrideRow, gKeyTile, gMaskKind, gMaxTileHeight, gPartials, gProbabilities, gProgress, gQueryOffset, gQueryTiles, gS, gT, gTileRows, gU, gV, gValue, gValueStrideB, gValueStrideGroup, gValueStrideHead, gValueStrideRow, gWindow } from './generated/params';
 import { gH4, gHp, outRow, sL, sM, sO, sS } from './job';
-import { expv } from './simd';
+import { expv, fillNaN, SAFE_LOGIT } from './simd';
 import { applyMasks, highAllowed, lowAllowed, setupRows } from './masks';
 import { accumulatePV, computeLogits, packQuery, softmaxTile, touchRows } from './tiles';
 
@@ -70,13 +70,15 @@ export function runTask(task: i32, tid: i32): void {
       const l = load<f32>(sL + (<usize>r << 2));
       const dst = outRow(b, kvh, gi, t0 + tl, g);
       const src = sO + <usize>r * hp4;
-      if (l > 0) {
+      // A row whose sum is 0 (no key, or every logit -Inf) or NaN, or whose max logit is huge, is
+      // written as NaN: the host recomputes every non-finite row exactly (src/engine/exact-rows.ts).
+      if (l > 0 && abs(load<f32>(sM + (<usize>r << 2))) < SAFE_LOGIT) {
         const lv = f32x4.splat(l);
         let h = 0;
         for (; h < gH4; h += 4) v128.store(dst + (<usize>h << 2), f32x4.div(v128.load(src + (<usize>h << 2)), lv));
         for (; h < gH; h++) store<f32>(dst + (<usize>h << 2), load<f32>(src + (<usize>h << 2)) / l);
       } else {
-        memory.fill(dst, 0, <usize>gH << 2);
+        fillNaN(dst, gH);
       }
     }
     if (gProbabilities != 0) writeProbabilities(b, kvh, t0, nt, m4, kBase, kLo, kHi, hasBounds, rowLoMax, rowHiMin);

@@ -20,10 +20,17 @@
  *      the logit `fround(s - 1e9)`, which is the same only while the allowed logits stay far above
  *      the disallowed ones (exp of the gap underflows).
  *
- * Cost: one pass over Q, K and V (the first S keys of every group) and the additive mask, O(input);
- * on finite inputs below the bound the set is exactly (1).
+ * Cost: one pass over Q, K and V (the first S keys of every group) and the additive mask, O(input),
+ * a SIMD scan on the WebAssembly engine; on finite inputs below the bounds the set is exactly (1).
+ *
+ * A kernel that reads every key and value for every row (no disallowed key: everyRowSeesEveryKey)
+ * and writes NaN for every doubtful row (a NaN or zero sum, a max logit beyond SAFE_MAGNITUDE; NaN/Inf
+ * values multiplied in stay non-finite) can skip that pass: {@link findNonFiniteOutputRows} on its
+ * output finds the rows after the fact. The WebAssembly kernel does this, so decoding from a KV
+ * cache reads the cache once.
  */
 import { findRowsWithNoAllowedKey, hasKeyRestrictions } from './mask-rule.js';
+export { everyRowSeesEveryKey } from './mask-rule.js';
 import type { NormalizedProblem } from './problem.js';
 
 /**
@@ -41,22 +48,22 @@ export const SAFE_MAGNITUDE = 1e37;
 export const MASKED_LOGIT_LIMIT = 2.5e8;
 
 /**
- * max |a[i]| over `count` runs of `len` floats starting at `start`, `stride` apart; NaN as soon as a
- * NaN is seen (±Inf gives Infinity).
+ * A segment scan: `out[s] = max |a[start + s·len + i]|` over i < len, for s < segments; NaN when a
+ * NaN is among them (±Inf gives Infinity). The WebAssembly engine passes its SIMD scan.
  */
-export function maxAbs(a: Float32Array, start: number, count: number, stride: number, len: number): number {
-  let m = 0;
-  for (let r = 0; r < count; r++) {
-    const base = start + r * stride;
-    for (let i = base; i < base + len; i++) {
-      const x = Math.abs(a[i]!);
-      if (!(x <= m)) {
-        if (x !== x) return Number.NaN;
-        m = x;
-      }
-    }
+export type SegmentScan = (a: Float32Array, start: number, segments: number, len: number) => Float32Array;
+
+/** The plain-JS {@link SegmentScan}. */
+export function scanSegmentsJs(a: Float32Array, start: number, segments: number, len: number): Float32Array {
+  const out = new Float32Array(segments);
+  for (let s = 0; s < segments; s++) {
+    let m = 0;
+    const from = start + s * len;
+    // Math.max propagates NaN.
+    for (let i = from; i < from + len; i++) m = Math.max(m, Math.abs(a[i]!));
+    out[s] = m;
   }
-  return m;
+  return out;
 }
 
 /** Whether `x` (a magnitude bound, possibly NaN) is safely finite. */
@@ -68,36 +75,36 @@ function safe(x: number): boolean {
  * Flat indices ((b·U + u)·T + t), ascending, of the rows computed exactly: rows with no allowed key
  * and rows whose result may be non-finite (see the module comment).
  */
-export function findExactRows(p: NormalizedProblem): number[] {
+export function findExactRows(p: NormalizedProblem, scan: SegmentScan = scanSegmentsJs): number[] {
   const { B, T, S, C, U, V, H, G } = p;
   const noAllowed = findRowsWithNoAllowedKey(p);
   const keyRow = V * H;
-  const queryRow = U * H;
   const absScale = Math.abs(p.scale);
   const logitLimit = hasKeyRestrictions(p) ? MASKED_LOGIT_LIMIT : SAFE_MAGNITUDE;
-  // Per (batch, kv head) group: max |K| and max |V| over keys 0..S-1.
+  // Per (batch, kv head) group: max |K| and max |V| over keys 0..S-1 (Math.max keeps NaN).
   const groupK = new Float64Array(B * V);
   const groupV = new Float64Array(B * V);
   let anyGroupUnsafe = false;
   for (let b = 0; b < B; b++) {
+    const k = scan(p.key, b * C * keyRow, S * V, H);
+    const v = p.value === p.key ? k : scan(p.value, b * C * keyRow, S * V, H);
     for (let kvh = 0; kvh < V; kvh++) {
-      const start = b * C * keyRow + kvh * H;
-      const k = maxAbs(p.key, start, S, keyRow, H);
-      const v = p.value === p.key ? k : maxAbs(p.value, start, S, keyRow, H);
-      groupK[b * V + kvh] = k;
-      groupV[b * V + kvh] = v;
-      if (!safe(k) || !safe(S * v)) anyGroupUnsafe = true;
+      let mk = 0;
+      let mv = 0;
+      for (let j = 0; j < S; j++) {
+        mk = Math.max(mk, k[j * V + kvh]!);
+        mv = Math.max(mv, v[j * V + kvh]!);
+      }
+      groupK[b * V + kvh] = mk;
+      groupV[b * V + kvh] = mv;
+      if (!safe(mk) || !safe(S * mv)) anyGroupUnsafe = true;
     }
   }
+  // Per query row (b, t, u): max |Q|.
+  const rowQ = scan(p.query, 0, B * T * U, H);
   const m = p.mask !== null && p.mask.kind === 'additive' ? p.mask : null;
   // Per additive-mask row (its own, possibly broadcast, layout): max |mask| over the S keys.
-  let maskRowMax: Float64Array | null = null;
-  if (m !== null) {
-    const len = m.shape[3];
-    const rows = m.data.length / len;
-    maskRowMax = new Float64Array(rows);
-    for (let r = 0; r < rows; r++) maskRowMax[r] = maxAbs(m.data as Float32Array, r * len, 1, 0, len);
-  }
+  const maskRowMax = m !== null ? scan(m.data as Float32Array, 0, m.data.length / m.shape[3], m.shape[3]) : null;
   const extra: number[] = [];
   for (let b = 0; b < B; b++) {
     for (let u = 0; u < U; u++) {
@@ -107,7 +114,7 @@ export function findExactRows(p: NormalizedProblem): number[] {
       for (let t = 0; t < T; t++) {
         let exact = groupUnsafe;
         if (!exact) {
-          const q = maxAbs(p.query, ((b * T + t) * U + u) * H, 1, 0, H) * absScale;
+          const q = rowQ[(b * T + t) * U + u]! * absScale;
           let a = 0;
           if (maskRowMax !== null && m !== null) {
             const base = b * m.strides[0] + u * m.strides[1] + t * m.strides[2];
@@ -124,4 +131,25 @@ export function findExactRows(p: NormalizedProblem): number[] {
   if (extra.length === 0) return noAllowed;
   if (noAllowed.length === 0) return extra;
   return [...new Set([...noAllowed, ...extra])].sort((x, y) => x - y);
+}
+
+/**
+ * Flat indices ((b·U + u)·T + t), ascending, of the rows of a fast path's `output` (B,T,U,H) holding
+ * a non-finite value or one of magnitude ≥ {@link SAFE_MAGNITUDE}: with a kernel that reads every
+ * key for every row, exactly the rows that may be non-finite in the composite (see the module comment).
+ */
+export function findNonFiniteOutputRows(p: NormalizedProblem, output: Float32Array): number[] {
+  const { B, T, U, H } = p;
+  const rows: number[] = [];
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      for (let u = 0; u < U; u++) {
+        const o = ((b * T + t) * U + u) * H;
+        let m = 0;
+        for (let h = o; h < o + H; h++) m = Math.max(m, Math.abs(output[h]!));
+        if (!safe(m)) rows.push((b * U + u) * T + t);
+      }
+    }
+  }
+  return rows.sort((x, y) => x - y);
 }

@@ -10,6 +10,7 @@ export interface KernelExports {
   runOne(params: number, tid: number, task: number): void;
   reduce(params: number): void;
   expf(x: number): number;
+  maxAbsSegments(src: number, segments: number, len: number, out: number): void;
 }
 
 function decodeBase64(b64: string): Uint8Array {

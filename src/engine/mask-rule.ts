@@ -52,6 +52,17 @@ export function keyBand(p: Pick<MaskRuleInput, 'S' | 'causal' | 'window'>, pos: 
   return [lo, hi];
 }
 
+/**
+ * Whether every query row may see every key 0..S-1 (no bool mask, and the causal/window band of
+ * every row covers all keys, e.g. decoding the last position with a causal mask).
+ */
+export function everyRowSeesEveryKey(p: MaskRuleInput): boolean {
+  if (p.mask !== null && p.mask.kind === 'bool') return false;
+  if (!p.causal && p.window === 0) return true;
+  // The band is monotone in the position: check the first row's end and the last row's start.
+  return keyBand(p, p.p0)[1] >= p.S - 1 && keyBand(p, p.p0 + p.T - 1)[0] <= 0;
+}
+
 /** Element offset of mask row (b, u, t) in `mask.data` (add `j · strides[3]` for key j). */
 export function maskRowBase(mask: NonNullable<MaskRuleInput['mask']>, b: number, u: number, t: number): number {
   return b * mask.strides[0] + u * mask.strides[1] + t * mask.strides[2];
