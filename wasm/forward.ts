@@ -1,11 +1,11 @@
 // One forward task (batch, kv head, query tile, key chunk) and the probabilities it may return.
-import { gCausal, gChunksInJob, gFirstChunk, gG, gGroupCount, gGroupStart, gH, gKey, gKeyChunkLength, gKeyChunks, gKeyStrideB, gKeyStrideGroup, gKeyStrideHead, gKeyStrideRow, gKeyTile, gMaskKind, gMaxTileHeight, gPartials, gProbabilities, gProgress, gQueryOffset, gQueryTiles, gS, gT, gTileRows, gU, gV, gValue, gValueStrideB, gValueStrideGroup, gValueStrideHead, gValueStrideRow, gWindow } from './generated/params';
-import { gH4, gHp, outRow, sL, sM, sO, sS } from './job';
+import { gCausal, gChunksInJob, gFirstChunk, gG, gH, gKey, gKeyChunkLength, gKeyChunks, gKeyStrideB, gKeyStrideGroup, gKeyStrideHead, gKeyStrideRow, gKeyTile, gMaskKind, gMaxTileHeight, gPartials, gProbabilities, gProgress, gQueryOffset, gS, gT, gU, gValue, gValueStrideB, gValueStrideGroup, gValueStrideHead, gValueStrideRow, gWindow } from './generated/params';
+import { gH4, gHp, locateTile, outRow, sL, sM, sO, sS, tileBatch, tileFirstRow, tileGroup, tileHeight, tileKvHead, tileRowCount } from './job';
 import { expv, fillNaN, SAFE_LOGIT } from './simd';
 import { applyMasks, highAllowed, lowAllowed, setupRows } from './masks';
 import { accumulatePV, computeLogits, packQuery, softmaxTile, touchRows } from './tiles';
 
-
+/** Runs forward task `task` of the job on thread `tid`'s scratch. */
 export function runTask(task: i32, tid: i32): void {
   // task = ((qtRev * B + b) * V + kvh) * nK + kc, largest query tiles (most causal work) first
   // (in general (qtRev * NG + gi) * nK + kc, group b*V + kvh = G0 + gi)
@@ -14,14 +14,13 @@ export function runTask(task: i32, tid: i32): void {
   const kc = gFirstChunk + rest % gChunksInJob;
   rest = rest / gChunksInJob;
   const pidx = rest * gKeyChunks + kc;
-  const gi = rest % gGroupCount;
-  const grp = gGroupStart + gi;
-  const kvh = grp % gV;
-  const b = grp / gV;
-  const qt = gQueryTiles - 1 - rest / gGroupCount;
-  const t0 = qt * gTileRows;
-  const nt = min(gTileRows, gT - t0);
-  const M = nt * gG;
+  locateTile(rest);
+  const gi = tileGroup;
+  const kvh = tileKvHead;
+  const b = tileBatch;
+  const t0 = tileFirstRow;
+  const nt = tileRowCount;
+  const M = tileHeight;
   const m4 = (M + 3) & ~3;
   const hp4 = <usize>gHp << 2;
   const m4b = <usize>m4 << 2;

@@ -1,6 +1,6 @@
 // The current job as the kernel sees it: the parameter block (read by the generated loadParams,
 // see wasm/interface.mjs), sizes derived from it, and this thread's scratch.
-import { gH, gKeyTile, gMaxTileHeight, gOutput, gOutputStrideB, gOutputStrideGroup, gOutputStrideHead, gOutputStrideRow, gScratch, gScratchStride, loadParams } from './generated/params';
+import { gG, gGroupCount, gGroupStart, gH, gKeyTile, gMaxTileHeight, gOutput, gOutputStrideB, gOutputStrideGroup, gOutputStrideHead, gOutputStrideRow, gQueryTiles, gScratch, gScratchStride, gT, gTileRows, gV, loadParams } from './generated/params';
 
 // ---- sizes derived from the parameters --------------------------------------------------------
 /** Head size rounded up to 4 (row length of the packed query and output tiles). */
@@ -48,4 +48,28 @@ export function setScratch(tid: i32): void {
 @inline
 export function outRow(b: i32, kvh: i32, gi: i32, t: i32, g: i32): usize {
   return gOutput + ((<usize>b * <usize>gOutputStrideB + <usize>kvh * <usize>gOutputStrideHead + <usize>gi * <usize>gOutputStrideGroup + <usize>t * <usize>gOutputStrideRow + <usize>g * <usize>gH) << 2);
+}
+
+// ---- the tile of a task (set by locateTile) ----------------------------------------------------
+/** Job-local group index gi; the group is (batch tileBatch, kv head tileKvHead) = groupStart + gi. */
+export let tileGroup: i32 = 0;
+export let tileBatch: i32 = 0;
+export let tileKvHead: i32 = 0;
+/** First query row of the tile (in the job) and its row count; tileHeight = tileRowCount * G packed rows. */
+export let tileFirstRow: i32 = 0;
+export let tileRowCount: i32 = 0;
+export let tileHeight: i32 = 0;
+
+/**
+ * Sets the tile of index `tile` = queryTileFromEnd * groupCount + gi: tiles are numbered largest
+ * query tiles (most causal work) first, so they are claimed first.
+ */
+export function locateTile(tile: i32): void {
+  tileGroup = tile % gGroupCount;
+  const group = gGroupStart + tileGroup;
+  tileKvHead = group % gV;
+  tileBatch = group / gV;
+  tileFirstRow = (gQueryTiles - 1 - tile / gGroupCount) * gTileRows;
+  tileRowCount = min(gTileRows, gT - tileFirstRow);
+  tileHeight = tileRowCount * gG;
 }

@@ -1,6 +1,6 @@
 // Flash-decoding reduction: combines the per-key-chunk partials (max, sum, output) of a split job.
-import { gG, gGroupCount, gGroupStart, gH, gKeyChunks, gMaxTileHeight, gPartials, gQueryTiles, gT, gTasks, gTileRows, gV } from './generated/params';
-import { gH4, gHp, loadJob, outRow } from './job';
+import { gG, gH, gKeyChunks, gMaxTileHeight, gPartials, gTasks } from './generated/params';
+import { gH4, gHp, loadJob, locateTile, outRow, tileBatch, tileFirstRow, tileGroup, tileHeight, tileKvHead } from './job';
 import { expf, fillNaN, SAFE_LOGIT } from './simd';
 
 /** Combines the key-chunk partials (m, l, O) of a split job into the output (flash-decoding). */
@@ -9,22 +9,15 @@ export function reducePartials(params: usize): void {
   const partStride = <usize>gMaxTileHeight * (2 + <usize>gHp) << 2;
   const hp4 = <usize>gHp << 2;
   for (let group = 0; group < gTasks / gKeyChunks; group++) {
-    const gi = group % gGroupCount;
-    const grp = gGroupStart + gi;
-    const kvh = grp % gV;
-    const b = grp / gV;
-    const qt = gQueryTiles - 1 - group / gGroupCount;
-    const t0 = qt * gTileRows;
-    const nt = min(gTileRows, gT - t0);
-    const M = nt * gG;
+    locateTile(group);
     const first = gPartials + <usize>(group * gKeyChunks) * partStride;
-    for (let r = 0; r < M; r++) {
+    for (let r = 0; r < tileHeight; r++) {
       const rb = <usize>r << 2;
       let mx: f32 = -Infinity;
       for (let c = 0; c < gKeyChunks; c++) mx = max(mx, load<f32>(first + <usize>c * partStride + rb));
       const tl = r / gG;
       const g = r - tl * gG;
-      const dst = outRow(b, kvh, gi, t0 + tl, g);
+      const dst = outRow(tileBatch, tileKvHead, tileGroup, tileFirstRow + tl, g);
       // No finite max (no key, or every logit -Inf) or a huge one: NaN, recomputed exactly by the
       // host (src/engine/exact-rows.ts). Chunks whose max is -Inf are not skipped below: their
       // weight is exp(-Inf) = 0, and 0·NaN keeps a NaN of their values.

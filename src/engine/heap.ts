@@ -9,7 +9,7 @@ export class WasmHeap {
 
   constructor(
     readonly memory: WebAssembly.Memory,
-    private readonly base: number,
+    base: number,
   ) {
     const end = memory.buffer.byteLength;
     if (end > base) this.free.push({ off: base, size: end - base });

@@ -81,8 +81,9 @@ export interface JobPlan {
 const roundUp4 = (n: number): number => (n + 3) & ~3;
 
 /**
- * Plans the jobs of one attention call. Throws a ValueError if a job would need more tasks than
- * the task counter can number.
+ * Plans the jobs of one attention call. Jobs are cut so that each numbers fewer than TASK_LIMIT
+ * tasks; only a problem whose single group with all query rows needs more (with probabilities,
+ * which need every row in one job) is a ValueError.
  *
  * Plain-array key/value are staged within half the staging budget: whole when they fit (or
  * probabilities are requested); else, for short queries whose query, output and per-chunk
@@ -154,7 +155,7 @@ export function planJobs(input: PlanInput): JobPlan {
   if (!want && !stageKeyRows && bytesPerRow * T > stagingBytes) {
     rowsPerJob = Math.min(T, Math.max(tileRows, Math.floor(stagingBytes / bytesPerRow / tileRows) * tileRows));
   }
-  const tasksPerKeyChunk = groupsPerJob * Math.ceil(rowsPerJob / tileRows);
+  let tasksPerKeyChunk = groupsPerJob * Math.ceil(rowsPerJob / tileRows);
   if (!splitKeysAcrossJobs) {
     if (!want && threads > 1 && tasksPerKeyChunk < 4 * threads && S >= 512) {
       keyChunks = Math.max(1, Math.min(Math.ceil((4 * threads) / tasksPerKeyChunk), Math.floor(S / 256)));
@@ -163,6 +164,14 @@ export function planJobs(input: PlanInput): JobPlan {
     keyChunks = Math.ceil(S / keyChunkLength);
   }
   const chunksPerJob = splitKeysAcrossJobs ? keysPerJob / keyChunkLength : keyChunks;
+  // A job's tasks must be numbered below TASK_LIMIT: fewer groups per job (any plan can split its
+  // groups across jobs), then, without probabilities, fewer query rows.
+  const tilesPerGroup = Math.ceil(rowsPerJob / tileRows) * keyChunks;
+  if (groupsPerJob * tilesPerGroup >= TASK_LIMIT) {
+    groupsPerJob = Math.max(1, Math.floor((TASK_LIMIT - 1) / tilesPerGroup));
+    if (!want && tilesPerGroup >= TASK_LIMIT) rowsPerJob = Math.min(T, Math.max(1, Math.floor((TASK_LIMIT - 1) / keyChunks)) * tileRows);
+    tasksPerKeyChunk = groupsPerJob * Math.ceil(rowsPerJob / tileRows);
+  }
   const tasks = tasksPerKeyChunk * keyChunks;
   if (tasks >= TASK_LIMIT) {
     throw new ValueError(

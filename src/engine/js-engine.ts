@@ -21,8 +21,10 @@ class JsBuffer implements EngineBuffer {
     return this.data;
   }
   free(): void {
+    if (this.freed) return;
     this.freed = true;
     this.data = null;
+    this.owner.released(this.length * 4);
   }
 }
 
@@ -70,8 +72,14 @@ export class JsEngine implements AttentionEngine {
     return new JsBuffer(this, floats);
   }
 
+  /** Bytes of the buffers not yet freed. */
   memoryBytes(): number {
     return this.bytes;
+  }
+
+  /** @internal Called by a buffer when it is freed. */
+  released(bytes: number): void {
+    this.bytes -= bytes;
   }
 
   dispose(): void {

@@ -145,13 +145,16 @@ export class WasmEngine implements AttentionEngine {
     const p = normalizeProblem('AttentionEngine.attention', problem as never, arrays);
     // Dropout and the log-sum-exp are not in the SIMD kernel yet: the plain-JS path computes them.
     if (p.dropoutRate > 0 || p.wantLogSumExp) return attentionJs(p);
+    // Where inputs that live in engine memory (EngineBuffers or raw views of it) are, read before
+    // the run: growth during the run detaches views of a non-shared memory.
+    const places = { query: this.placeOf(p.query), key: this.placeOf(p.key), value: this.placeOf(p.value) };
     const result = this.run(p);
-    // Views of EngineBuffers may have been detached by growth during the run: refresh them.
-    const fresh = normalizeProblem('AttentionEngine.attention', problem as never, {
-      query: this.resolveArray('query', problem.query),
-      key: this.resolveArray('key', problem.key),
-      value: this.resolveArray('value', problem.value),
-    });
+    const fresh: NormalizedProblem = {
+      ...p,
+      query: this.reviewed(p.query, places.query),
+      key: this.reviewed(p.key, places.key),
+      value: this.reviewed(p.value, places.value),
+    };
     // Rows computed exactly (exact-rows.ts): no allowed key, or inputs that may make them non-finite.
     // When every row reads every key, the kernel's own NaN rows say which (no extra pass over K/V).
     const exact = everyRowSeesEveryKey(fresh)
@@ -165,6 +168,17 @@ export class WasmEngine implements AttentionEngine {
     this.checkAlive('attentionBackward');
     const { p, saved } = normalizeBackward('AttentionEngine.attentionBackward', problem);
     return attentionBackwardJs(p, saved);
+  }
+
+  /** Byte offset and length of `a` if it lives in engine memory, else null. */
+  private placeOf(a: Float32Array): { byteOffset: number; length: number } | null {
+    return a.buffer === this.memory.buffer ? { byteOffset: a.byteOffset, length: a.length } : null;
+  }
+
+  /** `a`, or a view of the same floats over the current engine memory if it lived there. */
+  private reviewed(a: Float32Array, place: { byteOffset: number; length: number } | null): Float32Array {
+    if (place === null || a.buffer === this.memory.buffer) return a;
+    return new Float32Array(this.memory.buffer, place.byteOffset, place.length);
   }
 
   /** Whether `a` already lives in engine memory (an EngineBuffer view), read in place. */

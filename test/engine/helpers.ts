@@ -1,5 +1,6 @@
 /** Shared helpers of the engine tests: problem generators, an independent float64 oracle, engines. */
 import fc from 'fast-check';
+import { afterAll } from 'vitest';
 import { expectClose } from '../helpers/close.js';
 import {
   attentionReference,
@@ -23,6 +24,20 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
     a[i] = ((s / 4294967296) * 2 - 1) * scale;
   }
   return a;
+}
+
+/**
+ * A `createAttentionEngineSync` whose engines are disposed after the calling test file's last test.
+ * Call it at the top level of a test file.
+ */
+export function disposedAfterAll(): (options?: Parameters<typeof createAttentionEngineSync>[0]) => AttentionEngine {
+  const created: AttentionEngine[] = [];
+  afterAll(() => created.forEach((e) => e.dispose()));
+  return (options) => {
+    const e = createAttentionEngineSync(options);
+    created.push(e);
+    return e;
+  };
 }
 
 /** The engine paths every test runs: wasm + threads, wasm on one thread, wasm without shared memory, JS. */

@@ -40,8 +40,21 @@ describe('planJobs', () => {
     expect(plan.rowsPerJob % plan.tileRows).toBe(0);
   });
 
-  test('too many tasks is a clear error before any work', () => {
-    expect(() => planJobs({ ...base, B: TASK_LIMIT, V: 1, U: 1, G: 1, keyInPlace: true, valueInPlace: true, threads: 1 })).toThrow(
+  test('many groups: jobs are cut so each numbers fewer tasks than the counter holds, with or without probabilities', () => {
+    for (const wantProbabilities of [false, true]) {
+      const plan = planJobs({ ...base, B: 65536, V: 16, U: 16, G: 1, H: 1, T: 1, S: 1, wantProbabilities });
+      expect(plan.tasks).toBeLessThan(TASK_LIMIT);
+      expect(plan.groupsPerJob).toBeLessThan(65536 * 16);
+      expect(plan.rowsPerJob).toBe(1);
+    }
+    // Without probabilities even one group's query rows are cut.
+    const long = planJobs({ ...base, B: 1, V: 1, U: 1, G: 1, T: 64 * TASK_LIMIT, S: 1, keyInPlace: true, valueInPlace: true, queryInPlace: true });
+    expect(long.tasks).toBeLessThan(TASK_LIMIT);
+    expect(long.rowsPerJob).toBeLessThan(64 * TASK_LIMIT);
+  });
+
+  test('a single group whose probabilities need more tasks than the counter holds is a clear error before any work', () => {
+    expect(() => planJobs({ ...base, B: 1, V: 1, U: 1, G: 1, T: 64 * TASK_LIMIT, S: 1, wantProbabilities: true })).toThrow(
       /AttentionEngine\.attention: argument `problem` is too large \(\d+ tasks, limit 1048575\)/,
     );
   });
@@ -82,7 +95,8 @@ describe('planJobs', () => {
           expect(plan.rowsPerJob).toBeLessThanOrEqual(r.T);
           expect(plan.tasks).toBe(plan.tasksPerKeyChunk * plan.keyChunks);
           expect(plan.tasks).toBeLessThan(TASK_LIMIT);
-          if (r.want) expect(plan).toMatchObject({ rowsPerJob: r.T, groupsPerJob: r.B * r.V, keyChunks: 1 });
+          if (r.want) expect(plan.rowsPerJob).toBe(r.T);
+          if (r.want) expect(plan).toMatchObject({ rowsPerJob: r.T, keyChunks: 1 });
           if (plan.splitKeysAcrossJobs) expect(plan.chunksPerJob * plan.keyChunkLength).toBe(plan.keysPerJob);
           else expect(plan.chunksPerJob).toBe(plan.keyChunks);
         },

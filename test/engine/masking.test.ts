@@ -118,7 +118,7 @@ describe('positions and bounds', () => {
   });
 
   test('S = 1 and T = 1', () => {
-    for (const [T, S] of [[1, 1], [5, 1], [1, 9]]) {
+    for (const [T, S] of [[1, 1], [5, 1], [1, 9]] as const) {
       const problem = { ...base(T, S, 7, 1, 80, T * 10 + S), returnProbabilities: true };
       const ref = attentionReference(problem);
       for (const { name, engine } of engines) expectMatchesReference(engine.attention(problem), ref, `${name} T=${T} S=${S}`);

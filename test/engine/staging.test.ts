@@ -1,16 +1,10 @@
 /** Key/value staging per (batch, kv head) group: results match the reference, memory stays bounded. */
 import fc from 'fast-check';
-import { afterAll, describe, expect, test } from 'vitest';
-import { createAttentionEngineSync, type AttentionEngine, type EngineProblem } from '../../src/engine/index.js';
-import { attentionReference, buildProblem, expectMatchesReference, problemSpec } from './helpers.js';
+import { describe, expect, test } from 'vitest';
+import { type AttentionEngine, type EngineProblem } from '../../src/engine/index.js';
+import { attentionReference, buildProblem, disposedAfterAll, expectMatchesReference, problemSpec } from './helpers.js';
 
-const engines: AttentionEngine[] = [];
-function engine(opts: Parameters<typeof createAttentionEngineSync>[0]): AttentionEngine {
-  const e = createAttentionEngineSync(opts);
-  engines.push(e);
-  return e;
-}
-afterAll(() => engines.forEach((e) => e.dispose()));
+const engine = disposedAfterAll();
 
 /** A copy of `a` in engine memory. */
 function toBuffer(e: AttentionEngine, a: Float32Array) {

@@ -1,6 +1,6 @@
 /** Threads, faults, interleaved shapes, flat memory, and the in-engine KV cache. */
-import { afterAll, describe, expect, test, vi } from 'vitest';
-import { createAttentionEngineSync, type AttentionEngine, type AttentionProblem } from '../../src/engine/index.js';
+import { describe, expect, test, vi } from 'vitest';
+import { type AttentionEngine, type AttentionProblem } from '../../src/engine/index.js';
 import {
   CONTROL_WORDS,
   Control,
@@ -11,15 +11,9 @@ import {
   WORKER_STATE_BASE,
   WorkerState,
 } from '../../src/engine/wasm/generated/interface.js';
-import { attentionReference, buildProblem, expectMatchesReference, randomArray } from './helpers.js';
+import { attentionReference, buildProblem, disposedAfterAll, expectMatchesReference, randomArray } from './helpers.js';
 
-const created: AttentionEngine[] = [];
-function engine(opts: Parameters<typeof createAttentionEngineSync>[0]): AttentionEngine {
-  const e = createAttentionEngineSync(opts);
-  created.push(e);
-  return e;
-}
-afterAll(() => created.forEach((e) => e.dispose()));
+const engine = disposedAfterAll();
 
 function problem(seed: number, T = 70, S = 90): AttentionProblem {
   return buildProblem({

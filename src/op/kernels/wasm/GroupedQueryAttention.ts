@@ -7,17 +7,30 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { getDefaultEngine } from '../../../engine/index.js';
 import { GroupedQueryAttention } from '../../kernel_names.js';
-import { readKernelCall } from '../kernel_call.js';
+import { readKernelCall, type KernelCall } from '../kernel_call.js';
 import { engineProblem } from '../engine_problem.js';
 import { heapView, type WasmBackendLike } from './heap.js';
 
 const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
   const wasm = backend as unknown as WasmBackendLike;
-  const { query, key, value, mask, attrs: a, dims } = readKernelCall(inputs, attrs);
-  const { b, t, u, s } = dims;
+  const call = readKernelCall(inputs, attrs);
+  const { b, t, u, s } = call.dims;
   // Outputs first: makeOutput may grow the heap and detach earlier views.
-  const output = wasm.makeOutput(query.shape, 'float32');
-  const scores = a.returnScores ? wasm.makeOutput([b, u, t, s], 'float32') : null;
+  const output = wasm.makeOutput(call.query.shape, 'float32');
+  const scores = call.attrs.returnScores ? wasm.makeOutput([b, u, t, s], 'float32') : null;
+  try {
+    return attend(wasm, call, output, scores);
+  } catch (e) {
+    // tfjs frees only the outputs a kernel returns: a kernel that throws frees its own.
+    wasm.disposeData(output.dataId);
+    if (scores != null) wasm.disposeData(scores.dataId);
+    throw e;
+  }
+};
+
+/** Runs the engine on heap views of the inputs and writes its results into the outputs. */
+function attend(wasm: WasmBackendLike, call: KernelCall, output: TensorInfo, scores: TensorInfo | null): TensorInfo[] {
+  const { query, key, value, mask, attrs: a } = call;
   const problem = engineProblem(
     { query, key, mask },
     {
@@ -33,7 +46,7 @@ const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
   if (scores == null) return [output];
   (heapView(wasm, scores) as Float32Array).set(result.probabilities!);
   return [output, scores];
-};
+}
 
 export const groupedQueryAttentionWasmConfig: KernelConfig = {
   kernelName: GroupedQueryAttention,
