@@ -32,6 +32,21 @@ export function hasKeyRestrictions(p: Pick<MaskRuleInput, 'causal' | 'window' | 
 }
 
 /**
+ * {@link hasKeyRestrictions} on a kernel's attributes (src/op/kernel_names.ts): whether rows with no
+ * allowed key can exist. The op turns a numeric mask into a bool one when causal or a window is on,
+ * so an additive mask never meets them.
+ *
+ * @example
+ * ```ts
+ * import { rowsMayHaveNoAllowedKey } from './mask-rule.js';
+ * rowsMayHaveNoAllowedKey({ maskKind: 'none', causal: true, slidingWindow: 0 }); // true
+ * ```
+ */
+export function rowsMayHaveNoAllowedKey(attrs: { readonly maskKind: string; readonly causal: boolean; readonly slidingWindow: number }): boolean {
+  return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
+}
+
+/**
  * First and last key the causal/window band allows for the query at absolute position `pos`
  * (empty when lo > hi; not clipped to [0, S)). Monotone in `pos`, which tiled kernels rely on.
  *

@@ -82,7 +82,7 @@ export function referenceRow(
     logits[j] = s;
     // NaN wins, as in tfjs's max reduction: then every exp(s - max) and the row are NaN, like the
     // composite's softmax (so is a row whose max is +Inf (Inf - Inf) or -Inf (all keys -Inf)).
-    if (s > max || s !== s) max = s;
+    if (s > max || Number.isNaN(s)) max = s;
   }
   let sum = 0;
   for (let j = 0; j < S; j++) {

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { check, formatShape, formatValue } from '../errors.js';
 import { compositeAttention } from './composite.js';
 import { randomDropoutSeed } from '../engine/dropout_hash.js';
+import { defaultScale } from '../engine/problem.js';
 import {
   DROPOUT_KERNEL_BACKENDS,
   GroupedQueryAttention,
@@ -70,19 +71,8 @@ export interface GroupedQueryAttentionOptions {
   seed?: number | null;
 }
 
-/**
- * Keras's query scale in float32: `1 / sqrt(float32(H))`, each step rounded to float32.
- *
- * @example
- * ```ts
- * import { defaultScale } from 'grouped-query-attention';
- *
- * console.log(defaultScale(6));   // 0.40824827551841736 (Keras 3.6; 1 ulp from fround(1/sqrt(6)))
- * ```
- */
-export function defaultScale(headDim: number): number {
-  return Math.fround(1 / Math.fround(Math.sqrt(headDim)));
-}
+// Keras's float32 query scale: one definition, in the engine (the root entry re-exports it).
+export { defaultScale } from '../engine/problem.js';
 
 interface Prepared {
   attrs: GroupedQueryAttentionAttrs;

@@ -15,10 +15,12 @@ import { normalizeProblem } from '../../src/engine/problem.js';
 import { attentionReference, buildProblem, float64Attention, makeEngines, problemSpec, randomArray } from './helpers.js';
 
 const engines = makeEngines();
-afterAll(() => engines.forEach(({ engine }) => engine.dispose()));
+afterAll(() => {
+  for (const { engine } of engines) engine.dispose();
+});
 
 /** 'nan' | '+inf' | '-inf' | 'finite'. */
-export function numberClass(x: number): string {
+function numberClass(x: number): string {
   if (Number.isNaN(x)) return 'nan';
   if (x === Infinity) return '+inf';
   if (x === -Infinity) return '-inf';
@@ -29,7 +31,7 @@ export function numberClass(x: number): string {
  * Same non-finite class at every index; finite values within 1e-5 of the reference, relative to the
  * largest finite magnitude of their row of `rowLength` values (huge values may share a row).
  */
-export function expectSameClassAndClose(got: ArrayLike<number>, want: ArrayLike<number>, rowLength: number, what: string, tol = 1e-5): void {
+function expectSameClassAndClose(got: ArrayLike<number>, want: ArrayLike<number>, rowLength: number, what: string, tol = 1e-5): void {
   expect(got.length, what).toBe(want.length);
   for (let r = 0; r < want.length; r += rowLength) {
     let scale = 1;
@@ -87,7 +89,7 @@ describe('non-finite inputs: the reproductions', () => {
       const ref = expectEnginesMatchReference(p, `key ${bad} at a masked key`);
       for (let t = 0; t < 4; t++) {
         // Head 0 (kv head 0) is NaN on every row: s_j - 1e9 is NaN or +Inf, and then the softmax.
-        if (bad !== bad) expect(isNaNRow(ref.output, (t * 2 + 0) * 4, 4), `t=${t}`).toBe(true);
+        if (Number.isNaN(bad)) expect(isNaNRow(ref.output, (t * 2 + 0) * 4, 4), `t=${t}`).toBe(true);
         expect(isFiniteRow(ref.output, (t * 2 + 1) * 4, 4), `t=${t} head 1`).toBe(true);
       }
       // A NaN logit poisons every row; +Inf·q is ±Inf, and a +Inf logit makes the row NaN.
@@ -184,7 +186,7 @@ describe('non-finite inputs: property', () => {
     const seen = { nan: 0, finiteRowsNextToNaN: 0 };
     fc.assert(
       fc.property(problemSpec, injections, (spec, inj) => {
-        const sp = { ...spec, T: Math.min(spec.T, 9), S: Math.min(spec.S, 11), H: spec.H > 8 ? 8 : spec.H };
+        const sp = { ...spec, T: Math.min(spec.T, 9), S: Math.min(spec.S, 11), H: Math.min(spec.H, 8) };
         const p = buildProblem(sp);
         const arrays = { query: (p.query as Float32Array).slice(), key: (p.key as Float32Array).slice(), value: (p.value as Float32Array).slice() };
         let mask = p.mask;

@@ -10,9 +10,10 @@
  * its own, one texture read per key (WebGL has no shared memory between fragments). Keys outside
  * the row's causal/window band are skipped unless the row is fully masked.
  */
+import { rowsMayHaveNoAllowedKey } from '../../../engine/mask-rule.js';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { common, hasSpecialRows, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+import { common, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: string[], mask: TensorInfo | null): GlProgram {
   const cols = attrs.returnScores ? 3 : 2;
@@ -28,7 +29,7 @@ export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: 
       int t = c.z;
       int col = c.w;
       bool full = false;
-      ${hasSpecialRows(attrs) ? `
+      ${rowsMayHaveNoAllowedKey(attrs) ? `
       full = true;
       for (int j = 0; j < S; j++) {
         if (allowedKey(b, u, t, j)) { full = false; break; }

@@ -12,6 +12,7 @@
  * Shapes, the scale, the offset and the window are compiled into the shaders (constant loop bounds
  * work on WebGL 1 too); each new shape compiles once.
  */
+import { rowsMayHaveNoAllowedKey } from '../../../engine/mask-rule.js';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 
@@ -36,10 +37,6 @@ export function glslFloat(x: number): string {
   return /[.eE]/.test(s) ? s : `${s}.0`;
 }
 
-/** Whether rows can be fully masked (bool masks and positional masks; never for additive masks). */
-export function hasSpecialRows(attrs: GroupedQueryAttentionAttrs): boolean {
-  return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
-}
 
 /** GLSL constants every program uses: the sizes, the query offset, the window and the scale. */
 export function sizes(d: Dims, attrs: GroupedQueryAttentionAttrs): string {
@@ -85,7 +82,7 @@ export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorI
       return ok;
     }
     bool contributes(bool full, int b, int u, int t, int j) {
-      ${hasSpecialRows(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
+      ${rowsMayHaveNoAllowedKey(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
     }
     float maskedLogit(float score, bool full, int b, int u, int t, int j) {
       ${attrs.maskKind === 'additive' ? `return score + ${maskAt};` : 'if (full) { return score - 1e9; }\n      return score;'}

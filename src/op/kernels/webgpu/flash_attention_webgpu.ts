@@ -40,8 +40,9 @@
  * Numerics: same rounding of qs and of masked logits as the composite path; the sums run in another
  * order (online softmax), so results agree with the composite path to ~1e-6 relative.
  */
+import { rowsMayHaveNoAllowedKey } from '../../../engine/mask-rule.js';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { UNIFORMS, attrsKey, hasSpecialRows, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
 /**
  * Tile configuration of one call of the WebGPU flash kernel.
@@ -134,7 +135,7 @@ export function flashProgram(
   const { gc, tq, rows, kc, wg } = cfg;
   const acc = Math.ceil((rows * h) / wg);
   const out = mode === 'out';
-  const special = hasSpecialRows(attrs);
+  const special = rowsMayHaveNoAllowedKey(attrs);
   const outputShape = out ? [d.b, d.t, d.u, d.h] : [d.b, d.u, d.t, 3];
   const numWG = d.b * d.v * Math.ceil(d.g / gc) * Math.ceil(d.t / tq);
   const userCode = `

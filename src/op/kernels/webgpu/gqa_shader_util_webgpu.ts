@@ -6,6 +6,7 @@
  * Both programs take the same uniform values (one `uniformValues` array per call), so the stats pass
  * and the probabilities pass of `returnScores` reuse the flash pass's uniforms unchanged.
  */
+import { rowsMayHaveNoAllowedKey } from '../../../engine/mask-rule.js';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
@@ -51,14 +52,10 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
     }
     // Whether key j enters row (b, u, t)'s softmax.
     fn contributes(full : bool, b : i32, u : i32, t : i32, j : i32) -> bool {
-      ${hasSpecialRows(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
+      ${rowsMayHaveNoAllowedKey(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
     }`;
 }
 
-/** Whether rows can be fully masked (bool masks and positional masks; never for additive masks). */
-export function hasSpecialRows(attrs: GroupedQueryAttentionAttrs): boolean {
-  return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
-}
 
 export const UNIFORMS =
   'T : i32, S : i32, U : i32, V : i32, G : i32, nGc : i32, nTb : i32, numWG : i32, offset : i32, window : i32, ' +
