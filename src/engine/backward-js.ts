@@ -11,7 +11,8 @@
  */
 import type { SavedForward } from './backward-problem.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold, mix32 } from './dropout_hash.js';
-import { allowedRange, findFullyMaskedRows, type NormalizedProblem } from './problem.js';
+import { findRowsWithNoAllowedKey, keyBand } from './mask-rule.js';
+import type { NormalizedProblem } from './problem.js';
 import type { BackwardResult } from './types.js';
 
 const f = Math.fround;
@@ -72,7 +73,7 @@ export function backwardRow(
   let lo = 0;
   let hi = S - 1;
   if (!fully) {
-    const r = allowedRange(p, p.p0 + t);
+    const r = keyBand(p, p.p0 + t);
     lo = Math.max(0, r[0]);
     hi = Math.min(S - 1, r[1]);
   }
@@ -130,7 +131,7 @@ export function attentionBackwardJs(p: NormalizedProblem, saved: SavedForward): 
   const dQuery = new Float32Array(B * T * U * H);
   const dKey = new Float64Array(B * S * V * H);
   const dValue = new Float64Array(B * S * V * H);
-  const fullySet = new Set(findFullyMaskedRows(p));
+  const fullySet = new Set(findRowsWithNoAllowedKey(p));
   const scratch = rowScratch(p);
   for (let b = 0; b < B; b++) {
     for (let u = 0; u < U; u++) {
