@@ -114,12 +114,12 @@ export function backwardRow(
       for (let h = 0; h < H; h++) dP += saved.gradOutput[qb + h]! * p.value[kb + h]!;
       dP *= keepScale;
       const pk = P * keepScale;
-      for (let h = 0; h < H; h++) dValue[gb + h] += pk * saved.gradOutput[qb + h]!;
+      for (let h = 0; h < H; h++) dValue[gb + h]! += pk * saved.gradOutput[qb + h]!;
     }
     const dS = P * (dP - D);
     for (let h = 0; h < H; h++) {
-      dKey[gb + h] += dS * qs[h]!;
-      dq[h] += dS * p.key[kb + h]!;
+      dKey[gb + h]! += dS * qs[h]!;
+      dq[h]! += dS * p.key[kb + h]!;
     }
   }
   for (let h = 0; h < H; h++) dQuery[qb + h] = dq[h]! * p.scale;

@@ -82,9 +82,9 @@ function backwardNaive(p: ReturnType<typeof normalizeBackward>['p'], saved: Save
           const gb = ((b * S + j) * V + kvh) * H;
           const dS = P[j]! * (dP[j]! - D);
           for (let h = 0; h < H; h++) {
-            dV[gb + h] += P[j]! * z[j]! * saved.gradOutput[qb + h]!;
-            dK[gb + h] += dS * qs[h]!;
-            dQ[qb + h] += dS * p.key[kb + h]! * p.scale;
+            dV[gb + h]! += P[j]! * z[j]! * saved.gradOutput[qb + h]!;
+            dK[gb + h]! += dS * qs[h]!;
+            dQ[qb + h]! += dS * p.key[kb + h]! * p.scale;
           }
         }
       }

@@ -86,7 +86,7 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
             if (e === 0) continue;
             if (dropping && mix32((rowHash ^ j) >>> 0) >>> 8 < threshold) continue;
             const vb = ((b * C + j) * V + kvh) * H;
-            for (let h = 0; h < H; h++) acc[ab + h] += e * p.value[vb + h]!;
+            for (let h = 0; h < H; h++) acc[ab + h]! += e * p.value[vb + h]!;
           }
           const dst = ((b * T + t) * U + u) * H;
           const norm = keepScale / sum;

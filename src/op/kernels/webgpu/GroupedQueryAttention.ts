@@ -46,7 +46,7 @@ function exceedsLimit(d: Dims, attrs: GroupedQueryAttentionAttrs, device: GPUDev
 const groupedQueryAttentionWebGPU: KernelFunc = ({ inputs, backend, attrs }) => {
   const gpu = backend as unknown as WebGPUBackendLike;
   const { query, key, value, mask, attrs: a, dims: d } = readKernelCall(inputs, attrs);
-  const { t, s, h } = d;
+  const { t, h } = d;
   const limits = gpu.device.limits;
   const cfg = chooseFlashConfig(h, d.g, t, limits);
   const reason =
