@@ -39,6 +39,8 @@ interface ChunkCase {
   /** Right padding per batch row (valueMask), or null for no value mask. */
   padding: number[] | null;
   attention: 'none' | 'bool' | 'numeric';
+  /** flashAttention: false: the composite path, which reads device-side copies (storage.read). */
+  composite?: boolean;
 }
 
 export const CHUNK_CASES: ChunkCase[] = [
@@ -47,11 +49,13 @@ export const CHUNK_CASES: ChunkCase[] = [
   { u: 7, v: 1, h: 4, window: null, b: 2, total: 9, padding: [2, 0], attention: 'bool' },
   { u: 14, v: 2, h: 8, window: 4, b: 1, total: 10, padding: null, attention: 'numeric' },
   { u: 4, v: 2, h: 16, window: null, b: 2, total: 300, padding: [0, 5], attention: 'bool' },
+  { u: 4, v: 2, h: 8, window: 5, b: 2, total: 12, padding: [1, 0], attention: 'numeric', composite: true },
 ];
 
 function makeLayer(c: ChunkCase, d: number, seed: number): GroupedQueryAttention {
   const layer = new GroupedQueryAttention({
     headDim: c.h, numQueryHeads: c.u, numKeyValueHeads: c.v, slidingWindow: c.window, biasInitializer: 'randomNormal',
+    ...(c.composite ? { flashAttention: false } : {}),
   });
   layer.build([[null, null, d], [null, null, d]]);
   const rand = rng(seed);
@@ -143,7 +147,7 @@ export async function chunkedCacheTest(backend: CacheBackend, c: ChunkCase, seed
     if (!(diff <= 1e-5 + 1e-5 * Math.abs(want[i]!))) bad = i;
     if (!(diff <= maxAbs)) maxAbs = Number.isNaN(diff) ? Infinity : diff;
   }
-  const msg = `U=${c.u} V=${c.v} H=${c.h} w=${c.window} B=${b} S=${total} pad=${c.padding} mask=${c.attention}; ` +
+  const msg = `U=${c.u} V=${c.v} H=${c.h} w=${c.window} B=${b} S=${total} pad=${c.padding} mask=${c.attention}${c.composite ? ' composite' : ''}; ` +
     `${parts.length} chunks; max |gpu chunked − cpu full| ${maxAbs.toExponential(2)}; storage ${kind}`;
   if (kind !== backend) return { ok: false, msg: `${msg}: the cache is not kept on the ${backend} device` };
   return bad < 0 ? { ok: true, msg } : { ok: false, msg: `${msg}; element ${bad}: ${got[bad]} vs ${want[bad]}` };
@@ -185,9 +189,11 @@ async function smallDecoder(backend: CacheBackend, maxLength: number, prefill: n
   return { layer, cache, x };
 }
 
-/** No GPU→CPU read inside a decode step, and flat memory over 500 steps. */
-export async function decodeStepsTest(backend: CacheBackend): Promise<Result> {
-  const steps = 500;
+/**
+ * No GPU→CPU read inside a decode step, and flat memory over `steps` steps (webgpu: 500; webgl: fewer,
+ * because its programs bake S into their source and so compile anew at every step on SwiftShader).
+ */
+export async function decodeStepsTest(backend: CacheBackend, steps: number): Promise<Result> {
   const { layer, cache, x } = await smallDecoder(backend, steps + 8, 4);
   try {
     const step = () => layer.apply(x, { value: x, cache, useCausalMask: true }) as tf.Tensor;
@@ -257,6 +263,31 @@ export async function decodeCacheTimingTest(backend: CacheBackend): Promise<Resu
     };
   } finally {
     tf.dispose([seq, x]);
+    cache.dispose();
+    layer.dispose();
+  }
+}
+
+/** A cache created on one GPU backend and used under another raises, and changes nothing. */
+export async function wrongBackendTest(backend: CacheBackend, other: CacheBackend): Promise<Result> {
+  await useBackend(backend);
+  const c: ChunkCase = { u: 2, v: 1, h: 4, window: null, b: 1, total: 1, padding: null, attention: 'none' };
+  const layer = makeLayer(c, 8, 1);
+  const cache = layer.createCache({ batchSize: 1, maxLength: 4 });
+  try {
+    await useBackend(other);
+    const x = tf.ones([1, 1, 8]);
+    let message = '';
+    try {
+      layer.apply(x, { value: x, cache, useCausalMask: true });
+    } catch (e) {
+      message = (e as Error).message;
+    } finally {
+      x.dispose();
+    }
+    const ok = message.includes(`on the ${backend} backend`) && message.includes(`received backend ${other}`) && cache.length === 0;
+    return { ok, msg: `cache of ${backend} used under ${other}: ${message || 'no error'}; cache.length ${cache.length}` };
+  } finally {
     cache.dispose();
     layer.dispose();
   }
