@@ -25,6 +25,9 @@
  * and the later passes write NaN there. The programs need WebGL 2 (bit tests on floats); on WebGL 1
  * the call runs the composite path and warns once.
  *
+ * With a KV cache read in place (`attrs.cache`, the storage of ../shared/device_kv_storage.ts written
+ * by kv_write_webgl.ts), the storage's (B,C,V,H) textures stand in for the key/value inputs.
+ *
  * Device limit: the (B,U,T,S) weights must fit one float texture (WEBGL_MAX_TEXTURE_SIZE²
  * elements), and so must the packed Q and K (texels of 4 values); otherwise the call runs the
  * composite path and `console.warn`s once.

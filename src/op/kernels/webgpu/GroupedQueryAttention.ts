@@ -9,6 +9,10 @@
  *     fully-masked flag, (B,U,T,3)), then attention_probs_webgpu.ts for the (B,U,T,S) weights.
  *     Without `returnScores` no (B,U,T,S) buffer exists.
  *
+ * With a KV cache read in place (`attrs.cache`, the storage of ../shared/device_kv_storage.ts written
+ * by kv_write_webgpu.ts), the programs bind the storage's (B,C,V,H) buffers as Kin/Vin and step C
+ * rows per batch row (uniform kRows); S is the cache's keyLength.
+ *
  * Device limits: when no tile fits maxComputeWorkgroupStorageSize (`chooseFlashConfig` returns
  * null), or an output exceeds maxStorageBufferBindingSize, the call runs the composite path
  * (composite_fallback.ts) and `console.warn`s once.
