@@ -41,6 +41,8 @@ interface ChunkCase {
   attention: 'none' | 'bool' | 'numeric';
   /** flashAttention: false: the composite path, which reads device-side copies (storage.read). */
   composite?: boolean;
+  /** Length of a first (prefill) chunk; the rest is chunked at random. */
+  prefill?: number;
 }
 
 export const CHUNK_CASES: ChunkCase[] = [
@@ -48,7 +50,8 @@ export const CHUNK_CASES: ChunkCase[] = [
   { u: 4, v: 2, h: 8, window: 3, b: 2, total: 13, padding: [0, 3], attention: 'none' },
   { u: 7, v: 1, h: 4, window: null, b: 2, total: 9, padding: [2, 0], attention: 'bool' },
   { u: 14, v: 2, h: 8, window: 4, b: 1, total: 10, padding: null, attention: 'numeric' },
-  { u: 4, v: 2, h: 16, window: null, b: 2, total: 300, padding: [0, 5], attention: 'bool' },
+  // Prefill 190, then decode past 192 keys: the steps take webgpu's flash-decoding path.
+  { u: 4, v: 2, h: 16, window: null, b: 2, total: 200, padding: [0, 5], attention: 'bool', prefill: 190 },
   { u: 4, v: 2, h: 8, window: 5, b: 2, total: 12, padding: [1, 0], attention: 'numeric', composite: true },
 ];
 
@@ -65,9 +68,9 @@ function makeLayer(c: ChunkCase, d: number, seed: number): GroupedQueryAttention
 }
 
 /** Random chunk sizes covering [0, total). */
-function chunking(total: number, rand: () => number): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  for (let at = 0; at < total;) {
+function chunking(total: number, rand: () => number, prefill = 0): Array<[number, number]> {
+  const out: Array<[number, number]> = prefill > 0 ? [[0, prefill]] : [];
+  for (let at = prefill; at < total;) {
     // Mostly single steps, some longer chunks; long sequences take longer chunks too.
     const end = Math.min(total, at + 1 + Math.floor(rand() * (rand() < 0.3 ? Math.max(6, total / 10) : 2)));
     out.push([at, end]);
@@ -119,7 +122,7 @@ export async function chunkedCacheTest(backend: CacheBackend, c: ChunkCase, seed
   }
 
   await useBackend(backend);
-  const parts = chunking(total, rand);
+  const parts = chunking(total, rand, c.prefill);
   const cache = layer.createCache({ batchSize: b, maxLength: total + 2 });
   const kind = cache.storage().kind;
   const got = new Float32Array(b * total * d);
