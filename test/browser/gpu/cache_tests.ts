@@ -72,7 +72,8 @@ function chunking(total: number, rand: () => number, prefill = 0): Array<[number
   const out: Array<[number, number]> = prefill > 0 ? [[0, prefill]] : [];
   for (let at = prefill; at < total;) {
     // Mostly single steps, some longer chunks; long sequences take longer chunks too.
-    const end = Math.min(total, at + 1 + Math.floor(rand() * (rand() < 0.3 ? Math.max(6, total / 10) : 2)));
+    // After a prefill chunk: decode steps of 1 or 2 positions only.
+    const end = Math.min(total, at + 1 + Math.floor(rand() * (rand() < 0.3 && prefill === 0 ? Math.max(6, total / 10) : 2)));
     out.push([at, end]);
     at = end;
   }
