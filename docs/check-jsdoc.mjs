@@ -27,9 +27,13 @@ try {
   const text = (parts) => (parts ?? []).map((p) => p.text).join('');
   const commentOf = (r) => r.comment ?? r.signatures?.[0]?.comment ?? r.getSignature?.comment ?? null;
   const rows = [];
+  // One definition exported from two entry points is a TypeDoc reference (`target`) in the second:
+  // it carries the comment of the declaration it points to.
+  const byId = new Map();
+  for (const module of api.children) for (const r of module.children ?? []) byId.set(r.id, r);
   for (const module of api.children) {
     for (const r of module.children ?? []) {
-      const comment = commentOf(r);
+      const comment = commentOf(r) ?? (typeof r.target === 'number' && byId.has(r.target) ? commentOf(byId.get(r.target)) : null);
       const examples = (comment?.blockTags ?? []).filter((t) => t.tag === '@example').map((t) => text(t.content));
       const where = r.sources?.[0] ? `${r.sources[0].fileName}:${r.sources[0].line}` : '';
       rows.push({ name: `${module.name === 'index' ? '' : `${module.name}/`}${r.name}`, where, documented: comment != null, examples });

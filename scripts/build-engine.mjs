@@ -47,7 +47,12 @@ async function compile(extra) {
     },
     listFiles: () => [],
     stdout: { write: () => true },
-    stderr: { write: (s) => (stderr.push(String(s)), true) },
+    stderr: {
+      write: (s) => {
+        stderr.push(String(s));
+        return true;
+      },
+    },
   });
   if (result.error || wasm == null) {
     throw new Error(`build-engine: AssemblyScript compilation of wasm/flash.ts failed: ${result.error ?? 'no output'}\n${stderr.join('')}`);

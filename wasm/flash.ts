@@ -15,8 +15,9 @@
 //
 // Files: generated/params.ts (the parameter block, generated from interface.mjs), job.ts (derived
 // sizes, scratch), simd.ts (exp, sums), masks.ts (bands and masks), tiles.ts (logits, softmax,
-// P·V), forward.ts (one task), reduce.ts (key-chunk partials), backward.ts (the backward passes,
-// selected by the `pass` parameter). This file holds the entry points.
+// P·V), forward.ts (one task), reduce.ts (key-chunk partials), scan.ts (input magnitudes for the
+// host's exact rows), backward.ts (the backward passes, selected by the `pass` parameter). This file
+// holds the entry points.
 import { TASK_BITS, gDone, gPass, gTaskCounter, gTasks } from './generated/params';
 import { runBackwardTask } from './backward';
 
@@ -26,6 +27,7 @@ import { loadJob, setScratch } from './job';
 import { runTask } from './forward';
 import { reducePartials } from './reduce';
 import { expf as expScalar } from './simd';
+import { maxAbsSegments as maxAbsScan } from './scan';
 
 const TASK_MASK: i32 = (1 << TASK_BITS) - 1;
 
@@ -66,6 +68,11 @@ export function runOne(params: usize, tid: i32, task: i32): void {
 /** Combines the key-chunk partials (m, l, O) of a split job into the output (flash-decoding). */
 export function reduce(params: usize): void {
   reducePartials(params);
+}
+
+/** out[s] = max |src[s·len + i]| over i < len (NaN if any is NaN), for the host's exact-row checks. */
+export function maxAbsSegments(src: usize, segments: i32, len: i32, out: usize): void {
+  maxAbsScan(src, segments, len, out);
 }
 
 /** Scalar exp with the kernel's polynomial (exported for tests). */

@@ -1,7 +1,7 @@
 // One forward task (batch, kv head, query tile, key chunk) and the probabilities it may return.
 import { gCallRows, gCallRowStart, gCausal, gChunksInJob, gDropoutKeepScale, gDropoutThreshold, gFirstChunk, gG, gGroupCount, gGroupStart, gH, gKey, gKeyChunkLength, gKeyChunks, gKeyStrideB, gKeyStrideGroup, gKeyStrideHead, gKeyStrideRow, gKeyTile, gLogSumExp, gMaskKind, gMaxTileHeight, gPartials, gProbabilities, gProgress, gQueryOffset, gQueryTiles, gS, gT, gTileRows, gU, gV, gValue, gValueStrideB, gValueStrideGroup, gValueStrideHead, gValueStrideRow, gWindow } from './generated/params';
 import { gH4, gHp, locateTile, outRow, sL, sM, sO, sS, tileBatch, tileFirstRow, tileGroup, tileHeight, tileKvHead, tileRowCount } from './job';
-import { expv, logPositive } from './simd';
+import { expv, fillNaN, logPositive, SAFE_LOGIT } from './simd';
 import { dropTile } from './dropout';
 import { applyMasks, highAllowed, lowAllowed, setupRows } from './masks';
 import { accumulatePV, computeLogits, packQuery, softmaxTile, touchRows } from './tiles';
@@ -71,14 +71,16 @@ export function runTask(task: i32, tid: i32): void {
       const l = load<f32>(sL + (<usize>r << 2));
       const dst = outRow(b, kvh, gi, t0 + tl, g);
       const src = sO + <usize>r * hp4;
-      if (l > 0) {
+      // A row whose sum is 0 (no key, or every logit -Inf) or NaN, or whose max logit is huge, is
+      // written as NaN: the host recomputes every non-finite row exactly (src/engine/exact-rows.ts).
+      if (l > 0 && abs(load<f32>(sM + (<usize>r << 2))) < SAFE_LOGIT) {
         const lv = f32x4.splat(l);
         const keep = f32x4.splat(gDropoutKeepScale);
         let h = 0;
         for (; h < gH4; h += 4) v128.store(dst + (<usize>h << 2), f32x4.mul(f32x4.div(v128.load(src + (<usize>h << 2)), lv), keep));
         for (; h < gH; h++) store<f32>(dst + (<usize>h << 2), load<f32>(src + (<usize>h << 2)) / l * gDropoutKeepScale);
       } else {
-        memory.fill(dst, 0, <usize>gH << 2);
+        fillNaN(dst, gH);
       }
       if (gLogSumExp != 0) {
         const lse: f32 = l > 0 ? load<f32>(sM + (<usize>r << 2)) + logPositive(l) : Infinity;

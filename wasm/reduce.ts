@@ -1,7 +1,7 @@
 // Flash-decoding reduction: combines the per-key-chunk partials (max, sum, output) of a split job.
 import { gCallRows, gCallRowStart, gDropoutKeepScale, gG, gGroupCount, gGroupStart, gH, gKeyChunks, gLogSumExp, gMaxTileHeight, gPartials, gQueryTiles, gT, gTasks, gTileRows, gU, gV } from './generated/params';
 import { gH4, gHp, loadJob, locateTile, outRow, tileBatch, tileFirstRow, tileGroup, tileHeight, tileKvHead } from './job';
-import { expf, logPositive } from './simd';
+import { expf, fillNaN, logPositive, SAFE_LOGIT } from './simd';
 
 /** Combines the key-chunk partials (m, l, O) of a split job into the output (flash-decoding). */
 export function reducePartials(params: usize): void {
@@ -21,16 +21,18 @@ export function reducePartials(params: usize): void {
       const tl = r / gG;
       const g = r - tl * gG;
       const dst = outRow(tileBatch, tileKvHead, tileGroup, tileFirstRow + tl, g);
-      if (mx == -Infinity) {
-        memory.fill(dst, 0, <usize>gH << 2);
-        if (gLogSumExp != 0) store<f32>(gLogSumExp + (<usize>((b * gU + kvh * gG + g) * gCallRows + gCallRowStart + t0 + tl) << 2), Infinity);
+      // No finite max (no key, or every logit -Inf) or a huge one: NaN, recomputed exactly by the
+      // host (src/engine/exact-rows.ts). Chunks whose max is -Inf are not skipped below: their
+      // weight is exp(-Inf) = 0, and 0·NaN keeps a NaN of their values.
+      if (!(abs(mx) < SAFE_LOGIT)) {
+        fillNaN(dst, gH);
+        if (gLogSumExp != 0) store<f32>(gLogSumExp + (<usize>((b * gU + kvh * gG + g) * gCallRows + gCallRowStart + t0 + tl) << 2), NaN);
         continue;
       }
       let l: f32 = 0;
       for (let c = 0; c < gKeyChunks; c++) {
         const pc = first + <usize>c * partStride;
         const mc = load<f32>(pc + rb);
-        if (mc == -Infinity) continue;
         l += load<f32>(pc + (<usize>gMaxTileHeight << 2) + rb) * expf(mc - mx);
       }
       let h = 0;
@@ -39,7 +41,6 @@ export function reducePartials(params: usize): void {
         for (let c = 0; c < gKeyChunks; c++) {
           const pc = first + <usize>c * partStride;
           const mc = load<f32>(pc + rb);
-          if (mc == -Infinity) continue;
           const w = f32x4.splat(expf(mc - mx));
           acc = f32x4.add(acc, f32x4.mul(v128.load(pc + (<usize>gMaxTileHeight << 3) + <usize>r * hp4 + (<usize>h << 2)), w));
         }
@@ -50,7 +51,6 @@ export function reducePartials(params: usize): void {
         for (let c = 0; c < gKeyChunks; c++) {
           const pc = first + <usize>c * partStride;
           const mc = load<f32>(pc + rb);
-          if (mc == -Infinity) continue;
           acc += load<f32>(pc + (<usize>gMaxTileHeight << 3) + <usize>r * hp4 + (<usize>h << 2)) * expf(mc - mx);
         }
         store<f32>(dst + (<usize>h << 2), acc / l * gDropoutKeepScale);

@@ -1,5 +1,17 @@
 // Vector math shared by the kernels: exp and horizontal sums on f32x4.
 
+/**
+ * Largest row max logit the kernel trusts: beyond it float32 overflow depends on the order of
+ * summation; such rows are written as NaN and recomputed exactly by the host (SAFE_MAGNITUDE in
+ * src/engine/exact-rows.ts).
+ */
+export const SAFE_LOGIT: f32 = 1e37;
+
+/** Writes n NaNs at dst (a row the host recomputes exactly). */
+export function fillNaN(dst: usize, n: i32): void {
+  for (let h = 0; h < n; h++) store<f32>(dst + (<usize>h << 2), NaN);
+}
+
 // ---- vectorised exp (Cephes expf: range reduction by ln 2, degree-6 polynomial) -------------
 // Relative error about 1-2 ulp on [-87.3, 88.3]; exp(x) = 0 below -87.3 (including -inf).
 // @ts-ignore: decorator

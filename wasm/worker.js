@@ -5,8 +5,8 @@
 // It instantiates the shared-memory kernel on the engine's single WebAssembly.Memory, reports
 // readiness through the control block, then sleeps on the job generation word (Atomics.wait) and
 // runs `work` for every new job until told to quit. Nothing here allocates per job.
-(function () {
-  'use strict';
+(() => {
+  
   var GENERATION = Control.GENERATION, QUIT = Control.QUIT, READY = Control.READY;
   var FAILED = Control.FAILED, FINISHED = Control.FINISHED, STATE = WORKER_STATE_BASE;
   function run(data, report) {
@@ -20,7 +20,7 @@
       Atomics.store(ctl, STATE + tid, WorkerState.FAILED);
       Atomics.add(ctl, FAILED, 1);
       Atomics.notify(ctl, READY);
-      report({ type: 'error', message: String(e && e.message || e) });
+      report({ type: 'error', message: String(e?.message || e) });
       return;
     }
     var work = inst.exports.work;
@@ -41,7 +41,7 @@
         Atomics.add(ctl, FAILED, 1);
         Atomics.add(ctl, FINISHED, 1);
         Atomics.notify(ctl, FINISHED);
-        report({ type: 'error', message: String(e && e.message || e) });
+        report({ type: 'error', message: String(e?.message || e) });
         return;
       }
       Atomics.store(ctl, STATE + tid, WorkerState.IDLE);
@@ -53,12 +53,12 @@
   // Node (detected without `require`, which an ES-module evaluation lacks) or a Web Worker.
   var nodeProcess = typeof process === 'object' && process !== null && typeof process.getBuiltinModule === 'function' ? process : null;
   if (typeof self === 'undefined' && nodeProcess !== null) {
-    var wt = nodeProcess.getBuiltinModule('node:worker_threads');
-    run(wt.workerData, function (msg) { wt.parentPort.postMessage(msg); });
+    const wt = nodeProcess.getBuiltinModule('node:worker_threads');
+    run(wt.workerData, (msg) => { wt.parentPort.postMessage(msg); });
   } else {
-    self.onmessage = function (ev) {
+    self.onmessage = (ev) => {
       self.onmessage = null;
-      run(ev.data, function (msg) { self.postMessage(msg); });
+      run(ev.data, (msg) => { self.postMessage(msg); });
     };
   }
 })();

@@ -97,7 +97,10 @@ export function checkRows(c, max = 384) {
     return rows;
   }
   let s = 12345;
-  const next = (n) => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) % n);
+  const next = (n) => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s % n;
+  };
   for (let u = 0; u < U; u++) rows.push([B - 1, T - 1, u], [0, 0, u]);
   while (rows.length < max) rows.push([next(B), next(T), next(U)]);
   return rows;

@@ -77,7 +77,7 @@ function spawnChild() {
   child.on('message', (m) => { const p = pending; pending = null; p?.resolve(m); });
   child.on('exit', (code, sig) => {
     const p = pending; pending = null;
-    p?.resolve({ ok: false, error: `process exited (${sig ?? code})${stderr ? ': ' + stderr.trim().split('\n').slice(-2).join(' | ') : ''}` });
+    p?.resolve({ ok: false, error: `process exited (${sig ?? code})${stderr ? `: ${stderr.trim().split('\n').slice(-2).join(' | ')}` : ''}` });
   });
   return {
     rpc(msg, timeoutMs = 600000) {
@@ -178,7 +178,7 @@ export async function main(argv) {
     const flops = usefulFlops(c);
     const entry = { case: c, flops, results: [] };
     doc.cases.push(entry);
-    console.log(caseHeader(c, flops) + `  [t+${((Date.now() - t0) / 1000).toFixed(0)} s]`);
+    console.log(`${caseHeader(c, flops)}  [t+${((Date.now() - t0) / 1000).toFixed(0)} s]`);
     console.log(tableHeader());
     const active = [];
     const elapsedMin = (Date.now() - t0) / 60000;
@@ -295,7 +295,7 @@ export async function main(argv) {
   const usedRows = rows.filter((r) => doc.cases.some((x) => x.results.some((q) => q.rowId === r.id && q.status === 'ok')));
   for (const entry of doc.cases) rankCase(entry);
   writeDoc(`${stem}.json`, doc);
-  writeFileSync(`${stem}.svg`, svgChart(doc, usedRows) + '\n');
+  writeFileSync(`${stem}.svg`, `${svgChart(doc, usedRows)}\n`);
   printSummary(doc);
   console.log(`\nDone in ${doc.elapsedS.toFixed(0)} s. Wrote ${[`${stem}.json`, `${stem}.svg`].map((p) => p.slice(rootDir.length + 1)).join(', ')}.`);
   console.log('Columns: median/p10–p90 = JS-visible wall time per call; kernel ms = ORT profiler kernel time (onnxruntime-node); ' +
@@ -326,7 +326,7 @@ function printCaseRows(entry) {
 
 /** JSON with one line per case, numbers rounded to 6 significant digits. */
 function writeDoc(file, doc) {
-  const round = (k, v) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v);
+  const round = (_k, v) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v);
   const { cases, ...head } = doc;
   const headJson = JSON.stringify(head, round, 1).replace(/\n}$/, '');
   writeFileSync(file, `${headJson},\n "cases": [\n${cases.map((x) => JSON.stringify(x, round)).join(',\n')}\n ]\n}\n`);
@@ -361,6 +361,6 @@ export function rerender(file) {
   }
   printSummary(doc);
   const rowIds = new Set(doc.cases.flatMap((x) => x.results.filter((r) => r.status === 'ok').map((r) => r.rowId)));
-  writeFileSync(file.replace(/\.json$/, '.svg'), svgChart(doc, ROWS.filter((r) => rowIds.has(r.id))) + '\n');
+  writeFileSync(file.replace(/\.json$/, '.svg'), `${svgChart(doc, ROWS.filter((r) => rowIds.has(r.id)))}\n`);
   writeDoc(file, doc);
 }

@@ -1,7 +1,7 @@
 // Training cases of `npm run bench -- --training`: forward + backward of the op and one layer fit
 // step, fused (engine backward) against the Keras-way composition with tfjs autodiff, on tfjs-wasm,
 // causal. Reports medians, same-run ratios, peak tfjs tensor bytes (tf.profile) and engine memory
-// growth. Writes bench/results/training.json.
+// growth. Writes bench/results/runs/training.json (bench/results/ with --reference).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,11 +17,12 @@ const CASES = [
 const COMPOSITE_SCORE_LIMIT = 64 << 20;
 
 function parse(argv) {
-  const a = { quick: false, dist: join(benchDir, '..', 'dist'), reps: 5, cases: null };
+  const a = { quick: false, dist: join(benchDir, '..', 'dist'), reps: 5, cases: null, reference: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--training') continue;
     else if (k === '--quick') a.quick = true;
+    else if (k === '--reference') a.reference = true;
     else if (k === '--dist') a.dist = argv[++i];
     else if (k === '--reps') a.reps = Number(argv[++i]);
     else if (k === '--cases') a.cases = argv[++i].split(',');
@@ -72,7 +73,7 @@ export async function main(argv) {
       return () => tf.tidy(() => g([q, k, v]).forEach((t) => t.dataSync()));
     };
     const row = { shape: { B, T, U, V, H }, causal: true };
-    row.forwardMs = time(() => tf.tidy(() => gqa.groupedQueryAttention(q, k, v, opts).dataSync()), reps);
+    row.forwardMs = time(() => tf.tidy(() => { gqa.groupedQueryAttention(q, k, v, opts).dataSync(); }), reps);
     const engineBefore = engine.memoryBytes();
     row.fusedForwardBackwardMs = time(grads(gqa.groupedQueryAttention, opts), reps);
     row.engineGrowthMiB = Number(mib(engine.memoryBytes() - engineBefore));
@@ -111,8 +112,9 @@ export async function main(argv) {
     row.layerFitStepFusedMs = await step(true);
     row.layerFitStepCompositeMs = scores <= COMPOSITE_SCORE_LIMIT ? await step(false) : null;
     // The forward again after the other rows: the first timing of a process runs on a colder engine
-    // (memory growth, workers waking up); the smaller median is kept.
-    row.forwardMs = Math.min(row.forwardMs, time(() => tf.tidy(() => gqa.groupedQueryAttention(q, k, v, opts).dataSync()), reps));
+    // (memory growth, workers waking up); the smaller median is kept. (The tidy returns nothing: it
+    // walks whatever its function returns, element by element for a typed array.)
+    row.forwardMs = Math.min(row.forwardMs, time(() => tf.tidy(() => { gqa.groupedQueryAttention(q, k, v, opts).dataSync(); }), reps));
     row.ratioFwdBwdToForward = row.fusedForwardBackwardMs / row.forwardMs;
     row.ratioDropout = row.fusedDropoutForwardBackwardMs / row.fusedForwardBackwardMs;
     row.speedupOverComposite = row.compositeForwardBackwardMs ? row.compositeForwardBackwardMs / row.fusedForwardBackwardMs : null;
@@ -125,7 +127,9 @@ export async function main(argv) {
       `peak tensors fused ${row.fusedPeakTensorMiB} MiB, composite ${row.compositePeakTensorMiB ?? '-'} MiB | engine growth ${row.engineGrowthMiB} MiB | ` +
       `layer fit step fused ${f(row.layerFitStepFusedMs)} ms, composite ${f(row.layerFitStepCompositeMs)} ms`);
   }
-  mkdirSync(join(benchDir, 'results'), { recursive: true });
-  writeFileSync(join(benchDir, 'results', a.quick ? 'training-quick.json' : 'training.json'),
+  // Runs land in the untracked runs folder, like the inference bench's (--reference writes the committed copy).
+  const outDir = a.reference ? join(benchDir, 'results') : join(benchDir, 'results', 'runs');
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, a.quick ? 'training-quick.json' : 'training.json'),
     JSON.stringify({ date: new Date().toISOString(), loadavg: loadavg(), threads: engine.threads, results }, null, 2));
 }

@@ -135,7 +135,7 @@ export class Decoder {
 
   /** Copies the weights of another decoder of the same configuration. */
   copyWeightsFrom(other) {
-    this.layers.forEach((layer, i) => layer.setWeights(other.layers[i].getWeights()));
+    for (const [i, layer] of this.layers.entries()) layer.setWeights(other.layers[i].getWeights());
     return this;
   }
 
@@ -226,18 +226,22 @@ export async function generate(model, examples, mode = 'cache') {
   let steps = 0;
   let caches = null;
   let next;
-  if (mode === 'cache') {
-    caches = model.createCaches(B, L);
-    next = await step(seqs.flat(), [B, P], { caches });
-  }
-  for (let i = P; i < L; i++) {
-    if (mode !== 'cache') next = await step(seqs.flat(), [B, i]);
-    for (let b = 0; b < B; b++) seqs[b].push(target[i] ? next[b] : examples[b].tokens[i]);
-    steps++;
-    if (mode === 'cache' && i < L - 1) next = await step(seqs.map((s) => s[i]), [B, 1], { caches });
+  try {
+    if (mode === 'cache') {
+      caches = model.createCaches(B, L);
+      next = await step(seqs.flat(), [B, P], { caches });
+    }
+    for (let i = P; i < L; i++) {
+      if (mode !== 'cache') next = await step(seqs.flat(), [B, i]);
+      for (let b = 0; b < B; b++) seqs[b].push(target[i] ? next[b] : examples[b].tokens[i]);
+      steps++;
+      if (mode === 'cache' && i < L - 1) next = await step(seqs.map((s) => s[i]), [B, 1], { caches });
+    }
+  } finally {
+    // Also when a step throws (e.g. a backend that refuses the cache), so that nothing leaks.
+    if (caches) for (const c of caches) c.dispose();
   }
   const ms = performance.now() - start;
-  if (caches) for (const c of caches) c.dispose();
   let right = 0;
   let total = 0;
   let exact = 0;

@@ -11,7 +11,8 @@
  */
 import type { SavedForward } from './backward-problem.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold, mix32 } from './dropout_hash.js';
-import { allowedRange, findFullyMaskedRows, type NormalizedProblem } from './problem.js';
+import { findRowsWithNoAllowedKey, keyBand } from './mask-rule.js';
+import type { NormalizedProblem } from './problem.js';
 import type { BackwardResult } from './types.js';
 
 const f = Math.fround;
@@ -72,7 +73,7 @@ export function backwardRow(
   let lo = 0;
   let hi = S - 1;
   if (!fully) {
-    const r = allowedRange(p, p.p0 + t);
+    const r = keyBand(p, p.p0 + t);
     lo = Math.max(0, r[0]);
     hi = Math.min(S - 1, r[1]);
   }
@@ -113,12 +114,12 @@ export function backwardRow(
       for (let h = 0; h < H; h++) dP += saved.gradOutput[qb + h]! * p.value[kb + h]!;
       dP *= keepScale;
       const pk = P * keepScale;
-      for (let h = 0; h < H; h++) dValue[gb + h] += pk * saved.gradOutput[qb + h]!;
+      for (let h = 0; h < H; h++) dValue[gb + h]! += pk * saved.gradOutput[qb + h]!;
     }
     const dS = P * (dP - D);
     for (let h = 0; h < H; h++) {
-      dKey[gb + h] += dS * qs[h]!;
-      dq[h] += dS * p.key[kb + h]!;
+      dKey[gb + h]! += dS * qs[h]!;
+      dq[h]! += dS * p.key[kb + h]!;
     }
   }
   for (let h = 0; h < H; h++) dQuery[qb + h] = dq[h]! * p.scale;
@@ -130,7 +131,7 @@ export function attentionBackwardJs(p: NormalizedProblem, saved: SavedForward): 
   const dQuery = new Float32Array(B * T * U * H);
   const dKey = new Float64Array(B * S * V * H);
   const dValue = new Float64Array(B * S * V * H);
-  const fullySet = new Set(findFullyMaskedRows(p));
+  const fullySet = new Set(findRowsWithNoAllowedKey(p));
   const scratch = rowScratch(p);
   for (let b = 0; b < B; b++) {
     for (let u = 0; u < U; u++) {

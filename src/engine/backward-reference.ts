@@ -7,7 +7,7 @@
 import type { SavedForward } from './backward-problem.js';
 import { normalizeBackward } from './backward-problem.js';
 import { dropoutKey, dropoutRowFactors } from './dropout_hash.js';
-import { allowedRange, hasAllowedSemantics } from './problem.js';
+import { hasKeyRestrictions, keyBand } from './mask-rule.js';
 import type { BackwardProblem, BackwardResult } from './types.js';
 
 const f = Math.fround;
@@ -37,7 +37,7 @@ function backwardNaive(p: ReturnType<typeof normalizeBackward>['p'], saved: Save
   const dQ = new Float64Array(B * T * U * H);
   const dK = new Float64Array(B * S * V * H);
   const dV = new Float64Array(B * S * V * H);
-  const boolish = hasAllowedSemantics(p);
+  const boolish = hasKeyRestrictions(p);
   const m = p.mask;
   const P = new Float64Array(S);
   const dP = new Float64Array(S);
@@ -48,7 +48,7 @@ function backwardNaive(p: ReturnType<typeof normalizeBackward>['p'], saved: Save
       for (let t = 0; t < T; t++) {
         const qb = ((b * T + t) * U + u) * H;
         const qs = Array.from({ length: H }, (_, h) => f(p.query[qb + h]! * p.scale));
-        const [lo, hi] = allowedRange(p, p.p0 + t);
+        const [lo, hi] = keyBand(p, p.p0 + t);
         const mb = m ? b * m.strides[0] + u * m.strides[1] + t * m.strides[2] : 0;
         let max = -Infinity;
         for (let j = 0; j < S; j++) {
@@ -82,9 +82,9 @@ function backwardNaive(p: ReturnType<typeof normalizeBackward>['p'], saved: Save
           const gb = ((b * S + j) * V + kvh) * H;
           const dS = P[j]! * (dP[j]! - D);
           for (let h = 0; h < H; h++) {
-            dV[gb + h] += P[j]! * z[j]! * saved.gradOutput[qb + h]!;
-            dK[gb + h] += dS * qs[h]!;
-            dQ[qb + h] += dS * p.key[kb + h]! * p.scale;
+            dV[gb + h]! += P[j]! * z[j]! * saved.gradOutput[qb + h]!;
+            dK[gb + h]! += dS * qs[h]!;
+            dQ[qb + h]! += dS * p.key[kb + h]! * p.scale;
           }
         }
       }

@@ -1,10 +1,12 @@
 /**
  * The plain-JS engine path, for environments without WebAssembly SIMD. Same semantics as the
  * WebAssembly kernel: per (b, kv head, t) the G query heads of the group read each key/value row
- * once; keys outside causal/window bounds are skipped; rows with no allowed key take the exact
- * per-row reference routine. Only O(S) scratch per row, never a (T, S) buffer.
+ * once; keys outside causal/window bounds are skipped; the rows computed exactly (exact-rows.ts: no
+ * allowed key, or inputs that may make the row non-finite) take the per-row reference routine. Only O(S) scratch per row, never a (T, S) buffer.
  */
-import { allowedRange, findFullyMaskedRows, type NormalizedProblem } from './problem.js';
+import { findExactRows } from './exact-rows.js';
+import { keyBand, maskRowBase } from './mask-rule.js';
+import type { NormalizedProblem } from './problem.js';
 import { dropoutKey, dropoutKeepScale, dropoutThreshold, mix32 } from './dropout_hash.js';
 import { referenceRow } from './reference.js';
 import type { AttentionResult } from './types.js';
@@ -19,8 +21,8 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
   const key = dropoutKey(p.dropoutSeed);
   const threshold = dropoutThreshold(p.dropoutRate);
   const keepScale = dropping ? dropoutKeepScale(p.dropoutRate) : 1;
-  const fully = findFullyMaskedRows(p);
-  const fullySet = new Set(fully);
+  const exact = findExactRows(p);
+  const exactSet = new Set(exact);
   const qs = new Float32Array(G * H);
   const logits = new Float32Array(G * S);
   const acc = new Float64Array(G * H);
@@ -30,7 +32,7 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
   for (let b = 0; b < B; b++) {
     for (let kvh = 0; kvh < V; kvh++) {
       for (let t = 0; t < T; t++) {
-        const [lo0, hi0] = allowedRange(p, p.p0 + t);
+        const [lo0, hi0] = keyBand(p, p.p0 + t);
         const lo = Math.max(0, lo0);
         const hi = Math.min(S - 1, hi0);
         for (let g = 0; g < G; g++) {
@@ -51,10 +53,10 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
         for (let g = 0; g < G; g++) {
           const u = kvh * G + g;
           const row = (b * U + u) * T + t;
-          if (fullySet.has(row)) continue;
+          if (exactSet.has(row)) continue;
           const base = g * S;
           if (m !== null) {
-            const mb = b * m.strides[0] + u * m.strides[1] + t * m.strides[2];
+            const mb = maskRowBase(m, b, u, t);
             const ss = m.strides[3];
             for (let j = lo; j <= hi; j++) {
               if (isBool) {
@@ -84,7 +86,7 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
             if (e === 0) continue;
             if (dropping && mix32((rowHash ^ j) >>> 0) >>> 8 < threshold) continue;
             const vb = ((b * C + j) * V + kvh) * H;
-            for (let h = 0; h < H; h++) acc[ab + h] += e * p.value[vb + h]!;
+            for (let h = 0; h < H; h++) acc[ab + h]! += e * p.value[vb + h]!;
           }
           const dst = ((b * T + t) * U + u) * H;
           const norm = keepScale / sum;
@@ -97,12 +99,12 @@ export function attentionJs(p: NormalizedProblem): AttentionResult {
       }
     }
   }
-  if (fully.length > 0) writeFullyMaskedRows(p, fully, output, probabilities, logSumExp);
+  if (exact.length > 0) writeExactRows(p, exact, output, probabilities, logSumExp);
   return { output, ...(probabilities ? { probabilities } : {}), ...(logSumExp ? { logSumExp } : {}) };
 }
 
-/** Overwrites the rows with no allowed key with the exact per-row reference. */
-export function writeFullyMaskedRows(
+/** Overwrites the rows computed exactly (findExactRows) with the per-row reference. */
+export function writeExactRows(
   p: NormalizedProblem,
   rows: readonly number[],
   output: Float32Array,

@@ -12,6 +12,7 @@ export interface KernelExports {
   expf(x: number): number;
   /** The kernels' copy of the dropout hash (tested against src/engine/dropout_hash.ts). */
   dropoutHash(key: number, b: number, u: number, i: number, j: number): number;
+  maxAbsSegments(src: number, segments: number, len: number, out: number): void;
 }
 
 function decodeBase64(b64: string): Uint8Array {

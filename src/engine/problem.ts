@@ -1,7 +1,6 @@
 /**
- * Validation and normalisation of an {@link AttentionProblem}, shared by every engine path, plus the
- * search for "fully masked" rows (rows with no allowed key), which every path computes with the
- * exact per-row Keras float32 routine of the reference.
+ * Validation and normalisation of an {@link AttentionProblem}, shared by every engine path. The mask
+ * rule (which keys a row may see, rows with no allowed key) is in mask-rule.ts.
  */
 import { ValueError } from '../errors.js';
 import type { AttentionProblem, EngineMask } from './types.js';
@@ -193,70 +192,4 @@ function normalizeMask(fn: string, m: EngineMask, full: readonly [number, number
   const sU = shape[1] === 1 ? 0 : shape[2] * shape[3];
   const sB = shape[0] === 1 ? 0 : shape[1] * shape[2] * shape[3];
   return { kind: m.kind, data: m.data, shape: [shape[0], shape[1], shape[2], shape[3]], strides: [sB, sU, sT, sS] };
-}
-
-/** Whether any key constraint of kind "allowed/disallowed" applies (bool mask, causal, window). */
-export function hasAllowedSemantics(p: NormalizedProblem): boolean {
-  return p.causal || p.window > 0 || (p.mask !== null && p.mask.kind === 'bool');
-}
-
-/** First and last key allowed by causal/window for the query at absolute position `pos` (may be empty). */
-export function allowedRange(p: NormalizedProblem, pos: number): [number, number] {
-  let lo = 0;
-  let hi = p.S - 1;
-  if (p.window > 0) {
-    lo = Math.max(lo, pos - p.window + 1);
-    if (!p.causal) hi = Math.min(hi, pos + p.window - 1);
-  }
-  if (p.causal) hi = Math.min(hi, pos);
-  return [lo, hi];
-}
-
-/**
- * Flat indices ((b*U + u)*T + t) of the rows with no allowed key (bool mask AND causal AND window).
- * Such rows take the exact per-row Keras float32 path. Cost: one pass over the mask at most.
- */
-export function findFullyMaskedRows(p: NormalizedProblem): number[] {
-  const rows: number[] = [];
-  if (!hasAllowedSemantics(p)) return rows;
-  const { B, U, T } = p;
-  const m = p.mask !== null && p.mask.kind === 'bool' ? p.mask : null;
-  const ranges: Array<[number, number]> = [];
-  for (let t = 0; t < T; t++) ranges.push(allowedRange(p, p.p0 + t));
-  if (m === null) {
-    for (let t = 0; t < T; t++) {
-      const [lo, hi] = ranges[t]!;
-      if (lo > hi) for (let b = 0; b < B; b++) for (let u = 0; u < U; u++) rows.push((b * U + u) * T + t);
-    }
-    rows.sort((a, b) => a - b);
-    return rows;
-  }
-  const data = m.data as Uint8Array;
-  const [sB, sU, sT, sS] = m.strides;
-  const S = p.S;
-  // With a T-broadcast mask, prefix counts per mask row answer each (row, range) in O(1).
-  const prefix = new Map<number, Int32Array>();
-  const countAllowed = (base: number, lo: number, hi: number): boolean => {
-    if (sS === 0) return data[base] !== 0;
-    if (m.shape[2] === 1 && T > 1) {
-      let c = prefix.get(base);
-      if (c === undefined) {
-        c = new Int32Array(S + 1);
-        for (let j = 0; j < S; j++) c[j + 1] = c[j]! + (data[base + j] !== 0 ? 1 : 0);
-        prefix.set(base, c);
-      }
-      return c[hi + 1]! - c[lo]! > 0;
-    }
-    for (let j = lo; j <= hi; j++) if (data[base + j] !== 0) return true;
-    return false;
-  };
-  for (let b = 0; b < B; b++) {
-    for (let u = 0; u < U; u++) {
-      for (let t = 0; t < T; t++) {
-        const [lo, hi] = ranges[t]!;
-        if (lo > hi || !countAllowed(b * sB + u * sU + t * sT, lo, hi)) rows.push((b * U + u) * T + t);
-      }
-    }
-  }
-  return rows;
 }

@@ -1,9 +1,11 @@
 /**
  * The naive reference: plain loops, float32 arithmetic (Math.fround after every operation), the
  * Keras 3.6 formula step by step. Kept forever as the oracle of every engine path, and used by the
- * engines for rows with no allowed key (where Keras's `fround(s - 1e9)` logits matter).
+ * engines for the rows they compute exactly (exact-rows.ts): rows with no allowed key (where Keras's
+ * `fround(s - 1e9)` logits matter) and rows whose inputs may make the result non-finite.
  */
-import { allowedRange, hasAllowedSemantics, normalizeProblem, type NormalizedProblem } from './problem.js';
+import { hasKeyRestrictions, keyBand, maskRowBase } from './mask-rule.js';
+import { normalizeProblem, type NormalizedProblem } from './problem.js';
 import { dropoutKey, dropoutRowFactors } from './dropout_hash.js';
 import type { AttentionProblem, AttentionResult } from './types.js';
 
@@ -61,10 +63,10 @@ export function referenceRow(
   const qBase = ((b * T + t) * U + u) * H;
   const qs = new Float32Array(H);
   for (let h = 0; h < H; h++) qs[h] = f(p.query[qBase + h]! * p.scale);
-  const boolish = hasAllowedSemantics(p);
-  const [lo, hi] = allowedRange(p, p.p0 + t);
+  const boolish = hasKeyRestrictions(p);
+  const [lo, hi] = keyBand(p, p.p0 + t);
   const m = p.mask;
-  const mBase = m ? b * m.strides[0] + u * m.strides[1] + t * m.strides[2] : 0;
+  const mBase = m ? maskRowBase(m, b, u, t) : 0;
   const logits = scratch;
   let max = -Infinity;
   for (let j = 0; j < S; j++) {
@@ -78,7 +80,9 @@ export function referenceRow(
       if (!allowed) s = f(s - 1e9);
     }
     logits[j] = s;
-    if (s > max) max = s;
+    // NaN wins, as in tfjs's max reduction: then every exp(s - max) and the row are NaN, like the
+    // composite's softmax (so is a row whose max is +Inf (Inf - Inf) or -Inf (all keys -Inf)).
+    if (s > max || Number.isNaN(s)) max = s;
   }
   let sum = 0;
   for (let j = 0; j < S; j++) {

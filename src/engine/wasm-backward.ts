@@ -15,7 +15,8 @@
 import { backwardRow, needsExactRow, rowScratch } from './backward-js.js';
 import type { SavedForward } from './backward-problem.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold } from './dropout_hash.js';
-import { findFullyMaskedRows, type NormalizedProblem } from './problem.js';
+import { findRowsWithNoAllowedKey } from './mask-rule.js';
+import type { NormalizedProblem } from './problem.js';
 import type { BackwardResult } from './types.js';
 import { PROGRESS_OFFSET, TASK_COUNTER_OFFSET, writeParams, type KernelParams } from './wasm/generated/interface.js';
 
@@ -88,7 +89,7 @@ export function runBackwardWasm(host: BackwardHost, p: NormalizedProblem, saved:
       }
     }
   }
-  const fully = new Set(findFullyMaskedRows(p));
+  const fully = new Set(findRowsWithNoAllowedKey(p));
   const given = saved.logSumExp;
   const exact: number[] = [];
   const markExact = (lse: Float32Array): void => {

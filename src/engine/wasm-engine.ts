@@ -19,9 +19,10 @@ import { WasmHeap } from './heap.js';
 import { runBackwardWasm } from './wasm-backward.js';
 import { planJobs, STAGING_BYTES } from './job-plan.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold } from './dropout_hash.js';
-import { writeFullyMaskedRows } from './js-path.js';
+import { everyRowSeesEveryKey, findExactRows, findNonFiniteOutputRows, scanSegmentsJs } from './exact-rows.js';
+import { writeExactRows } from './js-path.js';
 import { createMemory, type KernelExports } from './kernel-module.js';
-import { findFullyMaskedRows, normalizeProblem, type NormalizedProblem } from './problem.js';
+import { normalizeProblem, type NormalizedProblem } from './problem.js';
 import { gather, scatter } from './staging.js';
 import type {
   AttentionEngine,
@@ -34,6 +35,9 @@ import type {
 } from './types.js';
 import { HEAP_BASE, MAX_THREADS, PARAMS_OFFSET, PROGRESS_OFFSET, TASK_COUNTER_OFFSET, writeParams, type KernelParams } from './wasm/generated/interface.js';
 import { WorkerPool } from './worker-pool.js';
+
+/** Floats per block of the SIMD input scan (and of its outputs). */
+const SCAN_FLOATS = 1 << 16;
 
 class WasmBuffer implements EngineBuffer {
   freed = false;
@@ -71,6 +75,8 @@ export class WasmEngine implements AttentionEngine {
   private readonly inPlace = new Set<Float32Array>();
   private scratchOffset = 0;
   private scratchBytes = 0;
+  /** Input/output area of the SIMD scan (scanSegments), allocated once so scans never grow memory. */
+  private readonly scanOffset: number;
   private disposed = false;
 
   constructor(module: WebAssembly.Module, shared: boolean, threads: number, options: AttentionEngineOptions) {
@@ -80,6 +86,7 @@ export class WasmEngine implements AttentionEngine {
     this.exports = instance.exports as unknown as KernelExports;
     this.heap = new WasmHeap(this.memory, HEAP_BASE);
     this.stagingBytes = options.testing?.stagingBytes ?? STAGING_BYTES;
+    this.scanOffset = this.heap.alloc(2 * SCAN_FLOATS * 4);
     const requested = shared ? Math.max(1, Math.min(MAX_THREADS, threads)) : 1;
     this.pool = new WorkerPool(this.memory, this.exports, module, requested, options);
   }
@@ -142,20 +149,22 @@ export class WasmEngine implements AttentionEngine {
       value: this.resolveArray('value', problem?.value),
     };
     const p = normalizeProblem('AttentionEngine.attention', problem as never, arrays);
-    const fully = findFullyMaskedRows(p);
     // Where inputs that live in engine memory (EngineBuffers or raw views of it) are, read before
     // the run: growth during the run detaches views of a non-shared memory.
     const places = { query: this.placeOf(p.query), key: this.placeOf(p.key), value: this.placeOf(p.value) };
     const result = this.run(p);
-    if (fully.length > 0) {
-      const fresh: NormalizedProblem = {
-        ...p,
-        query: this.reviewed(p.query, places.query),
-        key: this.reviewed(p.key, places.key),
-        value: this.reviewed(p.value, places.value),
-      };
-      writeFullyMaskedRows(fresh, fully, result.output as Float32Array, result.probabilities as Float32Array | undefined, result.logSumExp as Float32Array | undefined);
-    }
+    const fresh: NormalizedProblem = {
+      ...p,
+      query: this.reviewed(p.query, places.query),
+      key: this.reviewed(p.key, places.key),
+      value: this.reviewed(p.value, places.value),
+    };
+    // Rows computed exactly (exact-rows.ts): no allowed key, or inputs that may make them non-finite.
+    // When every row reads every key, the kernel's own NaN rows say which (no extra pass over K/V).
+    const exact = everyRowSeesEveryKey(fresh)
+      ? findNonFiniteOutputRows(fresh, result.output as Float32Array)
+      : findExactRows(fresh, this.scanSegments);
+    if (exact.length > 0) writeExactRows(fresh, exact, result.output as Float32Array, result.probabilities as Float32Array | undefined, result.logSumExp as Float32Array | undefined);
     return result;
   }
 
@@ -387,6 +396,33 @@ export class WasmEngine implements AttentionEngine {
       for (const offset of owned) this.heap.release(offset);
     }
   }
+
+  /**
+   * The SIMD {@link SegmentScan}: in place for arrays in engine memory, else through the scan area
+   * in blocks of whole segments (TypedArray.set is a memcpy); the plain-JS scan for segments longer
+   * than the area.
+   */
+  private readonly scanSegments = (a: Float32Array, start: number, segments: number, len: number): Float32Array => {
+    if (len > SCAN_FLOATS || len === 0) return scanSegmentsJs(a, start, segments, len);
+    const out = new Float32Array(segments);
+    const inPlace = a.buffer === this.memory.buffer;
+    const block = Math.max(1, Math.floor(SCAN_FLOATS / len));
+    const outOffset = this.scanOffset + SCAN_FLOATS * 4;
+    for (let s0 = 0; s0 < segments; s0 += block) {
+      const n = Math.min(block, segments - s0);
+      const from = start + s0 * len;
+      let src: number;
+      if (inPlace) {
+        src = a.byteOffset + from * 4;
+      } else {
+        new Float32Array(this.memory.buffer, this.scanOffset, n * len).set(a.subarray(from, from + n * len));
+        src = this.scanOffset;
+      }
+      this.exports.maxAbsSegments(src, n, len, outOffset);
+      out.set(new Float32Array(this.memory.buffer, outOffset, n), s0);
+    }
+    return out;
+  };
 
   /** Grows the persistent per-thread scratch to at least `bytes`. */
   private ensureScratch(bytes: number): void {

@@ -10,6 +10,7 @@
  * One name for one concept: a query row whose keys are all masked is a "row with no allowed key"
  * (§6); it is not zero, and only bool and positional (causal, window) masks can make one.
  */
+import { keyBand } from '../engine/mask-rule.js';
 import { check, formatShape } from '../errors.js';
 
 /** Keras's large negative for float32 scores (`Softmax` in keras/src/layers/activations/softmax.py). */
@@ -33,7 +34,9 @@ export interface PositionMaskOptions {
  * allows j <= p, a window w allows |p - j| < w.
  */
 export function allowedByPosition(p: number, j: number, { causal, slidingWindow }: Omit<PositionMaskOptions, 'queryOffset'>): boolean {
-  return (!causal || j <= p) && (slidingWindow <= 0 || Math.abs(p - j) < slidingWindow);
+  // The engine's band (one rule); S is unbounded here, the caller bounds j.
+  const [lo, hi] = keyBand({ S: Number.POSITIVE_INFINITY, causal, window: slidingWindow }, p);
+  return j >= lo && j <= hi;
 }
 
 /**
@@ -70,11 +73,5 @@ export function maskKindOf(dtype: string | null, positional: PositionMaskOptions
   return dtype === 'bool' || positional.causal || positional.slidingWindow > 0 ? 'bool' : 'additive';
 }
 
-/**
- * Whether a call can have rows with no allowed key (docs/keras-3.6-behaviour.md §6): with a bool
- * mask or a causal/window mask, never with an additive mask alone (it has no "allowed" keys, only
- * added values). Kernels compute such rows specially, exactly as Keras does.
- */
-export function mayHaveRowsWithNoAllowedKey(attrs: { maskKind: MaskKind; causal: boolean; slidingWindow: number }): boolean {
-  return attrs.maskKind !== 'additive' && (attrs.maskKind === 'bool' || attrs.causal || attrs.slidingWindow > 0);
-}
+/** Whether a call can have rows with no allowed key: the engine's rule (src/engine/mask-rule.ts). */
+export { rowsMayHaveNoAllowedKey } from '../engine/mask-rule.js';

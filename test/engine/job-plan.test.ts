@@ -74,7 +74,7 @@ describe('planJobs', () => {
             queryInPlace: r.qIn, keyInPlace: r.kIn, valueInPlace: r.same ? r.kIn : r.vIn, sameKeyValue: r.same,
             threads: r.threads, stagingBytes: r.staging,
           };
-          let plan;
+          let plan: ReturnType<typeof planJobs>;
           try {
             plan = planJobs(input);
           } catch (e) {

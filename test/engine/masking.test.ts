@@ -30,7 +30,7 @@ describe('fully masked rows', () => {
       const p = base(T, S, U, V, H, H, H === 1 ? 40 : 12);
       const data = new Uint8Array(T * S);
       for (let j = 0; j < S; j++) data[2 * S + j] = 0; // row 2 fully masked
-      for (let t of [0, 1, 3, 4, 5]) for (let j = 0; j < S; j++) data[t * S + j] = j % 3 === 0 ? 1 : 0;
+      for (const t of [0, 1, 3, 4, 5]) for (let j = 0; j < S; j++) data[t * S + j] = j % 3 === 0 ? 1 : 0;
       const problem = { ...p, mask: { kind: 'bool' as const, data, shape: [1, 1, T, S] as [number, number, number, number] }, returnProbabilities: true };
       const ref = attentionReference(problem);
       const f64 = float64Attention(problem);

@@ -1,7 +1,7 @@
 /** Key/value staging per (batch, kv head) group: results match the reference, memory stays bounded. */
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { type AttentionEngine, type EngineProblem } from '../../src/engine/index.js';
+import type { AttentionEngine, EngineProblem } from '../../src/engine/index.js';
 import { attentionReference, buildProblem, disposedAfterAll, expectMatchesReference, problemSpec } from './helpers.js';
 
 const engine = disposedAfterAll();

@@ -1,6 +1,6 @@
 /** Threads, faults, interleaved shapes, flat memory, and the in-engine KV cache. */
 import { describe, expect, test, vi } from 'vitest';
-import { type AttentionEngine, type AttentionProblem } from '../../src/engine/index.js';
+import type { AttentionEngine, AttentionProblem } from '../../src/engine/index.js';
 import {
   CONTROL_WORDS,
   Control,

@@ -30,6 +30,7 @@ function snapshot(model: tfl.LayersModel): number[][] {
 }
 
 /** The archive with config.json rewritten. */
+// biome-ignore lint/suspicious/noExplicitAny: tests edit Keras's config JSON freely
 function withConfig(archive: Uint8Array, edit: (config: any) => void): Uint8Array {
   const entries = unzipSync(archive);
   const config = JSON.parse(strFromU8(entries['config.json']!));
@@ -38,7 +39,9 @@ function withConfig(archive: Uint8Array, edit: (config: any) => void): Uint8Arra
   return zipSync(entries, { level: 0 });
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: tests edit Keras's config JSON freely
 function layerEntry(config: any, name: string): any {
+  // biome-ignore lint/suspicious/noExplicitAny: as above
   return config.config.layers.find((l: any) => l.name === name);
 }
 
@@ -50,7 +53,7 @@ function gqaModel(headDim = 4): tfl.LayersModel {
   return tfl.model({ inputs: [query, value], outputs: gqa.apply(query, { value }) as tfl.SymbolicTensor, name: 'm' });
 }
 
-async function expectRejects(p: Promise<unknown>, cls: Function, ...patterns: RegExp[]): Promise<Error> {
+async function expectRejects(p: Promise<unknown>, cls: new (...args: never[]) => Error, ...patterns: RegExp[]): Promise<Error> {
   let error: unknown = null;
   try {
     await p;
@@ -124,6 +127,7 @@ describe('Keras file errors', () => {
 
   test('an unsupported option names the layer and the option', async () => {
     const before = tf.memory().numTensors;
+    // biome-ignore lint/suspicious/noExplicitAny: tests edit Keras's config JSON freely
     const cases: Array<[(c: any) => void, RegExp]> = [
       [(c) => { layerEntry(c, 'layer_norm').config.beta_constraint = 'non_neg'; }, /Layer 'layer_norm' \(LayerNormalization\): unsupported option beta_constraint="non_neg"/],
       [(c) => { layerEntry(c, 'logits').config.activation = 'hard_sigmoid'; }, /Layer 'logits' \(Dense\): unsupported activation 'hard_sigmoid'/],

@@ -1,7 +1,7 @@
 /** The Keras model fixtures (test/data/fixtures, written by real Keras 3.6 and 3.16; see its README). */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { DATA_DIR, toTensor, type JsonTensor } from '../helpers/golden.js';
 

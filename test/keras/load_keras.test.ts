@@ -175,6 +175,7 @@ describe('round trips', () => {
     }) as tfl.SymbolicTensor[];
     const dense = tfl.layers.dense({ units: 3, activation: 'relu', name: 'head' }).apply(out!) as tfl.SymbolicTensor;
     const model = tfl.model({ inputs: [query, value, key, valueMask], outputs: [dense, scores!], name: 'built_in_ts' });
+    // biome-ignore lint/suspicious/noExplicitAny: the test reads Keras's config JSON freely
     const config = kerasModelConfig(model) as { config: { layers: Array<Record<string, any>> } };
     const gqaEntry = config.config.layers.find((l) => l['name'] === 'gqa')!;
     expect(gqaEntry['class_name']).toBe('GroupQueryAttention');

@@ -5,7 +5,7 @@
  */
 import * as fc from 'fast-check';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { allowedByPosition, maskKindOf, maskShapeRank4, mayHaveRowsWithNoAllowedKey } from '../../src/op/mask_rule.js';
+import { allowedByPosition, maskKindOf, maskShapeRank4, rowsMayHaveNoAllowedKey } from '../../src/op/mask_rule.js';
 import { positionMask } from '../../src/op/masks.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
 
@@ -47,7 +47,7 @@ describe('mask rule (no tensors)', () => {
 
   test('rows with no allowed key: possible with bool and positional masks, never with an additive mask', () => {
     const rows = (maskKind: 'none' | 'bool' | 'additive', causal: boolean, slidingWindow: number) =>
-      mayHaveRowsWithNoAllowedKey({ maskKind, causal, slidingWindow });
+      rowsMayHaveNoAllowedKey({ maskKind, causal, slidingWindow });
     expect(rows('none', false, 0)).toBe(false);
     expect(rows('bool', false, 0)).toBe(true);
     expect(rows('none', true, 0)).toBe(true);

@@ -27,7 +27,7 @@ function mask64(t: JsonTensor | undefined): Mask64 | null {
   return { shape: t.shape, data: (t.data as Array<number | boolean>).map(Number), numeric: t.dtype !== 'bool' };
 }
 
-export function goldenWeights(c: GoldenCase): LayerWeights64 {
+function goldenWeights(c: GoldenCase): LayerWeights64 {
   const byName = new Map(c.weights.map((w) => [w.name, Float64Array.from(w.data)]));
   return {
     queryKernel: byName.get('query/kernel')!,

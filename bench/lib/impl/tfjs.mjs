@@ -80,7 +80,7 @@ export async function setup(c, inp, opts) {
         return out;
       });
       const outBytes = 4 * B * T * U * H;
-      if (info.result && info.result.dispose) info.result.dispose();
+      if (info.result?.dispose) info.result.dispose();
       return info.peakBytes - before - outBytes;
     },
     async dispose() {

@@ -15,7 +15,7 @@
  */
 
 /** Which calls can have rows with no allowed key: the op's rule, re-exported for the shader hosts. */
-export { mayHaveRowsWithNoAllowedKey } from '../../mask_rule.js';
+export { rowsMayHaveNoAllowedKey } from '../../mask_rule.js';
 
 /**
  * Inputs below this magnitude give finite logits: |q·scale|, |k| < 1e15 bound each of H products

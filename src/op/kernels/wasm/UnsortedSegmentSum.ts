@@ -24,7 +24,7 @@ const unsortedSegmentSum: KernelFunc = ({ inputs, backend, attrs }) => {
     if (s < 0 || s >= numSegments) continue;
     const src = r * inner;
     const dst = s * inner;
-    for (let i = 0; i < inner; i++) o[dst + i] += xs[src + i]!;
+    for (let i = 0; i < inner; i++) o[dst + i]! += xs[src + i]!;
   }
   return out;
 };

@@ -35,7 +35,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { readKernelCall } from '../kernel_call.js';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { GroupedQueryAttention } from '../../kernel_names.js';
 import { compositeKernelOutputs, warnOnce } from '../shared/composite_fallback.js';
 import { deviceStorageOf } from '../shared/device_kv_storage.js';
 import { outputProgram } from './attention_output_webgl.js';
@@ -43,7 +43,7 @@ import { packHeadsProgram, paddedHeadSize } from './attention_pack_webgl.js';
 import { scoresProgram } from './attention_scores_webgl.js';
 import { statsProgram } from './attention_stats_webgl.js';
 import { weightsProgram } from './attention_weights_webgl.js';
-import { dropoutUniformValues, hasDropout, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+import { dropoutUniformValues, hasDropout, type GlProgram } from './gqa_shader_util_webgl.js';
 
 interface WebGLBackendLike {
   compileAndRun(

@@ -14,12 +14,12 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { ROW_FULL, ROW_NAN, ROW_NORMAL, mayHaveRowsWithNoAllowedKey } from '../shared/mask_rule.js';
+import { ROW_FULL, ROW_NAN, ROW_NORMAL, rowsMayHaveNoAllowedKey } from '../shared/mask_rule.js';
 import { common, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: string[], mask: TensorInfo | null): GlProgram {
   const cols = attrs.returnScores ? 3 : 2;
-  const special = mayHaveRowsWithNoAllowedKey(attrs);
+  const special = rowsMayHaveNoAllowedKey(attrs);
   return {
     variableNames: names,
     outputShape: [d.b, d.u, d.t, cols],

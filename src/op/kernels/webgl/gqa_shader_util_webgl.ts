@@ -15,7 +15,7 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold } from '../../../engine/dropout_hash.js';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { NAN_BITS, NEG_INF_BITS, POS_INF_BITS, ROW_FULL, ROW_NAN, mayHaveRowsWithNoAllowedKey, u32Literal } from '../shared/mask_rule.js';
+import { NAN_BITS, NEG_INF_BITS, POS_INF_BITS, ROW_FULL, ROW_NAN, rowsMayHaveNoAllowedKey, u32Literal } from '../shared/mask_rule.js';
 
 /** The part of tfjs-backend-webgl's GPGPUProgram this file uses. */
 export interface GlProgram {
@@ -135,7 +135,7 @@ export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorI
       return ok;
     }
     bool contributes(bool full, int b, int u, int t, int j) {
-      ${mayHaveRowsWithNoAllowedKey(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
+      ${rowsMayHaveNoAllowedKey(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
     }
     float maskedLogit(float score, bool full, int b, int u, int t, int j) {
       ${attrs.maskKind === 'additive' ? `return score + ${maskAt};` : 'if (full) { return score - 1e9; }\n      return score;'}
@@ -144,6 +144,6 @@ export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorI
     float compositeLogit(float score, int b, int u, int t, int j) {
       ${attrs.maskKind === 'additive'
         ? `return score + ${maskAt};`
-        : mayHaveRowsWithNoAllowedKey(attrs) ? 'if (allowedKey(b, u, t, j)) { return score; }\n      return score - 1e9;' : 'return score;'}
+        : rowsMayHaveNoAllowedKey(attrs) ? 'if (allowedKey(b, u, t, j)) { return score; }\n      return score - 1e9;' : 'return score;'}
     }${keyBand(attrs)}${rowFlags}`;
 }

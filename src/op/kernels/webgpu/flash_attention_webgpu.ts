@@ -49,7 +49,7 @@
  * order (online softmax), so results agree with the composite path to ~1e-6 relative.
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { ROW_FULL, ROW_NAN, ROW_NORMAL, mayHaveRowsWithNoAllowedKey } from '../shared/mask_rule.js';
+import { ROW_FULL, ROW_NAN, ROW_NORMAL, rowsMayHaveNoAllowedKey } from '../shared/mask_rule.js';
 import { UNIFORMS, attrsKey, dropoutSnippet, hasDropout, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
 /**
@@ -157,7 +157,7 @@ export function flashProgram(
   const partial = mode === 'partial';
   // 'out' and 'partial' accumulate P·V; 'partial' writes the unnormalised sums of its key chunk.
   const out = mode !== 'stats';
-  const special = mayHaveRowsWithNoAllowedKey(attrs);
+  const special = rowsMayHaveNoAllowedKey(attrs);
   const dropout = hasDropout(attrs);
   const blocks = d.b * d.v * Math.ceil(d.g / gc) * Math.ceil(d.t / tq);
   const nSplit = partial ? splitCount(d.s) : 1;

@@ -11,7 +11,7 @@ import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold } from '../../../engine/dropout_hash.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
 import {
-  NAN_BITS, NEG_INF_BITS, POS_INF_BITS, SAFE_MAGNITUDE_BITS, mayHaveRowsWithNoAllowedKey, u32Literal,
+  NAN_BITS, NEG_INF_BITS, POS_INF_BITS, SAFE_MAGNITUDE_BITS, rowsMayHaveNoAllowedKey, u32Literal,
 } from '../shared/mask_rule.js';
 
 /** The part of WebGPUProgram (tfjs-backend-webgpu/dist/webgpu_program.d.ts) this file uses. */
@@ -43,7 +43,7 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
     attrs.slidingWindow > 0 ? 'ok = ok && (abs(p - j) < uniforms.window);' : '',
   ].join('\n      ');
   const maskIndex = 'b * uniforms.ms0 + u * uniforms.ms1 + t * uniforms.ms2 + j * uniforms.ms3';
-  const special = mayHaveRowsWithNoAllowedKey(attrs);
+  const special = rowsMayHaveNoAllowedKey(attrs);
   return `
     // Whether key j is allowed for query row (b, u, t) under the bool mask and causal/window rules.
     fn allowedKey(b : i32, u : i32, t : i32, j : i32) -> bool {
