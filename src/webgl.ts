@@ -10,11 +10,15 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { groupedQueryAttentionWebGLConfig } from './op/kernels/webgl/GroupedQueryAttention.js';
+import { DeviceKVStorage } from './op/kernels/shared/device_kv_storage.js';
+import { writeRowsWebGL } from './op/kernels/webgl/kv_write_webgl.js';
+import { registerKVStorage } from './op/kv_storage.js';
 
 export { groupedQueryAttentionWebGLConfig } from './op/kernels/webgl/GroupedQueryAttention.js';
 
 /**
- * Registers the webgl kernel unless one is registered already. Called on import; call it again after
+ * Registers the webgl kernel unless one is registered already, and the webgl KV-cache storage
+ * (`layer.createCache` under webgl keeps keys and values in textures, written in place). Called on import; call it again after
  * `tf.unregisterKernel` or to be explicit.
  *
  * @example
@@ -33,6 +37,7 @@ export { groupedQueryAttentionWebGLConfig } from './op/kernels/webgl/GroupedQuer
 export function registerWebGLKernels(): void {
   const c = groupedQueryAttentionWebGLConfig;
   if (tf.getKernel(c.kernelName, c.backendName) == null) tf.registerKernel(c);
+  registerKVStorage('webgl', (spec) => new DeviceKVStorage('webgl', spec, writeRowsWebGL));
 }
 
 registerWebGLKernels();

@@ -12,11 +12,15 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { groupedQueryAttentionWebGPUConfig } from './op/kernels/webgpu/GroupedQueryAttention.js';
+import { DeviceKVStorage } from './op/kernels/shared/device_kv_storage.js';
+import { writeRowsWebGPU } from './op/kernels/webgpu/kv_write_webgpu.js';
+import { registerKVStorage } from './op/kv_storage.js';
 
 export { groupedQueryAttentionWebGPUConfig, chooseFlashConfig, type FlashConfig } from './op/kernels/webgpu/GroupedQueryAttention.js';
 
 /**
- * Registers the webgpu kernel unless one is registered already. Called on import; call it again after
+ * Registers the webgpu kernel unless one is registered already, and the webgpu KV-cache storage
+ * (`layer.createCache` under webgpu keeps keys and values in GPU buffers, written in place). Called on import; call it again after
  * `tf.unregisterKernel` or to be explicit.
  *
  * @example
@@ -35,6 +39,7 @@ export { groupedQueryAttentionWebGPUConfig, chooseFlashConfig, type FlashConfig 
 export function registerWebGPUKernels(): void {
   const c = groupedQueryAttentionWebGPUConfig;
   if (tf.getKernel(c.kernelName, c.backendName) == null) tf.registerKernel(c);
+  registerKVStorage('webgpu', (spec) => new DeviceKVStorage('webgpu', spec, writeRowsWebGPU));
 }
 
 registerWebGPUKernels();

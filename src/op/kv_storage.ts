@@ -37,11 +37,13 @@
  * The layer turns the bits into a bool (B, L+T) mask tensor only when some position was masked, and
  * reads a call's value/key mask (B, T) with `dataSync` when one is given.
  *
- * A GPU storage (webgpu/webgl) would: allocate two (B, C, V, H) float32 buffers/textures once; in
- * `write`, copy the call's (B, T, V, H) tensors into rows position..position+T-1 on the device (no
- * readback); return true from `readsInPlace` for its own backend, whose fused kernel then binds the
- * storage's buffers instead of the key/value inputs (row stride C) when `attrs.cache` is set; build
- * `read` from device-side slices; and raise in `checkUsable` for any other backend.
+ * The GPU storage (webgpu/webgl, `kernels/shared/device_kv_storage.ts`, registered by
+ * `grouped-query-attention/webgpu` and `/webgl`) allocates two (B, C, V, H) float32 tensors of its
+ * backend once; `write` runs the backend's small write program, which puts the call's (B, T, V, H)
+ * rows at position..position+T-1 on the device (no readback); `readsInPlace` is true for its own
+ * backend, whose fused kernel then reads the storage's buffers/textures instead of the key/value
+ * inputs (row stride C) when `attrs.cache` is set; `read` slices on the device; and `checkUsable`
+ * raises for any other backend.
  *
  * A backend plugs its own storage in with {@link registerKVStorage}; `layer.createCache` asks
  * {@link createKVStorage} for one under the active backend (engine storage when none is registered).

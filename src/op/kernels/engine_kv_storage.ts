@@ -76,7 +76,8 @@ export class EngineKVStorage implements KVStorage {
     if (backendName === 'webgpu') {
       throw new ValueError(
         `${where}: a KV cache in engine memory cannot be used on the webgpu backend (it reads tensors ` +
-        'synchronously); use wasm, cpu or webgl (received backend webgpu)');
+        'synchronously); create the cache under webgpu (import \'grouped-query-attention/webgpu\' keeps it in ' +
+        'GPU buffers) or use wasm, cpu or webgl (received backend webgpu)');
     }
   }
 

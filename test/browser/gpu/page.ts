@@ -26,6 +26,7 @@ import { useSplitDecode } from '../../../src/op/kernels/webgpu/decode_webgpu.js'
 import { chooseFlashConfig } from '../../../src/webgpu.js';
 import { applyGoldenCase, goldenLayer, type GoldenCase } from '../../helpers/golden_case.js';
 import { timeCompare } from './timing.js';
+import { CHUNK_CASES, chunkedCacheTest, decodeCacheTimingTest, decodeStepsTest, wrongBackendTest } from './cache_tests.js';
 
 type GpuBackend = 'webgpu' | 'webgl';
 /** `info`: a measurement, printed but counted neither as a pass nor as a failure. */
@@ -628,6 +629,16 @@ async function register(): Promise<void> {
     if (backend === 'webgpu') tests.set('webgpu: decode cases take the flash-decoding path', () => splitPathTest());
     tests.set(`${backend}: timing vs composite (information)`, () => timingTest(backend));
     tests.set(`${backend}: decode timing vs composite (information)`, () => decodeTimingTest(backend));
+    {
+      CHUNK_CASES.forEach((c, i) =>
+        tests.set(`${backend}: kv cache chunked = full cpu call ${i}`, () => chunkedCacheTest(backend, c, 9000 + i)),
+      );
+      const steps = backend === 'webgpu' ? 500 : 60;
+      tests.set(`${backend}: kv cache ${steps} decode steps, no reads, flat memory`, () => decodeStepsTest(backend, steps));
+      const other = backend === 'webgpu' ? 'webgl' : 'webgpu';
+      tests.set(`${backend}: kv cache used under ${other} raises`, () => wrongBackendTest(backend, other));
+      tests.set(`${backend}: kv cache decode step at 1024 vs full recompute (information)`, () => decodeCacheTimingTest(backend));
+    }
   }
 }
 

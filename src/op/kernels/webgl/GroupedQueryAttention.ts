@@ -25,6 +25,9 @@
  * and the later passes write NaN there. The programs need WebGL 2 (bit tests on floats); on WebGL 1
  * the call runs the composite path and warns once.
  *
+ * With a KV cache read in place (`attrs.cache`, the storage of ../shared/device_kv_storage.ts written
+ * by kv_write_webgl.ts), the storage's (B,C,V,H) textures stand in for the key/value inputs.
+ *
  * Device limit: the (B,U,T,S) weights must fit one float texture (WEBGL_MAX_TEXTURE_SIZE²
  * elements), and so must the packed Q and K (texels of 4 values); otherwise the call runs the
  * composite path and `console.warn`s once.
@@ -34,6 +37,7 @@ import { readKernelCall } from '../kernel_call.js';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention } from '../../kernel_names.js';
 import { compositeKernelOutputs, warnOnce } from '../shared/composite_fallback.js';
+import { deviceStorageOf } from '../shared/device_kv_storage.js';
 import { outputProgram } from './attention_output_webgl.js';
 import { packHeadsProgram, paddedHeadSize } from './attention_pack_webgl.js';
 import { scoresProgram } from './attention_scores_webgl.js';
@@ -54,13 +58,31 @@ interface WebGLBackendLike {
 
 const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   const gl = backend as unknown as WebGLBackendLike;
-  const { query, key, value, mask, attrs: a, dims: d } = readKernelCall(inputs, attrs);
+  const call = readKernelCall(inputs, attrs);
+  const { query, mask, attrs: a, dims: d } = call;
   const { b, t, s, u, v, h } = d;
+  // A KV cache read in place: the storage's (B,C,V,H) textures replace the key/value inputs. The
+  // programs read them through tfjs's logical getters (getKin/getVin(b, j, g, h)) for j < S, so the
+  // capacity row stride is the texture's own; the key pass packs only the first S rows.
+  const cached = a.cache != null ? deviceStorageOf(a.cache.storage, 'webgl').deviceTensors() : null;
+  const key: TensorInfo = cached?.keys ?? call.key;
+  const value: TensorInfo = cached?.values ?? call.value;
+  const fallback = (): TensorInfo[] => {
+    if (a.cache == null) return compositeKernelOutputs({ query, key, value, mask }, a, backend);
+    // The composite path reads (B,S,V,H) copies of the cached rows, sliced on the device.
+    const [keys, values] = a.cache.storage.read(s);
+    try {
+      return compositeKernelOutputs({ query, key: keys, value: values, mask }, { ...a, cache: null }, backend);
+    } finally {
+      keys.dispose();
+      values.dispose();
+    }
+  };
 
   if (tf.env().getNumber('WEBGL_VERSION') < 2) {
     // The programs test float bits (floatBitsToUint, GLSL ES 3.00) for the non-finite rule.
     warnOnce('grouped-query-attention: the fused webgl kernel needs WebGL 2; running the composite path instead.');
-    return compositeKernelOutputs({ query, key, value, mask }, a, backend);
+    return fallback();
   }
   const maxTexture = tf.env().getNumber('WEBGL_MAX_TEXTURE_SIZE');
   const hp = paddedHeadSize(h);
@@ -70,14 +92,14 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
       `grouped-query-attention: the fused webgl kernel cannot run this call (the (B,U,T,S) weights ` +
         `exceed one ${maxTexture}x${maxTexture} texture); running the composite path instead.`,
     );
-    return compositeKernelOutputs({ query, key, value, mask }, a, backend);
+    return fallback();
   }
   const withMask = a.maskKind !== 'none' && mask != null;
   const m = withMask ? mask : null;
   const dropoutValues = hasDropout(a) ? dropoutUniformValues(a) : undefined;
   // Packed outputs stay packed (no eager unpacking): the scores pass reads them as RGBA texels.
   const qp = gl.compileAndRun(packHeadsProgram('Qin', query.shape, a.scale), [query], 'float32', undefined, true);
-  const kp = gl.compileAndRun(packHeadsProgram('Kin', key.shape, null), [key], 'float32', undefined, true);
+  const kp = gl.compileAndRun(packHeadsProgram('Kin', [b, s, v, h], null), [key], 'float32', undefined, true);
   const scores = gl.compileAndRun(scoresProgram(d), [qp, kp], 'float32');
   gl.disposeIntermediateTensorInfo(qp);
   gl.disposeIntermediateTensorInfo(kp);

@@ -9,6 +9,10 @@
  *     fully-masked flag, (B,U,T,3)), then attention_probs_webgpu.ts for the (B,U,T,S) weights.
  *     Without `returnScores` no (B,U,T,S) buffer exists.
  *
+ * With a KV cache read in place (`attrs.cache`, the storage of ../shared/device_kv_storage.ts written
+ * by kv_write_webgpu.ts), the programs bind the storage's (B,C,V,H) buffers as Kin/Vin and step C
+ * rows per batch row (uniform kRows); S is the cache's keyLength.
+ *
  * Device limits: when no tile fits maxComputeWorkgroupStorageSize (`chooseFlashConfig` returns
  * null), or an output exceeds maxStorageBufferBindingSize, the call runs the composite path
  * (composite_fallback.ts) and `console.warn`s once.
@@ -23,6 +27,7 @@ import { probabilitiesProgram } from './attention_probs_webgpu.js';
 import { compositeKernelOutputs, warnOnce } from '../shared/composite_fallback.js';
 import { combineProgram, unsafeScanProgram, useSplitDecode } from './decode_webgpu.js';
 import { chooseFlashConfig, flashProgram } from './flash_attention_webgpu.js';
+import { deviceStorageOf } from '../shared/device_kv_storage.js';
 import { uniformValues, type Dims, type GpuProgram, type Uniform } from './gqa_shader_util_webgpu.js';
 
 export { chooseFlashConfig, type FlashConfig } from './flash_attention_webgpu.js';
@@ -45,8 +50,14 @@ function exceedsLimit(d: Dims, attrs: GroupedQueryAttentionAttrs, device: GPUDev
 
 const groupedQueryAttentionWebGPU: KernelFunc = ({ inputs, backend, attrs }) => {
   const gpu = backend as unknown as WebGPUBackendLike;
-  const { query, key, value, mask, attrs: a, dims: d } = readKernelCall(inputs, attrs);
-  const { t, h } = d;
+  const call = readKernelCall(inputs, attrs);
+  const { query, mask, attrs: a, dims: d } = call;
+  // A KV cache read in place: the storage's (B,C,V,H) buffers replace the key/value inputs (the
+  // programs step C rows per batch row, uniform kRows); S = keyLength.
+  const cached = a.cache != null ? deviceStorageOf(a.cache.storage, 'webgpu').deviceTensors() : null;
+  const key: TensorInfo = cached?.keys ?? call.key;
+  const value: TensorInfo = cached?.values ?? call.value;
+  const { t, s, h } = d;
   const limits = gpu.device.limits;
   const cfg = chooseFlashConfig(h, d.g, t, limits);
   const reason =
@@ -58,7 +69,15 @@ const groupedQueryAttentionWebGPU: KernelFunc = ({ inputs, backend, attrs }) => 
       `grouped-query-attention: the fused webgpu kernel cannot run this call (${reason}); ` +
         'running the composite path instead (same results, more memory).',
     );
-    return compositeKernelOutputs({ query, key, value, mask }, a, backend);
+    if (a.cache == null) return compositeKernelOutputs({ query, key, value, mask }, a, backend);
+    // The composite path reads (B,S,V,H) copies of the cached rows, sliced on the device.
+    const [keys, values] = a.cache.storage.read(s);
+    try {
+      return compositeKernelOutputs({ query, key: keys, value: values, mask }, { ...a, cache: null }, backend);
+    } finally {
+      keys.dispose();
+      values.dispose();
+    }
   }
   const withMask = a.maskKind !== 'none' && mask != null;
   const names = withMask ? ['Qin', 'Kin', 'Vin', 'Min'] : ['Qin', 'Kin', 'Vin'];

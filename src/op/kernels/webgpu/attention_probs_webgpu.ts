@@ -43,7 +43,7 @@ export function probabilitiesProgram(d: Dims, attrs: GroupedQueryAttentionAttrs,
         p = nanValue();
       } else if (contributes(full, b, u, t, j)) {
         let qo = ((b * T + t) * U + u) * H;
-        let ko = ((b * S + j) * uniforms.V + g) * H;
+        let ko = ((b * uniforms.kRows + j) * uniforms.V + g) * H;
         var dotv = 0.0;
         for (var hh = 0; hh < uniforms.H; hh++) { dotv += (Qin[qo + hh] * uniforms.scale) * Kin[ko + hh]; }
         p = exp(maskedLogit(dotv, full, b, u, t, j) - Stats[so]) / Stats[so + 1];

@@ -54,7 +54,7 @@ export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, va
         if (unsafeValue(Qin[((b * T + t) * uniforms.U + u) * H + i % H] * uniforms.scale)) { atomicStore(&unsafeA, 1u); }
       }
       for (var i = tid; i < S * H; i += WG) {
-        if (unsafeValue(Kin[((b * S + i / H) * uniforms.V + g) * H + i % H])) { atomicStore(&unsafeA, 1u); }
+        if (unsafeValue(Kin[((b * uniforms.kRows + i / H) * uniforms.V + g) * H + i % H])) { atomicStore(&unsafeA, 1u); }
       }
       ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < T * G * S; i += WG) {

@@ -238,7 +238,7 @@ export function flashProgram(
         if (unsafeValue(qs[i])) { atomicStore(&unsafeA, 1u); }
       }
       for (var i = tid; i < S * H; i += WG) {
-        if (unsafeValue(Kin[((b * S + i / H) * V + g) * H + i % H])) { atomicStore(&unsafeA, 1u); }
+        if (unsafeValue(Kin[((b * uniforms.kRows + i / H) * V + g) * H + i % H])) { atomicStore(&unsafeA, 1u); }
       }
       ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < R * S; i += WG) {
@@ -264,7 +264,7 @@ export function flashProgram(
           let gi = gi0 + r % GC;
           if (t < T && gi < G) {
             let u = g * G + gi;
-            let ko = ((b * S + j) * V + g) * H;
+            let ko = ((b * uniforms.kRows + j) * V + g) * H;
             var dotv = 0.0;
             for (var hh = 0; hh < uniforms.H; hh++) { dotv += qs[r * H + hh] * Kin[ko + hh]; }
             let x = compositeLogit(dotv, b, u, t, j);
@@ -338,7 +338,7 @@ export function flashProgram(
           var kx = 0.0;
           ${out ? 'var vx = 0.0;' : ''}
           if (j < S) {
-            let src = ((b * S + j) * V + g) * H + i % H;
+            let src = ((b * uniforms.kRows + j) * V + g) * H + i % H;
             kx = Kin[src];
             ${out ? 'vx = Vin[src];' : ''}
           }

@@ -82,10 +82,15 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
 export const UNIFORMS =
   'T : i32, S : i32, U : i32, V : i32, G : i32, nGc : i32, nTb : i32, numWG : i32, offset : i32, window : i32, ' +
   'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32, nanBits : i32, ' +
-  'dropKey : i32, dropThreshold : i32, keepScale : f32,';
+  'dropKey : i32, dropThreshold : i32, keepScale : f32, kRows : i32,';
 
-/** The values of UNIFORMS for one call (cfg null: the flash program is not run). */
+/**
+ * The values of UNIFORMS for one call (cfg null: the flash program is not run). `kRows` is the row
+ * stride of the key/value buffers per batch row: S for the key/value inputs (B,S,V,H), the capacity C
+ * for a KV cache's storage (B,C,V,H) read in place (attrs.cache).
+ */
 export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQueryAttentionAttrs, mask: TensorInfo | null): Uniform[] {
+  const kRows = attrs.cache != null ? attrs.cache.storage.capacity : d.s;
   const nGc = cfg ? Math.ceil(d.g / cfg.gc) : 1;
   const nTb = cfg ? Math.ceil(d.t / cfg.tq) : 1;
   // Broadcast strides of the rank-4 mask: 0 along its size-1 axes.
@@ -108,6 +113,7 @@ export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQu
     i(hasDropout(attrs) ? dropoutKey(attrs.dropoutSeed) | 0 : 0),
     i(hasDropout(attrs) ? dropoutThreshold(attrs.dropoutRate) | 0 : 0),
     { type: 'float32', data: [hasDropout(attrs) ? dropoutKeepScale(attrs.dropoutRate) : 1] },
+    i(kRows),
   ];
 }
 
