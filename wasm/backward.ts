@@ -235,6 +235,132 @@ function blockGradients(b: i32, kvh: i32, kt: i32, nk: i32, m4: i32): void {
   }
 }
 
+// ---- accumulation micro-kernels -------------------------------------------------------------------
+
+/**
+ * bAcc[r] += Σ_j bDS[r][j] K[j] for keys j < nk (K rows from `k0`, V·H floats apart), rows 0..m4-1
+ * four at a time (padded rows have dS = 0), 8 floats of Hp per step: 8 accumulators, per key 2
+ * key loads and 4 broadcasts.
+ */
+function accumulateDQ(k0: usize, nk: i32, m4: i32): void {
+  const hp4 = <usize>gHp << 2;
+  const bcb = <usize>gKeyTile << 2;
+  const kStride = <usize>(gV * gH) << 2;
+  const hp8 = <usize>(gHp & ~7) << 2;
+  const hpb = <usize>gHp << 2;
+  const nkb = <usize>nk << 2;
+  for (let r = 0; r < m4; r += 4) {
+    const a0 = bAcc + <usize>r * hp4;
+    const a1 = a0 + hp4, a2 = a1 + hp4, a3 = a2 + hp4;
+    const d0 = bDS + <usize>r * bcb;
+    const d1 = d0 + bcb, d2 = d1 + bcb, d3 = d2 + bcb;
+    let o: usize = 0;
+    for (; o < hp8; o += 32) {
+      let c00 = v128.load(a0 + o), c01 = v128.load(a0 + o + 16);
+      let c10 = v128.load(a1 + o), c11 = v128.load(a1 + o + 16);
+      let c20 = v128.load(a2 + o), c21 = v128.load(a2 + o + 16);
+      let c30 = v128.load(a3 + o), c31 = v128.load(a3 + o + 16);
+      let k = k0 + o;
+      for (let jb: usize = 0; jb < nkb; jb += 4) {
+        const x0 = v128.load(k), x1 = v128.load(k + 16);
+        let w = v128.load32_splat(d0 + jb);
+        c00 = f32x4.add(c00, f32x4.mul(w, x0));
+        c01 = f32x4.add(c01, f32x4.mul(w, x1));
+        w = v128.load32_splat(d1 + jb);
+        c10 = f32x4.add(c10, f32x4.mul(w, x0));
+        c11 = f32x4.add(c11, f32x4.mul(w, x1));
+        w = v128.load32_splat(d2 + jb);
+        c20 = f32x4.add(c20, f32x4.mul(w, x0));
+        c21 = f32x4.add(c21, f32x4.mul(w, x1));
+        w = v128.load32_splat(d3 + jb);
+        c30 = f32x4.add(c30, f32x4.mul(w, x0));
+        c31 = f32x4.add(c31, f32x4.mul(w, x1));
+        k += kStride;
+      }
+      v128.store(a0 + o, c00); v128.store(a0 + o + 16, c01);
+      v128.store(a1 + o, c10); v128.store(a1 + o + 16, c11);
+      v128.store(a2 + o, c20); v128.store(a2 + o + 16, c21);
+      v128.store(a3 + o, c30); v128.store(a3 + o + 16, c31);
+    }
+    for (; o < hpb; o += 16) {
+      let c0 = v128.load(a0 + o), c1 = v128.load(a1 + o), c2 = v128.load(a2 + o), c3 = v128.load(a3 + o);
+      let k = k0 + o;
+      for (let jb: usize = 0; jb < nkb; jb += 4) {
+        const x = v128.load(k);
+        c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(d0 + jb), x));
+        c1 = f32x4.add(c1, f32x4.mul(v128.load32_splat(d1 + jb), x));
+        c2 = f32x4.add(c2, f32x4.mul(v128.load32_splat(d2 + jb), x));
+        c3 = f32x4.add(c3, f32x4.mul(v128.load32_splat(d3 + jb), x));
+        k += kStride;
+      }
+      v128.store(a0 + o, c0); v128.store(a1 + o, c1); v128.store(a2 + o, c2); v128.store(a3 + o, c3);
+    }
+  }
+}
+
+/**
+ * acc[j] += Σ_r w[r][j] x[r] for keys j < nk rounded up to 4 (w is [M4][Bc] with padded keys 0,
+ * acc [Bc][Hp]), x packed rows [M4][Hp], rows 0..m4-1: 4 keys × 8 floats per step, 8
+ * accumulators, per row 2 loads and 4 broadcasts.
+ */
+function accumulateKeys(acc: usize, w: usize, x: usize, nk: i32, m4: i32): void {
+  const hp4 = <usize>gHp << 2;
+  const bcb = <usize>gKeyTile << 2;
+  const hp8 = <usize>(gHp & ~7) << 2;
+  const hpb = <usize>gHp << 2;
+  const n4 = (nk + 3) & ~3;
+  for (let j = 0; j < n4; j += 4) {
+    const a0 = acc + <usize>j * hp4;
+    const a1 = a0 + hp4, a2 = a1 + hp4, a3 = a2 + hp4;
+    const wj = w + (<usize>j << 2);
+    let o: usize = 0;
+    for (; o < hp8; o += 32) {
+      let c00 = v128.load(a0 + o), c01 = v128.load(a0 + o + 16);
+      let c10 = v128.load(a1 + o), c11 = v128.load(a1 + o + 16);
+      let c20 = v128.load(a2 + o), c21 = v128.load(a2 + o + 16);
+      let c30 = v128.load(a3 + o), c31 = v128.load(a3 + o + 16);
+      let xr = x + o;
+      let wr = wj;
+      for (let r = 0; r < m4; r++) {
+        const x0 = v128.load(xr), x1 = v128.load(xr + 16);
+        let s = v128.load32_splat(wr);
+        c00 = f32x4.add(c00, f32x4.mul(s, x0));
+        c01 = f32x4.add(c01, f32x4.mul(s, x1));
+        s = v128.load32_splat(wr + 4);
+        c10 = f32x4.add(c10, f32x4.mul(s, x0));
+        c11 = f32x4.add(c11, f32x4.mul(s, x1));
+        s = v128.load32_splat(wr + 8);
+        c20 = f32x4.add(c20, f32x4.mul(s, x0));
+        c21 = f32x4.add(c21, f32x4.mul(s, x1));
+        s = v128.load32_splat(wr + 12);
+        c30 = f32x4.add(c30, f32x4.mul(s, x0));
+        c31 = f32x4.add(c31, f32x4.mul(s, x1));
+        xr += hp4;
+        wr += bcb;
+      }
+      v128.store(a0 + o, c00); v128.store(a0 + o + 16, c01);
+      v128.store(a1 + o, c10); v128.store(a1 + o + 16, c11);
+      v128.store(a2 + o, c20); v128.store(a2 + o + 16, c21);
+      v128.store(a3 + o, c30); v128.store(a3 + o + 16, c31);
+    }
+    for (; o < hpb; o += 16) {
+      let c0 = v128.load(a0 + o), c1 = v128.load(a1 + o), c2 = v128.load(a2 + o), c3 = v128.load(a3 + o);
+      let xr = x + o;
+      let wr = wj;
+      for (let r = 0; r < m4; r++) {
+        const xv = v128.load(xr);
+        c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(wr), xv));
+        c1 = f32x4.add(c1, f32x4.mul(v128.load32_splat(wr + 4), xv));
+        c2 = f32x4.add(c2, f32x4.mul(v128.load32_splat(wr + 8), xv));
+        c3 = f32x4.add(c3, f32x4.mul(v128.load32_splat(wr + 12), xv));
+        xr += hp4;
+        wr += bcb;
+      }
+      v128.store(a0 + o, c0); v128.store(a1 + o, c1); v128.store(a2 + o, c2); v128.store(a3 + o, c3);
+    }
+  }
+}
+
 // ---- pass 1: row statistics and dQ ---------------------------------------------------------------
 
 /** The rows' log-sum-exp over keys kLo..kHi (online max and sum), written to bLse and logSumExp. */
@@ -296,31 +422,7 @@ function dqTask(task: i32, tid: i32): void {
     const nk = min(gKeyTile, kHi + 1 - kt);
     blockGradients(b, kvh, kt, nk, m4);
     // dQ[r] += Σ_j dS[r][j] K[j]
-    for (let r = 0; r < M; r++) {
-      const acc = bAcc + <usize>r * hp4;
-      const ds = bDS + <usize>r * bcb;
-      let h = 0;
-      for (; h + 8 <= gHp; h += 8) {
-        const o = <usize>h << 2;
-        let c0 = v128.load(acc + o), c1 = v128.load(acc + o + 16);
-        for (let j = 0; j < nk; j++) {
-          const w = v128.load32_splat(ds + (<usize>j << 2));
-          const k = kvRow(gKey, b, kt + j, kvh) + o;
-          c0 = f32x4.add(c0, f32x4.mul(w, v128.load(k)));
-          c1 = f32x4.add(c1, f32x4.mul(w, v128.load(k + 16)));
-        }
-        v128.store(acc + o, c0);
-        v128.store(acc + o + 16, c1);
-      }
-      for (; h < gHp; h += 4) {
-        const o = <usize>h << 2;
-        let c0 = v128.load(acc + o);
-        for (let j = 0; j < nk; j++) {
-          c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(ds + (<usize>j << 2)), v128.load(kvRow(gKey, b, kt + j, kvh) + o)));
-        }
-        v128.store(acc + o, c0);
-      }
-    }
+    accumulateDQ(kvRow(gKey, b, kt, kvh), nk, m4);
     atomic.add<i32>(progress, 1);
   }
   const scale = f32x4.splat(gScale);
@@ -367,23 +469,8 @@ function dkvTask(task: i32, tid: i32): void {
     packRows(b, kvh, t0, nt, m4);
     blockGradients(b, kvh, kt, nk, m4);
     // dV[j] += Σ_r P[r][j] dO[r];  dK[j] += Σ_r dS[r][j] Qs[r]
-    for (let j = 0; j < nk; j++) {
-      const jb = <usize>j << 2;
-      const dv = dV + <usize>j * hp4;
-      const dk = dK + <usize>j * hp4;
-      for (let h = 0; h < gHp; h += 4) {
-        const o = <usize>h << 2;
-        let cv = v128.load(dv + o);
-        let ck = v128.load(dk + o);
-        for (let r = 0; r < M; r++) {
-          const rr = <usize>r;
-          cv = f32x4.add(cv, f32x4.mul(v128.load32_splat(bP + rr * bcb + jb), v128.load(bDO + rr * hp4 + o)));
-          ck = f32x4.add(ck, f32x4.mul(v128.load32_splat(bDS + rr * bcb + jb), v128.load(bQ + rr * hp4 + o)));
-        }
-        v128.store(dv + o, cv);
-        v128.store(dk + o, ck);
-      }
-    }
+    accumulateKeys(dV, bP, bDO, nk, m4);
+    accumulateKeys(dK, bDS, bQ, nk, m4);
     atomic.add<i32>(progress, 1);
   }
   for (let j = 0; j < nk; j++) {
