@@ -196,6 +196,60 @@ function dot4(x: usize, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
   return s;
 }
 
+/** Second result of dots2 (row x1). */
+let gDot1: v128 = f32x4.splat(0);
+
+/**
+ * dot4 for two packed rows at once (x0 and x1 = x0 + one row): the key loads are shared, 8
+ * accumulators. Returns row x0's dots; row x1's are left in gDot1. Same sums, same order as dot4.
+ */
+// @ts-ignore: decorator
+@inline
+function dots2(x0: usize, x1: usize, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  const h4b = <usize>gH4 << 2;
+  for (let o: usize = 0; o < h4b; o += 16) {
+    const y0 = v128.load(k0 + o), y1 = v128.load(k1 + o), y2 = v128.load(k2 + o), y3 = v128.load(k3 + o);
+    const xa = v128.load(x0 + o);
+    a0 = f32x4.add(a0, f32x4.mul(xa, y0));
+    a1 = f32x4.add(a1, f32x4.mul(xa, y1));
+    a2 = f32x4.add(a2, f32x4.mul(xa, y2));
+    a3 = f32x4.add(a3, f32x4.mul(xa, y3));
+    const xb = v128.load(x1 + o);
+    b0 = f32x4.add(b0, f32x4.mul(xb, y0));
+    b1 = f32x4.add(b1, f32x4.mul(xb, y1));
+    b2 = f32x4.add(b2, f32x4.mul(xb, y2));
+    b3 = f32x4.add(b3, f32x4.mul(xb, y3));
+  }
+  let s0 = hsum4(a0, a1, a2, a3);
+  let s1 = hsum4(b0, b1, b2, b3);
+  if (gH4 < gH) {
+    s0 = f32x4.add(s0, tailDots4(x0, k0, k1, k2, k3));
+    s1 = f32x4.add(s1, tailDots4(x1, k0, k1, k2, k3));
+  }
+  gDot1 = s1;
+  return s0;
+}
+
+/** Dot products over h in [H4, H) of packed row x with 4 key rows. */
+function tailDots4(x: usize, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
+  let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
+  for (let h = gH4; h < gH; h++) {
+    const o = <usize>h << 2;
+    const xv = load<f32>(x + o);
+    s0 += xv * load<f32>(k0 + o);
+    s1 += xv * load<f32>(k1 + o);
+    s2 += xv * load<f32>(k2 + o);
+    s3 += xv * load<f32>(k3 + o);
+  }
+  let t = f32x4.splat(s0);
+  t = f32x4.replace_lane(t, 1, s1);
+  t = f32x4.replace_lane(t, 2, s2);
+  t = f32x4.replace_lane(t, 3, s3);
+  return t;
+}
+
 /**
  * For keys kt..kt+nk-1 of group (b, kvh) and the packed rows: P (after dropout) into bP and
  * dS = P ∘ (dP − D) into bDS, both [M4][Bc] (keys padded to 4 give 0).
@@ -207,32 +261,44 @@ function blockGradients(b: i32, kvh: i32, kt: i32, nk: i32, m4: i32): void {
   const dropping = gDropoutThreshold != 0;
   const threshold = i32x4.splat(gDropoutThreshold);
   const keep = f32x4.splat(gDropoutKeepScale);
-  const zero = f32x4.splat(0);
   for (let j = 0; j < nk; j += 4) {
     const jv = i32x4.add(i32x4.splat(kt + j), i32x4(0, 1, 2, 3));
     const k0 = kvRow(gKey, b, kt + j, kvh), k1 = kvRow(gKey, b, kt + j + 1, kvh);
     const k2 = kvRow(gKey, b, kt + j + 2, kvh), k3 = kvRow(gKey, b, kt + j + 3, kvh);
     const v0 = kvRow(gValue, b, kt + j, kvh), v1 = kvRow(gValue, b, kt + j + 1, kvh);
     const v2 = kvRow(gValue, b, kt + j + 2, kvh), v3 = kvRow(gValue, b, kt + j + 3, kvh);
-    for (let r = 0; r < m4; r++) {
-      const rb = <usize>r << 2;
-      const s = maskedLogits(dot4(bQ + <usize>r * hp4, k0, k1, k2, k3), r, jv, jEnd);
-      const p = expv(f32x4.sub(s, f32x4.splat(load<f32>(bLse + rb))));
-      let dp = dot4(bDO + <usize>r * hp4, v0, v1, v2, v3);
-      let pd = p;
-      if (dropping) {
-        const hv = mix32v(v128.xor(i32x4.splat(load<i32>(bRH + rb)), jv));
-        const kept = i32x4.ge_u(i32x4.shr_u(hv, 8), threshold);
-        const z = v128.bitselect(keep, zero, kept);
-        pd = f32x4.mul(p, z);
-        dp = f32x4.mul(dp, z);
-      }
-      const ds = f32x4.mul(p, f32x4.sub(dp, f32x4.splat(load<f32>(bD + rb))));
+    for (let r = 0; r < m4; r += 2) {
+      // Two rows at a time (m4 is a multiple of 4): the key and value loads are shared.
+      const q0 = bQ + <usize>r * hp4;
+      const s0 = dots2(q0, q0 + hp4, k0, k1, k2, k3);
+      const s1 = gDot1;
+      const d0 = bDO + <usize>r * hp4;
+      const dp0 = dots2(d0, d0 + hp4, v0, v1, v2, v3);
+      const dp1 = gDot1;
       const o = <usize>r * bcb + (<usize>j << 2);
-      v128.store(bP + o, pd);
-      v128.store(bDS + o, ds);
+      blockRow(r, maskedLogits(s0, r, jv, jEnd), dp0, jv, o, dropping, threshold, keep);
+      blockRow(r + 1, maskedLogits(s1, r + 1, jv, jEnd), dp1, jv, o + bcb, dropping, threshold, keep);
     }
   }
+}
+
+/** P (after dropout) and dS of row r for 4 keys from its masked logits s and dP = dO·V. */
+// @ts-ignore: decorator
+@inline
+function blockRow(r: i32, s: v128, dp: v128, jv: v128, o: usize, dropping: bool, threshold: v128, keep: v128): void {
+  const rb = <usize>r << 2;
+  const p = expv(f32x4.sub(s, f32x4.splat(load<f32>(bLse + rb))));
+  let pd = p;
+  if (dropping) {
+    const hv = mix32v(v128.xor(i32x4.splat(load<i32>(bRH + rb)), jv));
+    const kept = i32x4.ge_u(i32x4.shr_u(hv, 8), threshold);
+    const z = v128.bitselect(keep, f32x4.splat(0), kept);
+    pd = f32x4.mul(p, z);
+    dp = f32x4.mul(dp, z);
+  }
+  const ds = f32x4.mul(p, f32x4.sub(dp, f32x4.splat(load<f32>(bD + rb))));
+  v128.store(bP + o, pd);
+  v128.store(bDS + o, ds);
 }
 
 // ---- accumulation micro-kernels -------------------------------------------------------------------
