@@ -429,26 +429,47 @@ function accumulateKeys(acc: usize, w: usize, x: usize, nk: i32, m4: i32): void 
 
 // ---- pass 1: row statistics and dQ ---------------------------------------------------------------
 
-/** The rows' log-sum-exp over keys kLo..kHi (online max and sum), written to bLse and logSumExp. */
+/**
+ * The rows' log-sum-exp over keys kLo..kHi, written to bLse and logSumExp: per key tile the
+ * masked logits go to bP (two rows per step), then each row's tile max (NaN-propagating, so a
+ * non-finite row stays non-finite and the host computes it exactly) and one online update.
+ */
 function rowStatistics(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32, kLo: i32, kHi: i32): void {
   const hp4 = <usize>gHp << 2;
+  const bcb = <usize>gKeyTile << 2;
   for (let r = 0; r < m4; r++) {
     store<f32>(bM + (<usize>r << 2), -Infinity);
     store<f32>(bL + (<usize>r << 2), 0);
   }
-  for (let j = kLo; j <= kHi; j += 4) {
-    const jv = i32x4.add(i32x4.splat(j), i32x4(0, 1, 2, 3));
-    const k0 = kvRow(gKey, b, j, kvh), k1 = kvRow(gKey, b, j + 1, kvh);
-    const k2 = kvRow(gKey, b, j + 2, kvh), k3 = kvRow(gKey, b, j + 3, kvh);
+  for (let kt = kLo; kt <= kHi; kt += gKeyTile) {
+    const nk = min(gKeyTile, kHi + 1 - kt);
+    const n4b = <usize>((nk + 3) & ~3) << 2;
+    for (let j = 0; j < nk; j += 4) {
+      const jv = i32x4.add(i32x4.splat(kt + j), i32x4(0, 1, 2, 3));
+      const k0 = kvRow(gKey, b, kt + j, kvh), k1 = kvRow(gKey, b, kt + j + 1, kvh);
+      const k2 = kvRow(gKey, b, kt + j + 2, kvh), k3 = kvRow(gKey, b, kt + j + 3, kvh);
+      for (let r = 0; r < m4; r += 2) {
+        const q0 = bQ + <usize>r * hp4;
+        const s0 = dots2(q0, q0 + hp4, k0, k1, k2, k3);
+        const s1 = gDot1;
+        const o = bP + <usize>r * bcb + (<usize>j << 2);
+        v128.store(o, maskedLogits(s0, r, jv, kHi + 1));
+        v128.store(o + bcb, maskedLogits(s1, r + 1, jv, kHi + 1));
+      }
+    }
     for (let r = 0; r < m4; r++) {
       const rb = <usize>r << 2;
-      const s = maskedLogits(dot4(bQ + <usize>r * hp4, k0, k1, k2, k3), r, jv, kHi + 1);
-      const mt = max(max(f32x4.extract_lane(s, 0), f32x4.extract_lane(s, 1)), max(f32x4.extract_lane(s, 2), f32x4.extract_lane(s, 3)));
+      const row = bP + <usize>r * bcb;
+      let mv = f32x4.splat(-Infinity);
+      for (let o: usize = 0; o < n4b; o += 16) mv = f32x4.max(mv, v128.load(row + o));
+      const mt = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
       const mOld = load<f32>(bM + rb);
       const mNew = max(mOld, mt);
       if (mNew == -Infinity) continue;
-      const e = expv(f32x4.sub(s, f32x4.splat(mNew)));
-      const sum = f32x4.extract_lane(e, 0) + f32x4.extract_lane(e, 1) + f32x4.extract_lane(e, 2) + f32x4.extract_lane(e, 3);
+      const ms = f32x4.splat(mNew);
+      let sv = f32x4.splat(0);
+      for (let o: usize = 0; o < n4b; o += 16) sv = f32x4.add(sv, expv(f32x4.sub(v128.load(row + o), ms)));
+      const sum = f32x4.extract_lane(sv, 0) + f32x4.extract_lane(sv, 1) + f32x4.extract_lane(sv, 2) + f32x4.extract_lane(sv, 3);
       const alpha = mOld == -Infinity ? <f32>0 : f32x4.extract_lane(expv(f32x4.splat(mOld - mNew)), 0);
       store<f32>(bL + rb, load<f32>(bL + rb) * alpha + sum);
       store<f32>(bM + rb, mNew);
