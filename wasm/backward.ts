@@ -196,6 +196,60 @@ function dot4(x: usize, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
   return s;
 }
 
+/** Second result of dots2 (row x1). */
+let gDot1: v128 = f32x4.splat(0);
+
+/**
+ * dot4 for two packed rows at once (x0 and x1 = x0 + one row): the key loads are shared, 8
+ * accumulators. Returns row x0's dots; row x1's are left in gDot1. Same sums, same order as dot4.
+ */
+// @ts-ignore: decorator
+@inline
+function dots2(x0: usize, x1: usize, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  const h4b = <usize>gH4 << 2;
+  for (let o: usize = 0; o < h4b; o += 16) {
+    const y0 = v128.load(k0 + o), y1 = v128.load(k1 + o), y2 = v128.load(k2 + o), y3 = v128.load(k3 + o);
+    const xa = v128.load(x0 + o);
+    a0 = f32x4.add(a0, f32x4.mul(xa, y0));
+    a1 = f32x4.add(a1, f32x4.mul(xa, y1));
+    a2 = f32x4.add(a2, f32x4.mul(xa, y2));
+    a3 = f32x4.add(a3, f32x4.mul(xa, y3));
+    const xb = v128.load(x1 + o);
+    b0 = f32x4.add(b0, f32x4.mul(xb, y0));
+    b1 = f32x4.add(b1, f32x4.mul(xb, y1));
+    b2 = f32x4.add(b2, f32x4.mul(xb, y2));
+    b3 = f32x4.add(b3, f32x4.mul(xb, y3));
+  }
+  let s0 = hsum4(a0, a1, a2, a3);
+  let s1 = hsum4(b0, b1, b2, b3);
+  if (gH4 < gH) {
+    s0 = f32x4.add(s0, tailDots4(x0, k0, k1, k2, k3));
+    s1 = f32x4.add(s1, tailDots4(x1, k0, k1, k2, k3));
+  }
+  gDot1 = s1;
+  return s0;
+}
+
+/** Dot products over h in [H4, H) of packed row x with 4 key rows. */
+function tailDots4(x: usize, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
+  let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
+  for (let h = gH4; h < gH; h++) {
+    const o = <usize>h << 2;
+    const xv = load<f32>(x + o);
+    s0 += xv * load<f32>(k0 + o);
+    s1 += xv * load<f32>(k1 + o);
+    s2 += xv * load<f32>(k2 + o);
+    s3 += xv * load<f32>(k3 + o);
+  }
+  let t = f32x4.splat(s0);
+  t = f32x4.replace_lane(t, 1, s1);
+  t = f32x4.replace_lane(t, 2, s2);
+  t = f32x4.replace_lane(t, 3, s3);
+  return t;
+}
+
 /**
  * For keys kt..kt+nk-1 of group (b, kvh) and the packed rows: P (after dropout) into bP and
  * dS = P ∘ (dP − D) into bDS, both [M4][Bc] (keys padded to 4 give 0).
@@ -207,56 +261,215 @@ function blockGradients(b: i32, kvh: i32, kt: i32, nk: i32, m4: i32): void {
   const dropping = gDropoutThreshold != 0;
   const threshold = i32x4.splat(gDropoutThreshold);
   const keep = f32x4.splat(gDropoutKeepScale);
-  const zero = f32x4.splat(0);
   for (let j = 0; j < nk; j += 4) {
     const jv = i32x4.add(i32x4.splat(kt + j), i32x4(0, 1, 2, 3));
     const k0 = kvRow(gKey, b, kt + j, kvh), k1 = kvRow(gKey, b, kt + j + 1, kvh);
     const k2 = kvRow(gKey, b, kt + j + 2, kvh), k3 = kvRow(gKey, b, kt + j + 3, kvh);
     const v0 = kvRow(gValue, b, kt + j, kvh), v1 = kvRow(gValue, b, kt + j + 1, kvh);
     const v2 = kvRow(gValue, b, kt + j + 2, kvh), v3 = kvRow(gValue, b, kt + j + 3, kvh);
-    for (let r = 0; r < m4; r++) {
-      const rb = <usize>r << 2;
-      const s = maskedLogits(dot4(bQ + <usize>r * hp4, k0, k1, k2, k3), r, jv, jEnd);
-      const p = expv(f32x4.sub(s, f32x4.splat(load<f32>(bLse + rb))));
-      let dp = dot4(bDO + <usize>r * hp4, v0, v1, v2, v3);
-      let pd = p;
-      if (dropping) {
-        const hv = mix32v(v128.xor(i32x4.splat(load<i32>(bRH + rb)), jv));
-        const kept = i32x4.ge_u(i32x4.shr_u(hv, 8), threshold);
-        const z = v128.bitselect(keep, zero, kept);
-        pd = f32x4.mul(p, z);
-        dp = f32x4.mul(dp, z);
-      }
-      const ds = f32x4.mul(p, f32x4.sub(dp, f32x4.splat(load<f32>(bD + rb))));
+    for (let r = 0; r < m4; r += 2) {
+      // Two rows at a time (m4 is a multiple of 4): the key and value loads are shared.
+      const q0 = bQ + <usize>r * hp4;
+      const s0 = dots2(q0, q0 + hp4, k0, k1, k2, k3);
+      const s1 = gDot1;
+      const d0 = bDO + <usize>r * hp4;
+      const dp0 = dots2(d0, d0 + hp4, v0, v1, v2, v3);
+      const dp1 = gDot1;
       const o = <usize>r * bcb + (<usize>j << 2);
-      v128.store(bP + o, pd);
-      v128.store(bDS + o, ds);
+      blockRow(r, maskedLogits(s0, r, jv, jEnd), dp0, jv, o, dropping, threshold, keep);
+      blockRow(r + 1, maskedLogits(s1, r + 1, jv, jEnd), dp1, jv, o + bcb, dropping, threshold, keep);
+    }
+  }
+}
+
+/** P (after dropout) and dS of row r for 4 keys from its masked logits s and dP = dO·V. */
+// @ts-ignore: decorator
+@inline
+function blockRow(r: i32, s: v128, dp: v128, jv: v128, o: usize, dropping: bool, threshold: v128, keep: v128): void {
+  const rb = <usize>r << 2;
+  const p = expv(f32x4.sub(s, f32x4.splat(load<f32>(bLse + rb))));
+  let pd = p;
+  if (dropping) {
+    const hv = mix32v(v128.xor(i32x4.splat(load<i32>(bRH + rb)), jv));
+    const kept = i32x4.ge_u(i32x4.shr_u(hv, 8), threshold);
+    const z = v128.bitselect(keep, f32x4.splat(0), kept);
+    pd = f32x4.mul(p, z);
+    dp = f32x4.mul(dp, z);
+  }
+  const ds = f32x4.mul(p, f32x4.sub(dp, f32x4.splat(load<f32>(bD + rb))));
+  v128.store(bP + o, pd);
+  v128.store(bDS + o, ds);
+}
+
+// ---- accumulation micro-kernels -------------------------------------------------------------------
+
+/**
+ * bAcc[r] += Σ_j bDS[r][j] K[j] for keys j < nk (K rows from `k0`, V·H floats apart), rows 0..m4-1
+ * four at a time (padded rows have dS = 0), 8 floats of Hp per step: 8 accumulators, per key 2
+ * key loads and 4 broadcasts.
+ */
+function accumulateDQ(k0: usize, nk: i32, m4: i32): void {
+  const hp4 = <usize>gHp << 2;
+  const bcb = <usize>gKeyTile << 2;
+  const kStride = <usize>(gV * gH) << 2;
+  const hp8 = <usize>(gHp & ~7) << 2;
+  const hpb = <usize>gHp << 2;
+  const nkb = <usize>nk << 2;
+  for (let r = 0; r < m4; r += 4) {
+    const a0 = bAcc + <usize>r * hp4;
+    const a1 = a0 + hp4, a2 = a1 + hp4, a3 = a2 + hp4;
+    const d0 = bDS + <usize>r * bcb;
+    const d1 = d0 + bcb, d2 = d1 + bcb, d3 = d2 + bcb;
+    let o: usize = 0;
+    for (; o < hp8; o += 32) {
+      let c00 = v128.load(a0 + o), c01 = v128.load(a0 + o + 16);
+      let c10 = v128.load(a1 + o), c11 = v128.load(a1 + o + 16);
+      let c20 = v128.load(a2 + o), c21 = v128.load(a2 + o + 16);
+      let c30 = v128.load(a3 + o), c31 = v128.load(a3 + o + 16);
+      let k = k0 + o;
+      for (let jb: usize = 0; jb < nkb; jb += 4) {
+        const x0 = v128.load(k), x1 = v128.load(k + 16);
+        let w = v128.load32_splat(d0 + jb);
+        c00 = f32x4.add(c00, f32x4.mul(w, x0));
+        c01 = f32x4.add(c01, f32x4.mul(w, x1));
+        w = v128.load32_splat(d1 + jb);
+        c10 = f32x4.add(c10, f32x4.mul(w, x0));
+        c11 = f32x4.add(c11, f32x4.mul(w, x1));
+        w = v128.load32_splat(d2 + jb);
+        c20 = f32x4.add(c20, f32x4.mul(w, x0));
+        c21 = f32x4.add(c21, f32x4.mul(w, x1));
+        w = v128.load32_splat(d3 + jb);
+        c30 = f32x4.add(c30, f32x4.mul(w, x0));
+        c31 = f32x4.add(c31, f32x4.mul(w, x1));
+        k += kStride;
+      }
+      v128.store(a0 + o, c00); v128.store(a0 + o + 16, c01);
+      v128.store(a1 + o, c10); v128.store(a1 + o + 16, c11);
+      v128.store(a2 + o, c20); v128.store(a2 + o + 16, c21);
+      v128.store(a3 + o, c30); v128.store(a3 + o + 16, c31);
+    }
+    for (; o < hpb; o += 16) {
+      let c0 = v128.load(a0 + o), c1 = v128.load(a1 + o), c2 = v128.load(a2 + o), c3 = v128.load(a3 + o);
+      let k = k0 + o;
+      for (let jb: usize = 0; jb < nkb; jb += 4) {
+        const x = v128.load(k);
+        c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(d0 + jb), x));
+        c1 = f32x4.add(c1, f32x4.mul(v128.load32_splat(d1 + jb), x));
+        c2 = f32x4.add(c2, f32x4.mul(v128.load32_splat(d2 + jb), x));
+        c3 = f32x4.add(c3, f32x4.mul(v128.load32_splat(d3 + jb), x));
+        k += kStride;
+      }
+      v128.store(a0 + o, c0); v128.store(a1 + o, c1); v128.store(a2 + o, c2); v128.store(a3 + o, c3);
+    }
+  }
+}
+
+/**
+ * acc[j] += Σ_r w[r][j] x[r] for keys j < nk rounded up to 4 (w is [M4][Bc] with padded keys 0,
+ * acc [Bc][Hp]), x packed rows [M4][Hp], rows 0..m4-1: 4 keys × 8 floats per step, 8
+ * accumulators, per row 2 loads and 4 broadcasts.
+ */
+function accumulateKeys(acc: usize, w: usize, x: usize, nk: i32, m4: i32): void {
+  const hp4 = <usize>gHp << 2;
+  const bcb = <usize>gKeyTile << 2;
+  const hp8 = <usize>(gHp & ~7) << 2;
+  const hpb = <usize>gHp << 2;
+  const n4 = (nk + 3) & ~3;
+  for (let j = 0; j < n4; j += 4) {
+    const a0 = acc + <usize>j * hp4;
+    const a1 = a0 + hp4, a2 = a1 + hp4, a3 = a2 + hp4;
+    const wj = w + (<usize>j << 2);
+    let o: usize = 0;
+    for (; o < hp8; o += 32) {
+      let c00 = v128.load(a0 + o), c01 = v128.load(a0 + o + 16);
+      let c10 = v128.load(a1 + o), c11 = v128.load(a1 + o + 16);
+      let c20 = v128.load(a2 + o), c21 = v128.load(a2 + o + 16);
+      let c30 = v128.load(a3 + o), c31 = v128.load(a3 + o + 16);
+      let xr = x + o;
+      let wr = wj;
+      for (let r = 0; r < m4; r++) {
+        const x0 = v128.load(xr), x1 = v128.load(xr + 16);
+        let s = v128.load32_splat(wr);
+        c00 = f32x4.add(c00, f32x4.mul(s, x0));
+        c01 = f32x4.add(c01, f32x4.mul(s, x1));
+        s = v128.load32_splat(wr + 4);
+        c10 = f32x4.add(c10, f32x4.mul(s, x0));
+        c11 = f32x4.add(c11, f32x4.mul(s, x1));
+        s = v128.load32_splat(wr + 8);
+        c20 = f32x4.add(c20, f32x4.mul(s, x0));
+        c21 = f32x4.add(c21, f32x4.mul(s, x1));
+        s = v128.load32_splat(wr + 12);
+        c30 = f32x4.add(c30, f32x4.mul(s, x0));
+        c31 = f32x4.add(c31, f32x4.mul(s, x1));
+        xr += hp4;
+        wr += bcb;
+      }
+      v128.store(a0 + o, c00); v128.store(a0 + o + 16, c01);
+      v128.store(a1 + o, c10); v128.store(a1 + o + 16, c11);
+      v128.store(a2 + o, c20); v128.store(a2 + o + 16, c21);
+      v128.store(a3 + o, c30); v128.store(a3 + o + 16, c31);
+    }
+    for (; o < hpb; o += 16) {
+      let c0 = v128.load(a0 + o), c1 = v128.load(a1 + o), c2 = v128.load(a2 + o), c3 = v128.load(a3 + o);
+      let xr = x + o;
+      let wr = wj;
+      for (let r = 0; r < m4; r++) {
+        const xv = v128.load(xr);
+        c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(wr), xv));
+        c1 = f32x4.add(c1, f32x4.mul(v128.load32_splat(wr + 4), xv));
+        c2 = f32x4.add(c2, f32x4.mul(v128.load32_splat(wr + 8), xv));
+        c3 = f32x4.add(c3, f32x4.mul(v128.load32_splat(wr + 12), xv));
+        xr += hp4;
+        wr += bcb;
+      }
+      v128.store(a0 + o, c0); v128.store(a1 + o, c1); v128.store(a2 + o, c2); v128.store(a3 + o, c3);
     }
   }
 }
 
 // ---- pass 1: row statistics and dQ ---------------------------------------------------------------
 
-/** The rows' log-sum-exp over keys kLo..kHi (online max and sum), written to bLse and logSumExp. */
+/**
+ * The rows' log-sum-exp over keys kLo..kHi, written to bLse and logSumExp: per key tile the
+ * masked logits go to bP (two rows per step), then each row's tile max (NaN-propagating, so a
+ * non-finite row stays non-finite and the host computes it exactly) and one online update.
+ */
 function rowStatistics(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32, kLo: i32, kHi: i32): void {
   const hp4 = <usize>gHp << 2;
+  const bcb = <usize>gKeyTile << 2;
   for (let r = 0; r < m4; r++) {
     store<f32>(bM + (<usize>r << 2), -Infinity);
     store<f32>(bL + (<usize>r << 2), 0);
   }
-  for (let j = kLo; j <= kHi; j += 4) {
-    const jv = i32x4.add(i32x4.splat(j), i32x4(0, 1, 2, 3));
-    const k0 = kvRow(gKey, b, j, kvh), k1 = kvRow(gKey, b, j + 1, kvh);
-    const k2 = kvRow(gKey, b, j + 2, kvh), k3 = kvRow(gKey, b, j + 3, kvh);
+  for (let kt = kLo; kt <= kHi; kt += gKeyTile) {
+    const nk = min(gKeyTile, kHi + 1 - kt);
+    const n4b = <usize>((nk + 3) & ~3) << 2;
+    for (let j = 0; j < nk; j += 4) {
+      const jv = i32x4.add(i32x4.splat(kt + j), i32x4(0, 1, 2, 3));
+      const k0 = kvRow(gKey, b, kt + j, kvh), k1 = kvRow(gKey, b, kt + j + 1, kvh);
+      const k2 = kvRow(gKey, b, kt + j + 2, kvh), k3 = kvRow(gKey, b, kt + j + 3, kvh);
+      for (let r = 0; r < m4; r += 2) {
+        const q0 = bQ + <usize>r * hp4;
+        const s0 = dots2(q0, q0 + hp4, k0, k1, k2, k3);
+        const s1 = gDot1;
+        const o = bP + <usize>r * bcb + (<usize>j << 2);
+        v128.store(o, maskedLogits(s0, r, jv, kHi + 1));
+        v128.store(o + bcb, maskedLogits(s1, r + 1, jv, kHi + 1));
+      }
+    }
     for (let r = 0; r < m4; r++) {
       const rb = <usize>r << 2;
-      const s = maskedLogits(dot4(bQ + <usize>r * hp4, k0, k1, k2, k3), r, jv, kHi + 1);
-      const mt = max(max(f32x4.extract_lane(s, 0), f32x4.extract_lane(s, 1)), max(f32x4.extract_lane(s, 2), f32x4.extract_lane(s, 3)));
+      const row = bP + <usize>r * bcb;
+      let mv = f32x4.splat(-Infinity);
+      for (let o: usize = 0; o < n4b; o += 16) mv = f32x4.max(mv, v128.load(row + o));
+      const mt = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
       const mOld = load<f32>(bM + rb);
       const mNew = max(mOld, mt);
       if (mNew == -Infinity) continue;
-      const e = expv(f32x4.sub(s, f32x4.splat(mNew)));
-      const sum = f32x4.extract_lane(e, 0) + f32x4.extract_lane(e, 1) + f32x4.extract_lane(e, 2) + f32x4.extract_lane(e, 3);
+      const ms = f32x4.splat(mNew);
+      let sv = f32x4.splat(0);
+      for (let o: usize = 0; o < n4b; o += 16) sv = f32x4.add(sv, expv(f32x4.sub(v128.load(row + o), ms)));
+      const sum = f32x4.extract_lane(sv, 0) + f32x4.extract_lane(sv, 1) + f32x4.extract_lane(sv, 2) + f32x4.extract_lane(sv, 3);
       const alpha = mOld == -Infinity ? <f32>0 : f32x4.extract_lane(expv(f32x4.splat(mOld - mNew)), 0);
       store<f32>(bL + rb, load<f32>(bL + rb) * alpha + sum);
       store<f32>(bM + rb, mNew);
@@ -296,31 +509,7 @@ function dqTask(task: i32, tid: i32): void {
     const nk = min(gKeyTile, kHi + 1 - kt);
     blockGradients(b, kvh, kt, nk, m4);
     // dQ[r] += Σ_j dS[r][j] K[j]
-    for (let r = 0; r < M; r++) {
-      const acc = bAcc + <usize>r * hp4;
-      const ds = bDS + <usize>r * bcb;
-      let h = 0;
-      for (; h + 8 <= gHp; h += 8) {
-        const o = <usize>h << 2;
-        let c0 = v128.load(acc + o), c1 = v128.load(acc + o + 16);
-        for (let j = 0; j < nk; j++) {
-          const w = v128.load32_splat(ds + (<usize>j << 2));
-          const k = kvRow(gKey, b, kt + j, kvh) + o;
-          c0 = f32x4.add(c0, f32x4.mul(w, v128.load(k)));
-          c1 = f32x4.add(c1, f32x4.mul(w, v128.load(k + 16)));
-        }
-        v128.store(acc + o, c0);
-        v128.store(acc + o + 16, c1);
-      }
-      for (; h < gHp; h += 4) {
-        const o = <usize>h << 2;
-        let c0 = v128.load(acc + o);
-        for (let j = 0; j < nk; j++) {
-          c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(ds + (<usize>j << 2)), v128.load(kvRow(gKey, b, kt + j, kvh) + o)));
-        }
-        v128.store(acc + o, c0);
-      }
-    }
+    accumulateDQ(kvRow(gKey, b, kt, kvh), nk, m4);
     atomic.add<i32>(progress, 1);
   }
   const scale = f32x4.splat(gScale);
@@ -367,23 +556,8 @@ function dkvTask(task: i32, tid: i32): void {
     packRows(b, kvh, t0, nt, m4);
     blockGradients(b, kvh, kt, nk, m4);
     // dV[j] += Σ_r P[r][j] dO[r];  dK[j] += Σ_r dS[r][j] Qs[r]
-    for (let j = 0; j < nk; j++) {
-      const jb = <usize>j << 2;
-      const dv = dV + <usize>j * hp4;
-      const dk = dK + <usize>j * hp4;
-      for (let h = 0; h < gHp; h += 4) {
-        const o = <usize>h << 2;
-        let cv = v128.load(dv + o);
-        let ck = v128.load(dk + o);
-        for (let r = 0; r < M; r++) {
-          const rr = <usize>r;
-          cv = f32x4.add(cv, f32x4.mul(v128.load32_splat(bP + rr * bcb + jb), v128.load(bDO + rr * hp4 + o)));
-          ck = f32x4.add(ck, f32x4.mul(v128.load32_splat(bDS + rr * bcb + jb), v128.load(bQ + rr * hp4 + o)));
-        }
-        v128.store(dv + o, cv);
-        v128.store(dk + o, ck);
-      }
-    }
+    accumulateKeys(dV, bP, bDO, nk, m4);
+    accumulateKeys(dK, bDS, bQ, nk, m4);
     atomic.add<i32>(progress, 1);
   }
   for (let j = 0; j < nk; j++) {
