@@ -168,6 +168,21 @@ export class WasmEngine implements AttentionEngine {
     return result;
   }
 
+  /** Engine-memory blocks for one call (at least 64 bytes each), all freed by `releaseAll`. */
+  private callAllocator(): { alloc: (bytes: number) => number; releaseAll: () => void } {
+    const owned: number[] = [];
+    return {
+      alloc: (bytes) => {
+        const offset = this.heap.alloc(Math.max(64, bytes));
+        owned.push(offset);
+        return offset;
+      },
+      releaseAll: () => {
+        for (const offset of owned) this.heap.release(offset);
+      },
+    };
+  }
+
   /** Byte offset and length of `a` if it lives in engine memory, else null. */
   private placeOf(a: Float32Array): { byteOffset: number; length: number } | null {
     return a.buffer === this.memory.buffer ? { byteOffset: a.byteOffset, length: a.length } : null;
@@ -182,12 +197,7 @@ export class WasmEngine implements AttentionEngine {
   attentionBackward(problem: BackwardProblem): BackwardResult {
     this.checkAlive('attentionBackward');
     const { p, saved } = normalizeBackward('AttentionEngine.attentionBackward', problem);
-    const owned: number[] = [];
-    const alloc = (bytes: number): number => {
-      const offset = this.heap.alloc(Math.max(64, bytes));
-      owned.push(offset);
-      return offset;
-    };
+    const { alloc, releaseAll } = this.callAllocator();
     try {
       return runBackwardWasm(
         {
@@ -205,7 +215,7 @@ export class WasmEngine implements AttentionEngine {
         saved,
       );
     } finally {
-      for (const offset of owned) this.heap.release(offset);
+      releaseAll();
     }
   }
 
@@ -240,12 +250,7 @@ export class WasmEngine implements AttentionEngine {
     const keyRow = V * H; // floats of one key (and value) row in (B, C, V, H)
     this.ensureScratch(plan.scratchStride * (1 + this.pool.workerSlots));
 
-    const owned: number[] = [];
-    const alloc = (bytes: number): number => {
-      const offset = this.heap.alloc(Math.max(64, bytes));
-      owned.push(offset);
-      return offset;
-    };
+    const { alloc, releaseAll } = this.callAllocator();
     try {
       const stagedKeyFloats = stageKeyRows ? B * keysPerJob * keyRow : groupsPerJob * S * H;
       const keyOffset = keyInPlace ? keyInPlaceOffset : alloc(stagedKeyFloats * 4);
@@ -393,7 +398,7 @@ export class WasmEngine implements AttentionEngine {
       }
       return { output, ...(logSumExp ? { logSumExp } : {}) };
     } finally {
-      for (const offset of owned) this.heap.release(offset);
+      releaseAll();
     }
   }
 

@@ -25,7 +25,9 @@ export function warnOnce(message: string): void {
 
 /**
  * Runs the composite path for one kernel call and returns its outputs as TensorInfos owned by the
- * caller (the engine): [output] or [output, probabilities].
+ * caller (the engine): [output] or [output, probabilities]. A call that reads a KV cache in place
+ * (`attrs.cache`) attends over (B,S,V,H) copies of the cached rows, sliced on the device; its
+ * key/value inputs are ignored, as by the fused kernels.
  */
 export function compositeKernelOutputs(
   inputs: { query: TensorInfo; key: TensorInfo; value: TensorInfo; mask?: TensorInfo | undefined },
@@ -36,8 +38,10 @@ export function compositeKernelOutputs(
     const wrap = <R extends tf.Rank>(t: TensorInfo) =>
       (t instanceof tf.Tensor ? t : tf.engine().makeTensorFromTensorInfo(t)) as tf.Tensor<R>;
     const q = wrap<tf.Rank.R4>(inputs.query);
-    const k = wrap<tf.Rank.R4>(inputs.key);
-    const v = wrap<tf.Rank.R4>(inputs.value);
+    const [k, v] =
+      attrs.cache == null
+        ? [wrap<tf.Rank.R4>(inputs.key), wrap<tf.Rank.R4>(inputs.value)]
+        : (attrs.cache.storage.read(attrs.cache.keyLength) as [tf.Tensor4D, tf.Tensor4D]);
     const mask = kernelMaskOf(attrs, inputs.mask == null ? null : wrap<tf.Rank.R4>(inputs.mask));
     const adder = combinedAdder(mask, q.shape[1], k.shape[1], attrs);
     const [o, p] = compositeAttention(q, k, v, adder, {

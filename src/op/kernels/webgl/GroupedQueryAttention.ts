@@ -67,17 +67,7 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   const cached = a.cache != null ? deviceStorageOf(a.cache.storage, 'webgl').deviceTensors() : null;
   const key: TensorInfo = cached?.keys ?? call.key;
   const value: TensorInfo = cached?.values ?? call.value;
-  const fallback = (): TensorInfo[] => {
-    if (a.cache == null) return compositeKernelOutputs({ query, key, value, mask }, a, backend);
-    // The composite path reads (B,S,V,H) copies of the cached rows, sliced on the device.
-    const [keys, values] = a.cache.storage.read(s);
-    try {
-      return compositeKernelOutputs({ query, key: keys, value: values, mask }, { ...a, cache: null }, backend);
-    } finally {
-      keys.dispose();
-      values.dispose();
-    }
-  };
+  const fallback = (): TensorInfo[] => compositeKernelOutputs({ query, key: call.key, value: call.value, mask }, a, backend);
 
   if (tf.env().getNumber('WEBGL_VERSION') < 2) {
     // The programs test float bits (floatBitsToUint, GLSL ES 3.00) for the non-finite rule.

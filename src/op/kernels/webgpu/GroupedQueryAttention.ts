@@ -57,7 +57,7 @@ const groupedQueryAttentionWebGPU: KernelFunc = ({ inputs, backend, attrs }) => 
   const cached = a.cache != null ? deviceStorageOf(a.cache.storage, 'webgpu').deviceTensors() : null;
   const key: TensorInfo = cached?.keys ?? call.key;
   const value: TensorInfo = cached?.values ?? call.value;
-  const { t, s, h } = d;
+  const { t, h } = d;
   const limits = gpu.device.limits;
   const cfg = chooseFlashConfig(h, d.g, t, limits);
   const reason =
@@ -69,15 +69,7 @@ const groupedQueryAttentionWebGPU: KernelFunc = ({ inputs, backend, attrs }) => 
       `grouped-query-attention: the fused webgpu kernel cannot run this call (${reason}); ` +
         'running the composite path instead (same results, more memory).',
     );
-    if (a.cache == null) return compositeKernelOutputs({ query, key, value, mask }, a, backend);
-    // The composite path reads (B,S,V,H) copies of the cached rows, sliced on the device.
-    const [keys, values] = a.cache.storage.read(s);
-    try {
-      return compositeKernelOutputs({ query, key: keys, value: values, mask }, { ...a, cache: null }, backend);
-    } finally {
-      keys.dispose();
-      values.dispose();
-    }
+    return compositeKernelOutputs({ query, key: call.key, value: call.value, mask }, a, backend);
   }
   const withMask = a.maskKind !== 'none' && mask != null;
   const names = withMask ? ['Qin', 'Kin', 'Vin', 'Min'] : ['Qin', 'Kin', 'Vin'];
