@@ -23,6 +23,8 @@ import { runBackwardTask } from './backward';
 
 // The dropout hash of the kernels, exported for the test against src/engine/dropout_hash.ts.
 export { dropoutHash } from './backward';
+// The kernels' causal/window band, exported for the test against src/engine/mask-rule.ts.
+export { bandHighAt, bandLowAt } from './masks';
 import { loadJob, setScratch } from './job';
 import { runTask } from './forward';
 import { reducePartials } from './reduce';

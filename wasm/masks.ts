@@ -1,6 +1,6 @@
 // Which keys a packed query row may see: causal/window bands and the bool or additive mask.
 // Shared by the forward tiles and the probabilities pass (and any kernel that rebuilds logits).
-import { gCausal, gG, gMask, gMaskKind, gMaskStrideB, gMaskStrideS, gMaskStrideT, gMaskStrideU, gQueryOffset, gS, gWindow } from './generated/params';
+import { gCausal, gG, gMask, gMaskKind, gMaskStrideB, gMaskStrideS, gMaskStrideT, gMaskStrideU, gQueryOffset, gS, gWindow, loadParams } from './generated/params';
 import { sHi, sLo, sMR, sS } from './job';
 
 // @ts-ignore: decorator
@@ -15,6 +15,18 @@ export function highAllowed(p: i32): i32 {
   if (gCausal) return p;
   if (gWindow > 0) return p + gWindow - 1;
   return gS - 1;
+}
+
+// Test entries (exported by flash.ts): lowAllowed/highAllowed under the parameter block at `params`,
+// checked against the TypeScript rule (src/engine/mask-rule.ts) by test/engine/mask_rule_wasm.test.ts.
+export function bandLowAt(params: usize, p: i32): i32 {
+  loadParams(params);
+  return lowAllowed(p);
+}
+
+export function bandHighAt(params: usize, p: i32): i32 {
+  loadParams(params);
+  return highAllowed(p);
 }
 
 

@@ -7,10 +7,8 @@
 import type { SavedForward } from './backward-problem.js';
 import { normalizeBackward } from './backward-problem.js';
 import { dropoutKey, dropoutRowFactors } from './dropout_hash.js';
-import { hasKeyRestrictions, keyBand } from './mask-rule.js';
+import { referenceRowLogits } from './reference-logits.js';
 import type { BackwardProblem, BackwardResult } from './types.js';
-
-const f = Math.fround;
 
 /**
  * Gradients of attention with respect to query, key and value, by plain loops.
@@ -37,33 +35,16 @@ function backwardNaive(p: ReturnType<typeof normalizeBackward>['p'], saved: Save
   const dQ = new Float64Array(B * T * U * H);
   const dK = new Float64Array(B * S * V * H);
   const dV = new Float64Array(B * S * V * H);
-  const boolish = hasKeyRestrictions(p);
-  const m = p.mask;
   const P = new Float64Array(S);
   const dP = new Float64Array(S);
   const z = new Float32Array(S);
+  const qs = new Float32Array(H);
   for (let b = 0; b < B; b++) {
     for (let u = 0; u < U; u++) {
       const kvh = Math.floor(u / G);
       for (let t = 0; t < T; t++) {
         const qb = ((b * T + t) * U + u) * H;
-        const qs = Array.from({ length: H }, (_, h) => f(p.query[qb + h]! * p.scale));
-        const [lo, hi] = keyBand(p, p.p0 + t);
-        const mb = m ? b * m.strides[0] + u * m.strides[1] + t * m.strides[2] : 0;
-        let max = -Infinity;
-        for (let j = 0; j < S; j++) {
-          const kb = ((b * C + j) * V + kvh) * H;
-          let s = 0;
-          for (let h = 0; h < H; h++) s = f(s + f(qs[h]! * p.key[kb + h]!));
-          if (m && m.kind === 'additive') s = f(s + m.data[mb + j * m.strides[3]]!);
-          if (boolish) {
-            let allowed = j >= lo && j <= hi;
-            if (allowed && m && m.kind === 'bool') allowed = m.data[mb + j * m.strides[3]] !== 0;
-            if (!allowed) s = f(s - 1e9);
-          }
-          P[j] = s;
-          if (s > max) max = s;
-        }
+        const max = referenceRowLogits(p, b, u, t, qs, P);
         let sum = 0;
         for (let j = 0; j < S; j++) sum += (P[j] = Math.exp(P[j]! - max));
         for (let j = 0; j < S; j++) P[j] = P[j]! / sum;

@@ -4,9 +4,9 @@
  * engines for the rows they compute exactly (exact-rows.ts): rows with no allowed key (where Keras's
  * `fround(s - 1e9)` logits matter) and rows whose inputs may make the result non-finite.
  */
-import { hasKeyRestrictions, keyBand, maskRowBase } from './mask-rule.js';
 import { normalizeProblem, type NormalizedProblem } from './problem.js';
 import { dropoutKey, dropoutRowFactors } from './dropout_hash.js';
+import { referenceRowLogits } from './reference-logits.js';
 import type { AttentionProblem, AttentionResult } from './types.js';
 
 const f = Math.fround;
@@ -60,30 +60,10 @@ export function referenceRow(
 ): void {
   const { T, S, C, U, V, H, G } = p;
   const kvh = Math.floor(u / G);
-  const qBase = ((b * T + t) * U + u) * H;
-  const qs = new Float32Array(H);
-  for (let h = 0; h < H; h++) qs[h] = f(p.query[qBase + h]! * p.scale);
-  const boolish = hasKeyRestrictions(p);
-  const [lo, hi] = keyBand(p, p.p0 + t);
-  const m = p.mask;
-  const mBase = m ? maskRowBase(m, b, u, t) : 0;
   const logits = scratch;
-  let max = -Infinity;
-  for (let j = 0; j < S; j++) {
-    const kBase = ((b * C + j) * V + kvh) * H;
-    let s = 0;
-    for (let h = 0; h < H; h++) s = f(s + f(qs[h]! * p.key[kBase + h]!));
-    if (m && m.kind === 'additive') s = f(s + m.data[mBase + j * m.strides[3]]!);
-    if (boolish) {
-      let allowed = j >= lo && j <= hi;
-      if (allowed && m && m.kind === 'bool') allowed = m.data[mBase + j * m.strides[3]] !== 0;
-      if (!allowed) s = f(s - 1e9);
-    }
-    logits[j] = s;
-    // NaN wins, as in tfjs's max reduction: then every exp(s - max) and the row are NaN, like the
-    // composite's softmax (so is a row whose max is +Inf (Inf - Inf) or -Inf (all keys -Inf)).
-    if (s > max || Number.isNaN(s)) max = s;
-  }
+  // NaN wins the max (tfjs's reduction): then every exp(s - max) and the row are NaN, like the
+  // composite's softmax (so is a row whose max is +Inf (Inf - Inf) or -Inf (all keys -Inf)).
+  const max = referenceRowLogits(p, b, u, t, new Float32Array(H), logits);
   let sum = 0;
   for (let j = 0; j < S; j++) {
     const e = f(Math.exp(f(logits[j]! - max)));
