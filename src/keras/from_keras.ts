@@ -16,11 +16,11 @@ import { recordKerasCall } from './layer_order.js';
 import {
   activationFromKeras,
   checkDtypePolicy,
-  constraintFromKeras,
   initializerFromKeras,
   isDict,
   own,
-  regularizerFromKeras,
+  WEIGHT_OBJECT_KEYS,
+  weightObjectsFromKeras,
   type Dict,
 } from './objects.js';
 
@@ -38,6 +38,11 @@ class Options {
   get(key: string): unknown {
     this.used.add(key);
     return this.config[key];
+  }
+
+  /** tfjs arguments of the weight options `keys` (objects.ts WEIGHT_OBJECT_KEYS); null ones left out. */
+  weightObjects(keys: readonly string[]): Dict {
+    return weightObjectsFromKeras(this.where, keys, (key) => this.get(key));
   }
 
   number(key: string, fallback?: number): number {
@@ -85,6 +90,19 @@ class Options {
       if (this.used.has(key) || BASE_KEYS.has(key) || value == null) continue;
       throw new KerasConfigError(`${this.where}: unsupported option ${key}=${JSON.stringify(value)}`);
     }
+  }
+
+  /** Refuses Keras's LoRA and quantization options (Dense, Embedding): plain float weights only. */
+  onlyPlainWeights(): void {
+    this.only('lora_rank', [null, 0], 'LoRA is not supported');
+    this.ignore('lora_alpha');
+    this.only('quantization_config', [null], 'quantized layers are not supported');
+  }
+
+  /** {@link finish}, then the translation of a layer called on one input (`list`: a list of inputs). */
+  finishWith(layer: Layer, list: boolean): Translated {
+    this.finish();
+    return { layer, call: (a, k) => layer.apply(singleInput(this.where, a, k, list)) as Output };
   }
 }
 
@@ -164,31 +182,21 @@ const TRANSLATORS: Record<string, Translator> = {
 
   Dense(o, name) {
     const base = baseArgs(o, name);
-    o.only('lora_rank', [null, 0], 'LoRA is not supported');
-    o.ignore('lora_alpha');
-    o.only('quantization_config', [null], 'quantized layers are not supported');
+    o.onlyPlainWeights();
     o.only('activity_regularizer', [null], 'TensorFlow.js Dense has no activity regularizer');
     const layer = tfl.layers.dense({
       ...base,
       units: o.number('units'),
       activation: activationFromKeras(o.where, o.get('activation')) as never,
       useBias: o.boolean('use_bias', true),
-      kernelInitializer: initializerFromKeras(o.where, 'kernel_initializer', o.get('kernel_initializer')),
-      biasInitializer: initializerFromKeras(o.where, 'bias_initializer', o.get('bias_initializer')),
-      kernelRegularizer: regularizerFromKeras(o.where, 'kernel_regularizer', o.get('kernel_regularizer')),
-      biasRegularizer: regularizerFromKeras(o.where, 'bias_regularizer', o.get('bias_regularizer')),
-      kernelConstraint: constraintFromKeras(o.where, 'kernel_constraint', o.get('kernel_constraint')),
-      biasConstraint: constraintFromKeras(o.where, 'bias_constraint', o.get('bias_constraint')),
+      ...o.weightObjects(WEIGHT_OBJECT_KEYS.Dense),
     });
-    o.finish();
-    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+    return o.finishWith(layer, false);
   },
 
   Embedding(o, name) {
     const base = baseArgs(o, name);
-    o.only('lora_rank', [null, 0], 'LoRA is not supported');
-    o.ignore('lora_alpha');
-    o.only('quantization_config', [null], 'quantized layers are not supported');
+    o.onlyPlainWeights();
     o.only('sparse', [false], 'sparse embeddings are not supported');
     o.only('activity_regularizer', [null], 'TensorFlow.js Embedding has no activity regularizer');
     o.ignore('input_length');
@@ -196,13 +204,10 @@ const TRANSLATORS: Record<string, Translator> = {
       ...base,
       inputDim: o.number('input_dim'),
       outputDim: o.number('output_dim'),
-      embeddingsInitializer: initializerFromKeras(o.where, 'embeddings_initializer', o.get('embeddings_initializer')),
-      embeddingsRegularizer: regularizerFromKeras(o.where, 'embeddings_regularizer', o.get('embeddings_regularizer')),
-      embeddingsConstraint: constraintFromKeras(o.where, 'embeddings_constraint', o.get('embeddings_constraint')),
+      ...o.weightObjects([...WEIGHT_OBJECT_KEYS.Embedding, ...WEIGHT_OBJECT_KEYS.EmbeddingConstraint]),
       maskZero: o.boolean('mask_zero', false),
     });
-    o.finish();
-    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+    return o.finishWith(layer, false);
   },
 
   LayerNormalization(o, name) {
@@ -222,8 +227,7 @@ const TRANSLATORS: Record<string, Translator> = {
         ...base, axis: axis as number[], epsilon: o.number('epsilon', 1e-3),
         gammaInitializer: initializerFromKeras(o.where, 'gamma_initializer', o.get('gamma_initializer')),
       });
-      o.finish();
-      return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+      return o.finishWith(layer, false);
     }
     const layer = tfl.layers.layerNormalization({
       ...base,
@@ -231,13 +235,9 @@ const TRANSLATORS: Record<string, Translator> = {
       epsilon: o.number('epsilon', 1e-3),
       center: o.boolean('center', true),
       scale: o.boolean('scale', true),
-      betaInitializer: initializerFromKeras(o.where, 'beta_initializer', o.get('beta_initializer')),
-      gammaInitializer: initializerFromKeras(o.where, 'gamma_initializer', o.get('gamma_initializer')),
-      betaRegularizer: regularizerFromKeras(o.where, 'beta_regularizer', o.get('beta_regularizer')),
-      gammaRegularizer: regularizerFromKeras(o.where, 'gamma_regularizer', o.get('gamma_regularizer')),
+      ...o.weightObjects(WEIGHT_OBJECT_KEYS.LayerNormalization),
     });
-    o.finish();
-    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+    return o.finishWith(layer, false);
   },
 
   GlobalAveragePooling1D(o, name) {
@@ -291,15 +291,13 @@ const TRANSLATORS: Record<string, Translator> = {
       ...(Array.isArray(noiseShape) ? { noiseShape: noiseShape as number[] } : {}),
       ...(seed != null ? { seed } : {}),
     });
-    o.finish();
-    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+    return o.finishWith(layer, false);
   },
 
   Activation(o, name) {
     const base = baseArgs(o, name);
     const layer = tfl.layers.activation({ ...base, activation: activationFromKeras(o.where, o.get('activation')) as never });
-    o.finish();
-    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, false)) as Output };
+    return o.finishWith(layer, false);
   },
 
   Add: merge((args) => tfl.layers.add(args)),
@@ -310,8 +308,7 @@ const TRANSLATORS: Record<string, Translator> = {
   Concatenate(o, name) {
     const base = baseArgs(o, name);
     const layer = tfl.layers.concatenate({ ...base, axis: o.number('axis', -1) });
-    o.finish();
-    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, true)) as Output };
+    return o.finishWith(layer, true);
   },
 
   GroupQueryAttention: translateGqa,
@@ -321,8 +318,7 @@ const TRANSLATORS: Record<string, Translator> = {
 function merge(make: (args: { name: string; trainable: boolean }) => Layer): Translator {
   return (o, name) => {
     const layer = make(baseArgs(o, name));
-    o.finish();
-    return { layer, call: (a, k) => layer.apply(singleInput(o.where, a, k, true)) as Output };
+    return o.finishWith(layer, true);
   };
 }
 
@@ -348,13 +344,7 @@ function translateGqa(o: Options, name: string): Translated {
       useGate: o.boolean('use_gate', false),
       slidingWindow: o.integerOrNull('sliding_window'),
       seed: o.integerOrNull('seed'),
-      kernelInitializer: initializerFromKeras(o.where, 'kernel_initializer', o.get('kernel_initializer')) ?? 'glorotUniform',
-      biasInitializer: initializerFromKeras(o.where, 'bias_initializer', o.get('bias_initializer')) ?? 'zeros',
-      kernelRegularizer: regularizerFromKeras(o.where, 'kernel_regularizer', o.get('kernel_regularizer')) ?? null,
-      biasRegularizer: regularizerFromKeras(o.where, 'bias_regularizer', o.get('bias_regularizer')) ?? null,
-      activityRegularizer: regularizerFromKeras(o.where, 'activity_regularizer', o.get('activity_regularizer')) ?? null,
-      kernelConstraint: constraintFromKeras(o.where, 'kernel_constraint', o.get('kernel_constraint')) ?? null,
-      biasConstraint: constraintFromKeras(o.where, 'bias_constraint', o.get('bias_constraint')) ?? null,
+      ...o.weightObjects(WEIGHT_OBJECT_KEYS.GroupedQueryAttention),
     });
   } catch (e) {
     if (e instanceof KerasConfigError) throw e;

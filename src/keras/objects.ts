@@ -267,3 +267,55 @@ export function constraintToKeras(where: string, key: string, obj: unknown): Dic
     default: throw new KerasConfigError(`${where}: ${key} class '${s.className}' has no Keras equivalent`);
   }
 }
+
+/** Which kind of object a weight option holds, from its Keras key's suffix. */
+type WeightObjectKind = 'initializer' | 'regularizer' | 'constraint';
+
+/**
+ * The weight objects (initializers, regularizers, constraints) each translated layer class reads and
+ * writes, as Keras config keys in Keras's order: `<weight>_<kind>`. tfjs's argument is the same key in
+ * camel case (`kernel_initializer` → `kernelInitializer`). One table for both directions.
+ */
+export const WEIGHT_OBJECT_KEYS = {
+  Dense: ['kernel_initializer', 'bias_initializer', 'kernel_regularizer', 'bias_regularizer', 'kernel_constraint', 'bias_constraint'],
+  Embedding: ['embeddings_initializer', 'embeddings_regularizer'],
+  EmbeddingConstraint: ['embeddings_constraint'],
+  LayerNormalization: ['beta_initializer', 'gamma_initializer', 'beta_regularizer', 'gamma_regularizer'],
+  GroupedQueryAttention: [
+    'kernel_initializer', 'bias_initializer', 'kernel_regularizer', 'bias_regularizer', 'activity_regularizer',
+    'kernel_constraint', 'bias_constraint',
+  ],
+} as const satisfies Record<string, readonly `${string}_${WeightObjectKind}`[]>;
+
+function weightKeyParts(key: string): { kind: WeightObjectKind; tfjs: string } {
+  const kind = key.slice(key.lastIndexOf('_') + 1) as WeightObjectKind;
+  return { kind, tfjs: key.replace(/_([a-z])/g, (_m, ch: string) => ch.toUpperCase()) };
+}
+
+/**
+ * tfjs arguments of the Keras weight options `keys` (see {@link WEIGHT_OBJECT_KEYS}), read with `get`;
+ * options that are null or absent are left out.
+ */
+export function weightObjectsFromKeras(where: string, keys: readonly string[], get: (key: string) => unknown): Dict {
+  const out: Dict = {};
+  for (const key of keys) {
+    const { kind, tfjs } = weightKeyParts(key);
+    const value = get(key);
+    const v = kind === 'initializer' ? initializerFromKeras(where, key, value)
+      : kind === 'regularizer' ? regularizerFromKeras(where, key, value)
+      : constraintFromKeras(where, key, value);
+    if (v !== undefined) out[tfjs] = v;
+  }
+  return out;
+}
+
+/** Keras config entries of the weight options `keys` (see {@link WEIGHT_OBJECT_KEYS}) from a tfjs config. */
+export function weightObjectsToKeras(where: string, keys: readonly string[], config: Dict): Dict {
+  const out: Dict = {};
+  for (const key of keys) {
+    const { kind, tfjs } = weightKeyParts(key);
+    const toKeras = kind === 'initializer' ? initializerToKeras : kind === 'regularizer' ? regularizerToKeras : constraintToKeras;
+    out[key] = toKeras(where, key, config[tfjs]);
+  }
+  return out;
+}

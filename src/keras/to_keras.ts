@@ -12,11 +12,11 @@ import { KERAS_WITHOUT_BUILD } from './layer_defaults.js';
 import { gqaCallSlots, kerasLayerOrder, type NodeLike } from './layer_order.js';
 import {
   activationToKeras,
-  constraintToKeras,
   initializerToKeras,
   KERAS_FLOAT32_POLICY,
   own,
-  regularizerToKeras,
+  WEIGHT_OBJECT_KEYS,
+  weightObjectsToKeras,
   type Dict,
 } from './objects.js';
 
@@ -57,20 +57,14 @@ const WRITERS: Record<string, ConfigWriter> = {
     units: c['units'],
     activation: activationToKeras(w, String(c['activation'] ?? 'linear')),
     use_bias: c['useBias'] ?? true,
-    kernel_initializer: initializerToKeras(w, 'kernel_initializer', c['kernelInitializer']),
-    bias_initializer: initializerToKeras(w, 'bias_initializer', c['biasInitializer']),
-    kernel_regularizer: regularizerToKeras(w, 'kernel_regularizer', c['kernelRegularizer']),
-    bias_regularizer: regularizerToKeras(w, 'bias_regularizer', c['biasRegularizer']),
-    kernel_constraint: constraintToKeras(w, 'kernel_constraint', c['kernelConstraint']),
-    bias_constraint: constraintToKeras(w, 'bias_constraint', c['biasConstraint']),
+    ...weightObjectsToKeras(w, WEIGHT_OBJECT_KEYS.Dense, c),
   }),
   Embedding: (_l, c, w) => ({
     input_dim: c['inputDim'],
     output_dim: c['outputDim'],
-    embeddings_initializer: initializerToKeras(w, 'embeddings_initializer', c['embeddingsInitializer']),
-    embeddings_regularizer: regularizerToKeras(w, 'embeddings_regularizer', c['embeddingsRegularizer']),
+    ...weightObjectsToKeras(w, WEIGHT_OBJECT_KEYS.Embedding, c),
     activity_regularizer: null,
-    embeddings_constraint: constraintToKeras(w, 'embeddings_constraint', c['embeddingsConstraint']),
+    ...weightObjectsToKeras(w, WEIGHT_OBJECT_KEYS.EmbeddingConstraint, c),
     mask_zero: c['maskZero'] ?? false,
   }),
   LayerNormalization: (l, c, w) => ({
@@ -79,10 +73,7 @@ const WRITERS: Record<string, ConfigWriter> = {
     center: c['center'] ?? true,
     scale: c['scale'] ?? true,
     rms_scaling: false,
-    beta_initializer: initializerToKeras(w, 'beta_initializer', c['betaInitializer']),
-    gamma_initializer: initializerToKeras(w, 'gamma_initializer', c['gammaInitializer']),
-    beta_regularizer: regularizerToKeras(w, 'beta_regularizer', c['betaRegularizer']),
-    gamma_regularizer: regularizerToKeras(w, 'gamma_regularizer', c['gammaRegularizer']),
+    ...weightObjectsToKeras(w, WEIGHT_OBJECT_KEYS.LayerNormalization, c),
     beta_constraint: null,
     gamma_constraint: null,
   }),
@@ -134,13 +125,7 @@ function gqaConfig(_l: Layer, c: Dict, w: string): Dict {
   if (c['slidingWindow'] != null) out['sliding_window'] = c['slidingWindow'];
   Object.assign(out, {
     dropout: c['dropout'] ?? 0,
-    kernel_initializer: initializerToKeras(w, 'kernel_initializer', c['kernelInitializer']),
-    bias_initializer: initializerToKeras(w, 'bias_initializer', c['biasInitializer']),
-    kernel_regularizer: regularizerToKeras(w, 'kernel_regularizer', c['kernelRegularizer']),
-    bias_regularizer: regularizerToKeras(w, 'bias_regularizer', c['biasRegularizer']),
-    activity_regularizer: regularizerToKeras(w, 'activity_regularizer', c['activityRegularizer']),
-    kernel_constraint: constraintToKeras(w, 'kernel_constraint', c['kernelConstraint']),
-    bias_constraint: constraintToKeras(w, 'bias_constraint', c['biasConstraint']),
+    ...weightObjectsToKeras(w, WEIGHT_OBJECT_KEYS.GroupedQueryAttention, c),
   });
   if (c['seed'] != null) out['seed'] = c['seed'];
   return out;
