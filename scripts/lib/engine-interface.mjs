@@ -9,6 +9,23 @@ export function kernelGlobal(name) {
   return `g${name[0].toUpperCase()}${name.slice(1)}`;
 }
 
+/**
+ * The memory map's constants: exported name, field of layout(), AssemblyScript type where the kernel
+ * needs it (null: host only), meaning.
+ */
+const MAP_CONSTANTS = [
+  ['CONTROL_OFFSET', 'controlOffset', null, 'Byte offset of the control block (Int32 words).'],
+  ['CONTROL_WORDS', 'controlWords', null, 'Int32 words of the control block: the named words, then one state word per thread.'],
+  ['WORKER_STATE_BASE', 'workerStateBase', null, "Word index (within the control block) of thread 0's state word; thread t uses WORKER_STATE_BASE + t."],
+  ['PARAMS_OFFSET', 'paramsOffset', 'usize', 'Byte offset of the parameter block.'],
+  ['PARAM_SLOTS', 'paramSlots', null, '32-bit slots of the parameter block.'],
+  ['TASK_COUNTER_OFFSET', 'taskCounterOffset', null, 'Byte offset of the shared task counter (job generation above TASK_BITS, task index below).'],
+  ['TASK_BITS', 'taskBits', 'i32', 'Bits of the task counter that hold the task index.'],
+  ['PROGRESS_OFFSET', 'progressOffset', null, 'Byte offset of the per-thread progress counters (Int32, one per thread).'],
+  ['HEAP_BASE', 'heapBase', null, 'First byte of the heap.'],
+  ['MAX_THREADS', 'maxThreads', 'i32', 'Most threads an engine uses, the calling thread included.'],
+];
+
 const asType = { i32: 'i32', f32: 'f32', ptr: 'usize' };
 const asLoad = { i32: 'load<i32>', f32: 'load<f32>', ptr: '<usize>load<u32>' };
 
@@ -16,9 +33,9 @@ const asLoad = { i32: 'load<i32>', f32: 'load<f32>', ptr: '<usize>load<u32>' };
 export function assemblyScriptReader() {
   const map = layout();
   const lines = [`// ${HEADER}`, '// The kernel reads the job parameters into these globals (one per slot) with loadParams.', ''];
-  lines.push(`export const PARAMS_OFFSET: usize = ${map.paramsOffset};`);
-  lines.push(`export const TASK_BITS: i32 = ${map.taskBits};`);
-  lines.push(`export const MAX_THREADS: i32 = ${map.maxThreads};`);
+  for (const [name, field, asKernelType] of MAP_CONSTANTS) {
+    if (asKernelType) lines.push(`export const ${name}: ${asKernelType} = ${map[field]};`);
+  }
   lines.push('');
   for (const [name, type, meaning] of PARAMS) {
     lines.push(`/** ${meaning} */`);
@@ -39,26 +56,7 @@ const doc = (text, indent = '') => `${indent}/** ${text.replace(/\*\//g, '* /')}
 export function typeScriptWriter() {
   const map = layout();
   const L = [`// ${HEADER}`, '/* eslint-disable */', ''];
-  L.push(doc('Byte offset of the control block (Int32 words).'));
-  L.push(`export const CONTROL_OFFSET = ${map.controlOffset};`);
-  L.push(doc('Int32 words of the control block: the named words, then one state word per thread.'));
-  L.push(`export const CONTROL_WORDS = ${map.controlWords};`);
-  L.push(doc('Word index (within the control block) of thread 0\'s state word; thread t uses WORKER_STATE_BASE + t.'));
-  L.push(`export const WORKER_STATE_BASE = ${map.workerStateBase};`);
-  L.push(doc('Byte offset of the parameter block.'));
-  L.push(`export const PARAMS_OFFSET = ${map.paramsOffset};`);
-  L.push(doc('32-bit slots of the parameter block.'));
-  L.push(`export const PARAM_SLOTS = ${map.paramSlots};`);
-  L.push(doc('Byte offset of the shared task counter (job generation above TASK_BITS, task index below).'));
-  L.push(`export const TASK_COUNTER_OFFSET = ${map.taskCounterOffset};`);
-  L.push(doc('Bits of the task counter that hold the task index.'));
-  L.push(`export const TASK_BITS = ${map.taskBits};`);
-  L.push(doc('Byte offset of the per-thread progress counters (Int32, one per thread).'));
-  L.push(`export const PROGRESS_OFFSET = ${map.progressOffset};`);
-  L.push(doc('First byte of the heap.'));
-  L.push(`export const HEAP_BASE = ${map.heapBase};`);
-  L.push(doc('Most threads an engine uses, the calling thread included.'));
-  L.push(`export const MAX_THREADS = ${map.maxThreads};`);
+  for (const [name, field, , meaning] of MAP_CONSTANTS) L.push(doc(meaning), `export const ${name} = ${map[field]};`);
   L.push('');
   L.push(doc('Word indices of the named control words.'));
   L.push('export const Control = {');
