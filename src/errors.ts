@@ -41,16 +41,31 @@ export function formatShape(shape: ReadonlyArray<number | null | undefined>): st
  * A message built from it stays short whatever a caller passes (a million-element array included).
  */
 export function formatValue(value: unknown): string {
-  return brief(value, 0);
+  return brief(value, 0, (s) => `'${s}'`);
 }
 
-function brief(value: unknown, depth: number): string {
+/**
+ * {@link formatValue} in JSON's notation (strings in double quotes), for values read from a file's
+ * JSON (Keras configs), cut the same way.
+ *
+ * @example
+ * ```ts
+ * import { formatJson } from './errors.js';
+ * formatJson('causal'); // '"causal"'
+ * formatJson(new Array(1e6).fill(1)); // '[1,1,1,1,1,1,1,1,...] (1000000 elements)'
+ * ```
+ */
+export function formatJson(value: unknown): string {
+  return brief(value, 0, (s) => JSON.stringify(s));
+}
+
+function brief(value: unknown, depth: number, quote: (s: string) => string): string {
   if (typeof value === 'string') {
-    return value.length <= MAX_STRING ? `'${value}'` : `'${value.slice(0, MAX_STRING)}...' (${value.length} characters)`;
+    return value.length <= MAX_STRING ? quote(value) : `${quote(`${value.slice(0, MAX_STRING)}...`)} (${value.length} characters)`;
   }
   if (Array.isArray(value)) {
     if (depth > 1) return `[...] (${value.length} elements)`;
-    const shown = value.slice(0, MAX_ITEMS).map((x) => (x == null ? 'null' : brief(x, depth + 1)));
+    const shown = value.slice(0, MAX_ITEMS).map((x) => (x == null ? 'null' : brief(x, depth + 1, quote)));
     return value.length <= MAX_ITEMS ? `[${shown.join(',')}]` : `[${shown.join(',')},...] (${value.length} elements)`;
   }
   if (value === null || value === undefined) return String(value);

@@ -1,5 +1,5 @@
 /** The plain-JS engine (no WebAssembly SIMD): single-threaded, same API and results. */
-import { ValueError } from '../errors.js';
+import { formatValue, ValueError } from '../errors.js';
 import { attentionJs } from './js-path.js';
 import { normalizeProblem } from './problem.js';
 import { attentionBackwardJs } from './backward-js.js';
@@ -66,7 +66,7 @@ export class JsEngine implements AttentionEngine {
   allocate(floats: number): EngineBuffer {
     if (this.disposed) throw new ValueError('AttentionEngine.allocate: the engine was disposed');
     if (typeof floats !== 'number' || !Number.isInteger(floats) || floats < 1) {
-      throw new ValueError(`AttentionEngine.allocate: argument \`floats\` must be a positive integer; received ${String(floats)}.`);
+      throw new ValueError(`AttentionEngine.allocate: argument \`floats\` must be a positive integer; received ${formatValue(floats)}.`);
     }
     this.bytes += floats * 4;
     return new JsBuffer(this, floats);

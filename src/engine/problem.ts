@@ -2,7 +2,7 @@
  * Validation and normalisation of an {@link AttentionProblem}, shared by every engine path. The mask
  * rule (which keys a row may see, rows with no allowed key) is in mask-rule.ts.
  */
-import { ValueError } from '../errors.js';
+import { formatValue, ValueError } from '../errors.js';
 import type { AttentionProblem, EngineMask } from './types.js';
 
 /** A mask with its broadcast strides, in elements of `data`. */
@@ -58,22 +58,13 @@ export function defaultScale(headDim: number): number {
   return Math.fround(1 / Math.fround(Math.sqrt(headDim)));
 }
 
-function describe(value: unknown): string {
-  if (value === null || value === undefined) return String(value);
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  if (typeof value === 'string') return `'${value}'`;
-  if (Array.isArray(value)) return `[${value.join(',')}]`;
-  const ctor = (value as { constructor?: { name?: string } }).constructor;
-  return ctor?.name ?? typeof value;
-}
-
 function fail(fn: string, arg: string, rule: string, received: string): never {
   throw new ValueError(`${fn}: argument \`${arg}\` ${rule}; received ${received}.`);
 }
 
 function positiveInt(fn: string, arg: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    fail(fn, arg, 'must be a positive integer', describe(v));
+    fail(fn, arg, 'must be a positive integer', formatValue(v));
   }
   return v;
 }
@@ -87,7 +78,7 @@ export function normalizeProblem(
   problem: AttentionProblem,
   arrays?: { query: Float32Array; key: Float32Array; value: Float32Array },
 ): NormalizedProblem {
-  if (problem === null || typeof problem !== 'object') fail(fn, 'problem', 'must be an AttentionProblem object', describe(problem));
+  if (problem === null || typeof problem !== 'object') fail(fn, 'problem', 'must be an AttentionProblem object', formatValue(problem));
   const B = positiveInt(fn, 'problem.batch', problem.batch);
   const T = positiveInt(fn, 'problem.queryLength', problem.queryLength);
   const S = positiveInt(fn, 'problem.keyLength', problem.keyLength);
@@ -99,13 +90,13 @@ export function normalizeProblem(
   }
   const C = problem.keyCapacity === undefined ? S : problem.keyCapacity;
   if (typeof C !== 'number' || !Number.isInteger(C) || C < S) {
-    fail(fn, 'problem.keyCapacity', `must be an integer >= keyLength (${S})`, describe(C));
+    fail(fn, 'problem.keyCapacity', `must be an integer >= keyLength (${S})`, formatValue(C));
   }
   const query = arrays?.query ?? problem.query;
   const key = arrays?.key ?? problem.key;
   const value = arrays?.value ?? problem.value;
   const checkArray = (arg: string, a: unknown, n: number, dims: string): Float32Array => {
-    if (!(a instanceof Float32Array)) fail(fn, arg, 'must be a Float32Array', describe(a));
+    if (!(a instanceof Float32Array)) fail(fn, arg, 'must be a Float32Array', formatValue(a));
     if (a.length !== n) fail(fn, arg, `must have length ${dims} = ${n}`, `length ${a.length}`);
     return a;
   };
@@ -118,31 +109,31 @@ export function normalizeProblem(
     mask = normalizeMask(fn, problem.mask, [B, U, T, S]);
   }
   const causal = problem.causal === undefined ? false : problem.causal;
-  if (typeof causal !== 'boolean') fail(fn, 'problem.causal', 'must be a boolean', describe(causal));
+  if (typeof causal !== 'boolean') fail(fn, 'problem.causal', 'must be a boolean', formatValue(causal));
   const p0 = problem.queryOffset === undefined ? 0 : problem.queryOffset;
   if (typeof p0 !== 'number' || !Number.isInteger(p0) || p0 < 0) {
-    fail(fn, 'problem.queryOffset', 'must be a non-negative integer', describe(p0));
+    fail(fn, 'problem.queryOffset', 'must be a non-negative integer', formatValue(p0));
   }
   const w = problem.slidingWindow;
   if (w !== undefined && (typeof w !== 'number' || !Number.isInteger(w) || w < 1)) {
-    fail(fn, 'problem.slidingWindow', 'must be undefined or a positive integer', describe(w));
+    fail(fn, 'problem.slidingWindow', 'must be undefined or a positive integer', formatValue(w));
   }
   const scale = problem.scale === undefined ? defaultScale(H) : problem.scale;
   if (typeof scale !== 'number' || !Number.isFinite(scale)) {
-    fail(fn, 'problem.scale', 'must be a finite number', describe(scale));
+    fail(fn, 'problem.scale', 'must be a finite number', formatValue(scale));
   }
   const rp = problem.returnProbabilities === undefined ? false : problem.returnProbabilities;
-  if (typeof rp !== 'boolean') fail(fn, 'problem.returnProbabilities', 'must be a boolean', describe(rp));
+  if (typeof rp !== 'boolean') fail(fn, 'problem.returnProbabilities', 'must be a boolean', formatValue(rp));
   const rate = problem.dropoutRate === undefined ? 0 : problem.dropoutRate;
   if (typeof rate !== 'number' || !(rate >= 0 && rate < 1)) {
-    fail(fn, 'problem.dropoutRate', 'must be a number in [0, 1)', describe(rate));
+    fail(fn, 'problem.dropoutRate', 'must be a number in [0, 1)', formatValue(rate));
   }
   const seed = problem.dropoutSeed === undefined ? 0 : problem.dropoutSeed;
   if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
-    fail(fn, 'problem.dropoutSeed', 'must be an integer in [0, 2^32)', describe(seed));
+    fail(fn, 'problem.dropoutSeed', 'must be an integer in [0, 2^32)', formatValue(seed));
   }
   const lse = problem.returnLogSumExp === undefined ? false : problem.returnLogSumExp;
-  if (typeof lse !== 'boolean') fail(fn, 'problem.returnLogSumExp', 'must be a boolean', describe(lse));
+  if (typeof lse !== 'boolean') fail(fn, 'problem.returnLogSumExp', 'must be a boolean', formatValue(lse));
   return {
     B, T, S, C, U, V, H, G: U / V,
     query: query as Float32Array,
@@ -158,19 +149,19 @@ export function normalizeProblem(
 }
 
 function normalizeMask(fn: string, m: EngineMask, full: readonly [number, number, number, number]): NormalizedMask {
-  if (typeof m !== 'object') fail(fn, 'problem.mask', 'must be an EngineMask object', describe(m));
+  if (typeof m !== 'object') fail(fn, 'problem.mask', 'must be an EngineMask object', formatValue(m));
   if (m.kind !== 'bool' && m.kind !== 'additive') {
-    fail(fn, 'problem.mask.kind', "must be 'bool' or 'additive'", describe(m.kind));
+    fail(fn, 'problem.mask.kind', "must be 'bool' or 'additive'", formatValue(m.kind));
   }
   if (m.kind === 'bool' && !(m.data instanceof Uint8Array)) {
-    fail(fn, 'problem.mask.data', "must be a Uint8Array for kind 'bool'", describe(m.data));
+    fail(fn, 'problem.mask.data', "must be a Uint8Array for kind 'bool'", formatValue(m.data));
   }
   if (m.kind === 'additive' && !(m.data instanceof Float32Array)) {
-    fail(fn, 'problem.mask.data', "must be a Float32Array for kind 'additive'", describe(m.data));
+    fail(fn, 'problem.mask.data', "must be a Float32Array for kind 'additive'", formatValue(m.data));
   }
   const shape = m.shape;
   if (!Array.isArray(shape) || shape.length !== 4) {
-    fail(fn, 'problem.mask.shape', 'must have 4 entries (B or 1, U or 1, T or 1, S or 1)', describe(shape));
+    fail(fn, 'problem.mask.shape', 'must have 4 entries (B or 1, U or 1, T or 1, S or 1)', formatValue(shape));
   }
   const names = ['B', 'U', 'T', 'S'];
   for (let i = 0; i < 4; i++) {

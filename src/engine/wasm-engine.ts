@@ -13,7 +13,7 @@
  * Shape letters: B batch, T query length, S key length, C key capacity, U query heads, V kv heads,
  * H head size, G = U/V. A group is one (batch, kv head) pair.
  */
-import { ValueError } from '../errors.js';
+import { formatValue, ValueError } from '../errors.js';
 import { normalizeBackward } from './backward-problem.js';
 import { WasmHeap } from './heap.js';
 import { runBackwardWasm } from './wasm-backward.js';
@@ -106,7 +106,7 @@ export class WasmEngine implements AttentionEngine {
   allocate(floats: number): EngineBuffer {
     this.checkAlive('allocate');
     if (typeof floats !== 'number' || !Number.isInteger(floats) || floats < 1) {
-      throw new ValueError(`AttentionEngine.allocate: argument \`floats\` must be a positive integer; received ${String(floats)}.`);
+      throw new ValueError(`AttentionEngine.allocate: argument \`floats\` must be a positive integer; received ${formatValue(floats)}.`);
     }
     const off = this.heap.alloc(floats * 4);
     new Float32Array(this.memory.buffer, off, floats).fill(0);

@@ -9,6 +9,7 @@
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { GroupedQueryAttention } from '../layer/grouped_query_attention.js';
+import { formatJson } from '../errors.js';
 import { KerasConfigError } from './errors.js';
 import { genericClasses, genericFromKeras, hasGenericCodec } from './generic_codec.js';
 import { KerasGlobalAveragePooling1D, KerasNotEqual, KerasRmsLayerNormalization } from './keras_layers.js';
@@ -48,7 +49,7 @@ class Options {
   number(key: string, fallback?: number): number {
     const v = this.get(key) ?? fallback;
     if (typeof v !== 'number' || !Number.isFinite(v)) {
-      throw new KerasConfigError(`${this.where}: option ${key} must be a number; received ${JSON.stringify(v)}`);
+      throw new KerasConfigError(`${this.where}: option ${key} must be a number; received ${formatJson(v)}`);
     }
     return v;
   }
@@ -58,7 +59,7 @@ class Options {
     if (v == null) return null;
     if (v === true) return 1;
     if (typeof v !== 'number' || !Number.isInteger(v)) {
-      throw new KerasConfigError(`${this.where}: option ${key} must be an integer or null; received ${JSON.stringify(v)}`);
+      throw new KerasConfigError(`${this.where}: option ${key} must be an integer or null; received ${formatJson(v)}`);
     }
     return v;
   }
@@ -66,7 +67,7 @@ class Options {
   boolean(key: string, fallback: boolean): boolean {
     const v = this.get(key) ?? fallback;
     if (typeof v !== 'boolean') {
-      throw new KerasConfigError(`${this.where}: option ${key} must be true or false; received ${JSON.stringify(v)}`);
+      throw new KerasConfigError(`${this.where}: option ${key} must be true or false; received ${formatJson(v)}`);
     }
     return v;
   }
@@ -75,7 +76,7 @@ class Options {
   only(key: string, allowed: unknown[], why: string): void {
     const v = this.get(key);
     if (v != null && !allowed.includes(v)) {
-      throw new KerasConfigError(`${this.where}: unsupported option ${key}=${JSON.stringify(v)} (${why})`);
+      throw new KerasConfigError(`${this.where}: unsupported option ${key}=${formatJson(v)} (${why})`);
     }
   }
 
@@ -88,7 +89,7 @@ class Options {
   finish(): void {
     for (const [key, value] of Object.entries(this.config)) {
       if (this.used.has(key) || BASE_KEYS.has(key) || value == null) continue;
-      throw new KerasConfigError(`${this.where}: unsupported option ${key}=${JSON.stringify(value)}`);
+      throw new KerasConfigError(`${this.where}: unsupported option ${key}=${formatJson(value)}`);
     }
   }
 
@@ -157,7 +158,7 @@ function inputDtype(where: string, dtype: unknown): 'float32' | 'int32' | 'bool'
   if (name == null || name === 'float32') return 'float32';
   if (typeof name === 'string' && /^u?int(8|16|32|64)$/.test(name)) return 'int32';
   if (name === 'bool') return 'bool';
-  throw new KerasConfigError(`${where}: unsupported input dtype ${JSON.stringify(name)} (use float32, an integer type or bool)`);
+  throw new KerasConfigError(`${where}: unsupported input dtype ${formatJson(name)} (use float32, an integer type or bool)`);
 }
 
 const TRANSLATORS: Record<string, Translator> = {
@@ -217,7 +218,7 @@ const TRANSLATORS: Record<string, Translator> = {
     const axisRaw = o.get('axis') ?? -1;
     const axis = Array.isArray(axisRaw) ? axisRaw : [axisRaw];
     if (!axis.every((a) => typeof a === 'number' && Number.isInteger(a))) {
-      throw new KerasConfigError(`${o.where}: unsupported option axis=${JSON.stringify(axisRaw)}`);
+      throw new KerasConfigError(`${o.where}: unsupported option axis=${formatJson(axisRaw)}`);
     }
     if (o.boolean('rms_scaling', false)) {
       // Keras: gamma only (center is ignored), scaled by the variance; our layer reproduces it.
@@ -456,7 +457,7 @@ function readEndpoints(value: unknown, key: string): History[] {
   if (isHistory(value)) return [value];
   if (Array.isArray(value) && value.every(isHistory)) return value;
   if (isDict(value) && Object.values(value).every(isHistory)) return Object.values(value) as History[];
-  throw new KerasConfigError(`model config: cannot read ${key} ${JSON.stringify(value)}`);
+  throw new KerasConfigError(`model config: cannot read ${key} ${formatJson(value)}`);
 }
 
 class NotReady extends Error {}
@@ -612,7 +613,7 @@ export function modelFromKerasConfig(modelConfig: Dict): tfl.LayersModel {
       try {
         return lookup(ref, `model config ${key}`);
       } catch (err) {
-        if (err instanceof NotReady) throw new KerasConfigError(`model config ${key}: ${JSON.stringify(ref)} is never computed`);
+        if (err instanceof NotReady) throw new KerasConfigError(`model config ${key}: ${formatJson(ref)} is never computed`);
         throw err;
       }
     };

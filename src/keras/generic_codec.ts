@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { formatJson } from '../errors.js';
 import { KerasConfigError } from './errors.js';
 import { KERAS_LAYER_DEFAULTS } from './layer_defaults.js';
 import {
@@ -83,11 +84,11 @@ function objectFromKeras(where: string, key: string, value: unknown): { value: u
   if (key === 'activation') return { value: activationFromKeras(where, value), object: false };
   if (key === 'data_format') {
     const v = own(DATA_FORMATS, value);
-    if (v == null) throw new KerasConfigError(`${where}: unsupported option data_format=${JSON.stringify(value)}`);
+    if (v == null) throw new KerasConfigError(`${where}: unsupported option data_format=${formatJson(value)}`);
     return { value: v, object: false };
   }
   if (value != null && typeof value === 'object' && !Array.isArray(value)) {
-    throw new KerasConfigError(`${where}: unsupported option ${key}=${JSON.stringify(value).slice(0, 200)}`);
+    throw new KerasConfigError(`${where}: unsupported option ${key}=${formatJson(value)}`);
   }
   return { value, object: false };
 }
@@ -107,10 +108,10 @@ export function genericFromKeras(
   for (const [key, raw] of Object.entries(config)) {
     if (key === 'name' || key === 'trainable' || key === 'dtype' || raw == null) continue;
     if (!Object.hasOwn(defaults, key)) {
-      throw new KerasConfigError(`${where}: unsupported option ${key}=${JSON.stringify(raw).slice(0, 200)} (not a Keras 3 ${className} option)`);
+      throw new KerasConfigError(`${where}: unsupported option ${key}=${formatJson(raw)} (not a Keras 3 ${className} option)`);
     }
     const refused = (UNSUPPORTED_VALUES[className] ?? []).find(([k, v]) => k === key && v === raw);
-    if (refused != null) throw new KerasConfigError(`${where}: unsupported option ${key}=${JSON.stringify(raw)} (${refused[2]})`);
+    if (refused != null) throw new KerasConfigError(`${where}: unsupported option ${key}=${formatJson(raw)} (${refused[2]})`);
     const { value, object } = objectFromKeras(where, key, raw);
     if (value === undefined) continue;
     const tk = tfKey(className, key);
@@ -127,7 +128,7 @@ export function genericFromKeras(
   for (const [key, tk, value, raw] of check) {
     if (Object.hasOwn(back, tk) ? sameValue(back[tk], value) : sameValue(raw, defaults[key])) continue;
     throw new KerasConfigError(
-      `${where}: unsupported option ${key}=${JSON.stringify(raw)} (TensorFlow.js's ${className} ` +
+      `${where}: unsupported option ${key}=${formatJson(raw)} (TensorFlow.js's ${className} ` +
       `${Object.hasOwn(back, tk) ? `would use ${JSON.stringify(back[tk])}` : 'has no such option'})`);
   }
   return layer;

@@ -3,6 +3,7 @@
  * regularizers, constraints and activations.
  */
 import * as tfl from '@tensorflow/tfjs-layers';
+import { formatJson } from '../errors.js';
 import { KerasConfigError } from './errors.js';
 
 export type Dict = Record<string, unknown>;
@@ -46,13 +47,13 @@ function parseObject(where: string, key: string, value: unknown): { className: s
     }
     return { className: value['class_name'], config: isDict(value['config']) ? value['config'] : {} };
   }
-  throw new KerasConfigError(`${where}: cannot read ${key} ${JSON.stringify(value)}`);
+  throw new KerasConfigError(`${where}: cannot read ${key} ${formatJson(value)}`);
 }
 
 function num(where: string, key: string, config: Dict, field: string, fallback: number): number {
   const v = config[field];
   if (v == null) return fallback;
-  if (typeof v !== 'number') throw new KerasConfigError(`${where}: ${key}.${field} must be a number; received ${JSON.stringify(v)}`);
+  if (typeof v !== 'number') throw new KerasConfigError(`${where}: ${key}.${field} must be a number; received ${formatJson(v)}`);
   return v;
 }
 
@@ -176,7 +177,7 @@ export function checkDtypePolicy(where: string, dtype: unknown): void {
   const name = typeof dtype === 'string' ? dtype : isDict(dtype) && isDict(dtype['config']) ? dtype['config']['name'] : undefined;
   if (name !== 'float32') {
     throw new KerasConfigError(
-      `${where}: unsupported dtype policy ${JSON.stringify(name ?? dtype)} (TensorFlow.js layers compute in float32)`);
+      `${where}: unsupported dtype policy ${formatJson(name ?? dtype)} (TensorFlow.js layers compute in float32)`);
   }
 }
 

@@ -62,4 +62,21 @@ describe('validation', () => {
     vb.free();
     foreign.free();
   });
+
+  test('messages echo a capped value, whatever the argument holds (a million-element array, a long string)', () => {
+    const huge = new Array(1e6).fill(1);
+    for (const { engine } of engines) {
+      for (const [floats, shown] of [[huge, /received \[1,1,1,1,1,1,1,1,\.\.\.\] \(1000000 elements\)\.$/], ['x'.repeat(1e5), /received 'x{80}\.\.\.' \(100000 characters\)\.$/]] as const) {
+        let message = '';
+        try {
+          engine.allocate(floats as never);
+        } catch (e) {
+          message = (e as Error).message;
+        }
+        expect(message).toMatch(shown);
+        expect(message.length).toBeLessThan(300);
+      }
+      expect(() => engine.attention({ ...good, batch: huge } as never)).toThrow(/received \[1,1,1,1,1,1,1,1,\.\.\.\] \(1000000 elements\)/);
+    }
+  });
 });

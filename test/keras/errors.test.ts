@@ -145,6 +145,19 @@ describe('Keras file errors', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  test('an option holding a huge value is echoed capped (a million-element list, a long string)', async () => {
+    // biome-ignore lint/suspicious/noExplicitAny: tests edit Keras's config JSON freely
+    const cases: Array<[(c: any) => void, RegExp]> = [
+      [(c) => { layerEntry(c, 'embedding').config.sparse = new Array(1e6).fill(1); }, /unsupported option sparse=\[1,1,1,1,1,1,1,1,\.\.\.\] \(1000000 elements\)/],
+      [(c) => { layerEntry(c, 'layer_norm').config.beta_constraint = 'x'.repeat(1e5); }, /unsupported option beta_constraint="x{80}\.\.\." \(100000 characters\)/],
+      [(c) => { layerEntry(c, 'embedding').config.output_dim = new Array(1e6).fill('y'); }, /option output_dim must be a number; received \["y","y","y","y","y","y","y","y",\.\.\.\] \(1000000 elements\)/],
+    ];
+    for (const [edit, pattern] of cases) {
+      const error = await expectRejects(loadKerasModel(withConfig(DECODER_KERAS, edit)), KerasConfigError, pattern);
+      expect(error.message.length).toBeLessThan(400);
+    }
+  });
+
   test('a weight of the wrong shape names its path, the expected and the received shape; nothing changes', async () => {
     const model = gqaModel(2);
     const weights = snapshot(model);

@@ -15,38 +15,9 @@ import {
 import { getDefaultEngine } from '../../src/engine/index.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
 import { expectClose } from '../helpers/close.js';
+import { makeMask, type MaskKind } from '../helpers/masks.js';
 
-type MaskKind = 'none' | 'BTS' | 'TS' | 'B1S' | 'BUTS' | '1TS' | 'numeric' | 'numeric+causal' | 'allFalseRows';
-
-function makeMask(kind: MaskKind, b: number, u: number, t: number, s: number, seed: number): tf.Tensor | null {
-  const bits = (shape: number[]) => tf.less(tf.randomUniform(shape, 0, 1, 'float32', seed), 0.7);
-  switch (kind) {
-    case 'none':
-      return null;
-    case 'BTS':
-      return bits([b, t, s]);
-    case 'TS':
-      return bits([t, s]);
-    case 'B1S':
-      return bits([b, 1, s]);
-    case '1TS':
-      return bits([1, t, s]);
-    case 'BUTS':
-      return bits([b, u, t, s]);
-    case 'numeric':
-    case 'numeric+causal':
-      // Keras 3.6's quirk: 2 attracts attention, 0.5 half-masks, 0 masks.
-      return tf.cast(tf.floor(tf.randomUniform([b, t, s], 0, 3, 'float32', seed)), 'float32');
-    case 'allFalseRows': {
-      // Every row of query position 0 has no allowed key.
-      const m = tf.buffer([b, t, s], 'bool');
-      for (let i = 0; i < b; i++) for (let j = 1; j < t; j++) for (let k = 0; k < s; k++) m.set((j + k) % 3 !== 0, i, j, k);
-      return m.toTensor();
-    }
-  }
-}
-
-const KINDS: MaskKind[] = ['none', 'BTS', 'TS', 'B1S', 'BUTS', '1TS', 'numeric', 'numeric+causal', 'allFalseRows'];
+const KINDS: MaskKind[] = ['none', 'BTS', 'TS', 'B1S', 'BUTS', '1TS', 'numeric', 'numeric+causal', 'fullyMaskedRows'];
 
 describe.each(BACKENDS)('fused groupedQueryAttention on %s', (backend) => {
   beforeAll(() => useBackend(backend));

@@ -19,36 +19,7 @@ import {
 import { getDefaultEngine } from '../../src/engine/index.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
 import { expectClose } from '../helpers/close.js';
-
-type MaskKind = 'none' | 'BTS' | 'TS' | 'B1S' | 'BUTS' | 'numeric' | 'numeric+causal' | 'fullyMaskedRows' | 'additive-1e9';
-
-function makeMask(kind: MaskKind, b: number, u: number, t: number, s: number, seed: number): tf.Tensor | null {
-  const bits = (shape: number[]) => tf.less(tf.randomUniform(shape, 0, 1, 'float32', seed), 0.7);
-  switch (kind) {
-    case 'none':
-      return null;
-    case 'BTS':
-      return bits([b, t, s]);
-    case 'TS':
-      return bits([t, s]);
-    case 'B1S':
-      return bits([b, 1, s]);
-    case 'BUTS':
-      return bits([b, u, t, s]);
-    case 'numeric':
-    case 'numeric+causal':
-      // Keras 3.6's quirk: 2 attracts attention, 0.5 half-masks, 0 masks.
-      return tf.floor(tf.randomUniform([b, t, s], 0, 3, 'float32', seed));
-    case 'additive-1e9':
-      // Numeric 0/1 mask without causal: additive (1 − m)·−1e9; some rows are all −1e9.
-      return tf.tidy(() => tf.mul(tf.cast(bits([b, t, s]), 'float32'), tf.reshape(tf.tensor1d(Array.from({ length: t }, (_, i) => (i === 0 ? 0 : 1))), [1, t, 1])));
-    case 'fullyMaskedRows': {
-      const m = tf.buffer([b, t, s], 'bool');
-      for (let i = 0; i < b; i++) for (let j = 1; j < t; j++) for (let k = 0; k < s; k++) m.set((j + k) % 3 !== 0, i, j, k);
-      return m.toTensor();
-    }
-  }
-}
+import { makeMask, type MaskKind } from '../helpers/masks.js';
 
 const KINDS: MaskKind[] = ['none', 'BTS', 'TS', 'B1S', 'BUTS', 'numeric', 'numeric+causal', 'fullyMaskedRows', 'additive-1e9'];
 
