@@ -296,6 +296,14 @@ function weightKeyParts(key: string): { kind: WeightObjectKind; tfjs: string } {
 /**
  * tfjs arguments of the Keras weight options `keys` (see {@link WEIGHT_OBJECT_KEYS}), read with `get`;
  * options that are null or absent are left out.
+ *
+ * @example
+ * ```ts
+ * import { weightObjectsFromKeras } from './objects.js';
+ * const config: Record<string, unknown> = { kernel_initializer: 'zeros', bias_initializer: null };
+ * weightObjectsFromKeras('Layer d (Dense)', ['kernel_initializer', 'bias_initializer'], (k) => config[k]);
+ * // { kernelInitializer: Zeros }
+ * ```
  */
 export function weightObjectsFromKeras(where: string, keys: readonly string[], get: (key: string) => unknown): Dict {
   const out: Dict = {};
@@ -310,7 +318,15 @@ export function weightObjectsFromKeras(where: string, keys: readonly string[], g
   return out;
 }
 
-/** Keras config entries of the weight options `keys` (see {@link WEIGHT_OBJECT_KEYS}) from a tfjs config. */
+/**
+ * Keras config entries of the weight options `keys` (see {@link WEIGHT_OBJECT_KEYS}) from a tfjs config.
+ *
+ * @example
+ * ```ts
+ * import { WEIGHT_OBJECT_KEYS, weightObjectsToKeras } from './objects.js';
+ * weightObjectsToKeras('Layer d (Dense)', WEIGHT_OBJECT_KEYS.Dense, {}); // every key, null
+ * ```
+ */
 export function weightObjectsToKeras(where: string, keys: readonly string[], config: Dict): Dict {
   const out: Dict = {};
   for (const key of keys) {
