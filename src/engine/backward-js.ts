@@ -9,7 +9,7 @@
  * Keras's float32 `fround(s − 1e9)` logits over every key (the composite's gradient); they and rows
  * with a far-from-zero log-sum-exp recompute their own max and sum (see EXACT_LSE_LIMIT).
  */
-import type { SavedForward } from './backward-problem.js';
+import { backwardCounters, type SavedForward } from './backward-problem.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold, mix32 } from './dropout_hash.js';
 import { findRowsWithNoAllowedKey, keyBand } from './mask-rule.js';
 import type { NormalizedProblem } from './problem.js';
@@ -133,6 +133,7 @@ export function attentionBackwardJs(p: NormalizedProblem, saved: SavedForward): 
   const dValue = new Float64Array(B * S * V * H);
   const fullySet = new Set(findRowsWithNoAllowedKey(p));
   const scratch = rowScratch(p);
+  if (saved.logSumExp === undefined) backwardCounters.logSumExpRecomputed++;
   for (let b = 0; b < B; b++) {
     for (let u = 0; u < U; u++) {
       for (let t = 0; t < T; t++) {

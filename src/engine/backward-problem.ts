@@ -16,6 +16,13 @@ export interface SavedForward {
   readonly gradOutput: Float32Array;
 }
 
+/**
+ * Calls of the engine backward (WebAssembly or plain JS) that were given no forward log-sum-exp and
+ * so swept Q·Kᵀ once more to compute it. Tests read it to check that the op's gradient passes the
+ * forward's statistics through.
+ */
+export const backwardCounters = { logSumExpRecomputed: 0 };
+
 export function normalizeBackward(
   fn: string,
   problem: BackwardProblem,

@@ -13,7 +13,7 @@
  * tasks write the same float.
  */
 import { backwardRow, needsExactRow, rowScratch } from './backward-js.js';
-import type { SavedForward } from './backward-problem.js';
+import { backwardCounters, type SavedForward } from './backward-problem.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold } from './dropout_hash.js';
 import { findRowsWithNoAllowedKey } from './mask-rule.js';
 import type { NormalizedProblem } from './problem.js';
@@ -100,6 +100,7 @@ export function runBackwardWasm(host: BackwardHost, p: NormalizedProblem, saved:
       }
     }
   };
+  if (!given) backwardCounters.logSumExpRecomputed++;
   if (given) {
     const lse = new Float32Array(buf, lseOff, rows);
     lse.set(given);

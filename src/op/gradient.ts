@@ -2,8 +2,9 @@
  * Gradient of the fused `GroupedQueryAttention` kernel.
  *
  * On `cpu` and `wasm` (the backends whose tensors the attention engine reads as typed arrays) it is
- * the engine's fused backward: from the saved output and the log-sum-exp its kernel recorded
- * (saved_statistics.ts), dQ, dK, dV with no (B,U,T,S) buffer
+ * the engine's fused backward: from the saved output and the log-sum-exp its kernel returned as a
+ * hidden last output (the op sets `returnLogSumExp` while a gradient is recorded; both are saved
+ * through `outputsToSave`), dQ, dK, dV with no (B,U,T,S) buffer
  * (src/engine/backward-*.ts; the WebAssembly engine splits the work over its threads). The
  * dropout pattern is regenerated from the kernel's `dropoutSeed`.
  *
@@ -25,7 +26,6 @@ import { compositeProbabilities } from './composite.js';
 import { dropoutKeepMask } from './dropout_mask.js';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from './kernel_names.js';
 import { engineProblem } from './kernels/engine_problem.js';
-import { savedLogSumExp } from './kernels/saved_statistics.js';
 import { combinedAdder, kernelMaskOf } from './masks.js';
 
 type Grads = { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Tensor; mask: () => tf.Tensor };
@@ -34,7 +34,7 @@ type Grads = { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Ten
 const ENGINE_GRADIENT_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']);
 
 function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
-  const [query, key, value, maskInput, output] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+  const [query, key, value, maskInput, output, second] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor?];
   const arrays = {
     query: query.dataSync() as Float32Array,
     key: key.dataSync() as Float32Array,
@@ -42,9 +42,9 @@ function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQu
     mask: attrs.maskKind === 'none' ? new Uint8Array(1) : (maskInput.dataSync() as Uint8Array | Float32Array),
   };
   const problem = engineProblem({ query, key, mask: maskInput }, arrays, { ...attrs, returnScores: false });
-  // The forward's output is saved (outputsToSave) and its kernel recorded the rows' log-sum-exp;
-  // without it (another kernel made the output) the backward computes it (one Q·Kᵀ sweep).
-  const logSumExp = savedLogSumExp(output.dataId);
+  // The second saved output is the (B,U,T) log-sum-exp when the kernel returned it; without it
+  // (a kernel that ignores returnLogSumExp made the output) the backward computes it (one Q·Kᵀ sweep).
+  const logSumExp = second?.rank === 3 ? (second.dataSync() as Float32Array) : undefined;
   const { dQuery, dKey, dValue } = getDefaultEngine().attentionBackward({
     ...problem,
     ...(logSumExp ? { logSumExp } : {}),
@@ -109,7 +109,8 @@ function compositeGradients(
 
 function gradients(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
   const dOut = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor4D;
-  const dScores = Array.isArray(dy) ? (dy[1] as tf.Tensor4D | undefined) : undefined;
+  // dy follows the kernel's outputs: [dOutput, dScores (with returnScores), dLogSumExp (hidden, unused)].
+  const dScores = Array.isArray(dy) && attrs.returnScores ? (dy[1] as tf.Tensor4D | undefined) : undefined;
   // A call that read a KV cache in place attended over positions that are not among its inputs.
   if (attrs.cache != null) {
     throw new ValueError('groupedQueryAttention: gradients through a call that reads a KV cache are not supported; ' +
@@ -125,7 +126,9 @@ export function registerGroupedQueryAttentionGradient(): void {
   tf.registerGradient({
     kernelName: GroupedQueryAttention,
     inputsToSave: ['query', 'key', 'value', 'mask'],
-    outputsToSave: [true],
+    // The output, and the hidden log-sum-exp when the kernel returned one (with returnScores the
+    // second output is the scores, saved too but unused: their gradient recomputes P).
+    outputsToSave: [true, true],
     gradFunc: (dy, saved, attrs) => gradients(dy, saved, attrs as unknown as GroupedQueryAttentionAttrs),
   });
 }
