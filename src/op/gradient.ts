@@ -26,6 +26,7 @@ import { compositeProbabilities } from './composite.js';
 import { dropoutKeepMask } from './dropout_mask.js';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from './kernel_names.js';
 import { engineProblem } from './kernels/engine_problem.js';
+import { heapView, type WasmBackendLike } from './kernels/wasm/heap.js';
 import { combinedAdder, kernelMaskOf } from './masks.js';
 
 type Grads = { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Tensor; mask: () => tf.Tensor };
@@ -33,26 +34,36 @@ type Grads = { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Ten
 /** Backends whose gradient runs on the attention engine. */
 const ENGINE_GRADIENT_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']);
 
+/**
+ * The tensor's values without a copy where the backend allows it: a view of tfjs-wasm's heap (valid
+ * until the next tfjs allocation: the engine reads it before any result tensor is made), the cpu
+ * backend's own array otherwise.
+ */
+function valuesOf(t: tf.Tensor): Float32Array | Uint8Array {
+  if (tf.getBackend() === 'wasm') return heapView(tf.backend() as unknown as WasmBackendLike, t) as Float32Array | Uint8Array;
+  return t.dataSync() as Float32Array | Uint8Array;
+}
+
 function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
   const [query, key, value, maskInput, output, second] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor?];
   const arrays = {
-    query: query.dataSync() as Float32Array,
-    key: key.dataSync() as Float32Array,
-    value: value.dataSync() as Float32Array,
-    mask: attrs.maskKind === 'none' ? new Uint8Array(1) : (maskInput.dataSync() as Uint8Array | Float32Array),
+    query: valuesOf(query) as Float32Array,
+    key: valuesOf(key) as Float32Array,
+    value: valuesOf(value) as Float32Array,
+    mask: attrs.maskKind === 'none' ? new Uint8Array(1) : valuesOf(maskInput),
   };
   const problem = engineProblem({ query, key, mask: maskInput }, arrays, { ...attrs, returnScores: false });
   // The second saved output is the (B,U,T) log-sum-exp when the kernel returned it; without it
   // (a kernel that ignores returnLogSumExp made the output) the backward computes it (one Q·Kᵀ sweep).
-  const logSumExp = second?.rank === 3 ? (second.dataSync() as Float32Array) : undefined;
+  const logSumExp = second?.rank === 3 ? (valuesOf(second) as Float32Array) : undefined;
   const { dQuery, dKey, dValue } = getDefaultEngine().attentionBackward({
     ...problem,
     ...(logSumExp ? { logSumExp } : {}),
     query: arrays.query,
     key: arrays.key,
     value: arrays.value,
-    output: output.dataSync() as Float32Array,
-    gradOutput: dOut.dataSync() as Float32Array,
+    output: valuesOf(output) as Float32Array,
+    gradOutput: valuesOf(dOut) as Float32Array,
   });
   return {
     query: () => tf.tensor4d(dQuery, query.shape),
