@@ -6,7 +6,10 @@
  * hidden last output (the op sets `returnLogSumExp` while a gradient is recorded; both are saved
  * through `outputsToSave`), dQ, dK, dV with no (B,U,T,S) buffer
  * (src/engine/backward-*.ts; the WebAssembly engine splits the work over its threads). The
- * dropout pattern is regenerated from the kernel's `dropoutSeed`.
+ * dropout pattern is regenerated from the kernel's `dropoutSeed`. A problem with a NaN or ±Inf in
+ * Q, K, V, the output, its gradient or an additive mask takes the composite gradient below, so that
+ * the gradient is NaN/Inf exactly where the composite autodiff's is
+ * (test/property/op.gradient.non_finite.property.test.ts).
  *
  * Elsewhere (webgl, webgpu), and whenever the kernel returned its probabilities (`returnScores`:
  * the scores may feed the loss, and the fused backward only knows the output's gradient), it is
@@ -44,6 +47,12 @@ function valuesOf(t: tf.Tensor): Float32Array | Uint8Array {
   return t.dataSync() as Float32Array | Uint8Array;
 }
 
+/** Whether every value is finite (x − x is 0 exactly for finite x, NaN for NaN and ±Inf). */
+function allFinite(a: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i]! - a[i]! !== 0) return false;
+  return true;
+}
+
 function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
   const [query, key, value, maskInput, output, second] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor?];
   const arrays = {
@@ -52,6 +61,15 @@ function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQu
     value: valuesOf(value) as Float32Array,
     mask: attrs.maskKind === 'none' ? new Uint8Array(1) : valuesOf(maskInput),
   };
+  const output32 = valuesOf(output) as Float32Array;
+  const gradOutput = valuesOf(dOut) as Float32Array;
+  // A problem with a NaN or ±Inf among its values (inputs, additive mask, output gradient, or an
+  // output the forward could not keep finite) takes the composite gradient, whose NaN/Inf pattern
+  // is the composite autodiff's by construction; the fused backward assumes finite values. O(size)
+  // scans, next to the O(T·S) backward.
+  const finite = [arrays.query, arrays.key, arrays.value, output32, gradOutput].every(allFinite) &&
+    (attrs.maskKind !== 'additive' || allFinite(arrays.mask as Float32Array));
+  if (!finite) return compositeGradients(dOut, undefined, saved, attrs);
   const problem = engineProblem({ query, key, mask: maskInput }, arrays, { ...attrs, returnScores: false });
   // The second saved output is the (B,U,T) log-sum-exp when the kernel returned it; without it
   // (a kernel that ignores returnLogSumExp made the output) the backward computes it (one Q·Kᵀ sweep).
@@ -62,8 +80,8 @@ function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQu
     query: arrays.query,
     key: arrays.key,
     value: arrays.value,
-    output: valuesOf(output) as Float32Array,
-    gradOutput: valuesOf(dOut) as Float32Array,
+    output: output32,
+    gradOutput,
   });
   return {
     query: () => tf.tensor4d(dQuery, query.shape),
