@@ -128,7 +128,7 @@ export function backwardRow(
 /** Runs a validated backward problem on the plain-JS path. */
 export function attentionBackwardJs(p: NormalizedProblem, saved: SavedForward): BackwardResult {
   const { B, T, S, U, V, H } = p;
-  const dQuery = new Float32Array(B * T * U * H);
+  const dQuery = saved.into?.dQuery ?? new Float32Array(B * T * U * H);
   const dKey = new Float64Array(B * S * V * H);
   const dValue = new Float64Array(B * S * V * H);
   const fullySet = new Set(findRowsWithNoAllowedKey(p));
@@ -145,5 +145,10 @@ export function attentionBackwardJs(p: NormalizedProblem, saved: SavedForward): 
       }
     }
   }
-  return { dQuery, dKey: Float32Array.from(dKey), dValue: Float32Array.from(dValue) };
+  const narrow = (a: Float64Array, into: Float32Array | undefined): Float32Array => {
+    if (into === undefined) return Float32Array.from(a);
+    into.set(a);
+    return into;
+  };
+  return { dQuery, dKey: narrow(dKey, saved.into?.dKey), dValue: narrow(dValue, saved.into?.dValue) };
 }

@@ -160,9 +160,16 @@ export function runBackwardWasm(host: BackwardHost, p: NormalizedProblem, saved:
   run(3, queryTiles * groups);
 
   buf = host.memory.buffer;
-  const dQuery = new Float32Array(buf, dQOff, rowsQ).slice();
-  const dKey = new Float32Array(buf, dKOff, rowsK).slice();
-  const dValue = new Float32Array(buf, dVOff, rowsK).slice();
+  // Out of engine memory: into the caller's arrays when given (no fresh allocation), else copies.
+  const out = (offset: number, n: number, into: Float32Array | undefined): Float32Array => {
+    const view = new Float32Array(buf, offset, n);
+    if (into === undefined) return view.slice();
+    into.set(view);
+    return into;
+  };
+  const dQuery = out(dQOff, rowsQ, saved.into?.dQuery);
+  const dKey = out(dKOff, rowsK, saved.into?.dKey);
+  const dValue = out(dVOff, rowsK, saved.into?.dValue);
   if (exact.length > 0) {
     const rowSaved: SavedForward = { output: saved.output, gradOutput: saved.gradOutput };
     const scratchRow = rowScratch(p);

@@ -24,6 +24,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { getDefaultEngine } from '../engine/index.js';
+import type { BackwardResult } from '../engine/types.js';
 import { ValueError } from '../errors.js';
 import { compositeProbabilities } from './composite.js';
 import { dropoutKeepMask } from './dropout_mask.js';
@@ -53,8 +54,23 @@ function allFinite(a: Float32Array): boolean {
   return true;
 }
 
+/**
+ * On wasm, the three gradient tensors allocated up front on tfjs's heap (allocation may grow the
+ * heap and detach views, so before any view is taken), with views the engine writes into.
+ */
+function wasmGradientTensors(shapes: { query: number[]; key: number[] }): { tensors: tf.Tensor4D[]; into: BackwardResult } | null {
+  if (tf.getBackend() !== 'wasm') return null;
+  const backend = tf.backend() as unknown as WasmBackendLike;
+  const infos = [shapes.query, shapes.key, shapes.key].map((shape) => backend.makeOutput(shape, 'float32'));
+  const tensors = infos.map((info) => tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor4D);
+  const [dQuery, dKey, dValue] = infos.map((info) => heapView(backend, info) as Float32Array) as [Float32Array, Float32Array, Float32Array];
+  return { tensors, into: { dQuery, dKey, dValue } };
+}
+
 function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
   const [query, key, value, maskInput, output, second] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor?];
+  if (!gradientInputsFinite(dOut, saved, attrs)) return compositeGradients(dOut, undefined, saved, attrs);
+  const outputs = wasmGradientTensors({ query: query.shape, key: key.shape });
   const arrays = {
     query: valuesOf(query) as Float32Array,
     key: valuesOf(key) as Float32Array,
@@ -63,13 +79,6 @@ function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQu
   };
   const output32 = valuesOf(output) as Float32Array;
   const gradOutput = valuesOf(dOut) as Float32Array;
-  // A problem with a NaN or ±Inf among its values (inputs, additive mask, output gradient, or an
-  // output the forward could not keep finite) takes the composite gradient, whose NaN/Inf pattern
-  // is the composite autodiff's by construction; the fused backward assumes finite values. O(size)
-  // scans, next to the O(T·S) backward.
-  const finite = [arrays.query, arrays.key, arrays.value, output32, gradOutput].every(allFinite) &&
-    (attrs.maskKind !== 'additive' || allFinite(arrays.mask as Float32Array));
-  if (!finite) return compositeGradients(dOut, undefined, saved, attrs);
   const problem = engineProblem({ query, key, mask: maskInput }, arrays, { ...attrs, returnScores: false });
   // The second saved output is the (B,U,T) log-sum-exp when the kernel returned it; without it
   // (a kernel that ignores returnLogSumExp made the output) the backward computes it (one Q·Kᵀ sweep).
@@ -82,13 +91,29 @@ function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQu
     value: arrays.value,
     output: output32,
     gradOutput,
+    ...(outputs ? { into: outputs.into } : {}),
   });
+  const [dq, dk, dv] = outputs?.tensors ?? [
+    tf.tensor4d(dQuery, query.shape), tf.tensor4d(dKey, key.shape), tf.tensor4d(dValue, value.shape),
+  ];
   return {
-    query: () => tf.tensor4d(dQuery, query.shape),
-    key: () => tf.tensor4d(dKey, key.shape),
-    value: () => tf.tensor4d(dValue, value.shape),
+    query: () => dq!,
+    key: () => dk!,
+    value: () => dv!,
     mask: () => tf.zerosLike(maskInput),
   };
+}
+
+/**
+ * Whether the problem's values are all finite. A problem with a NaN or ±Inf among its inputs, an
+ * additive mask, the output gradient, or an output the forward could not keep finite takes the
+ * composite gradient, whose NaN/Inf pattern is the composite autodiff's by construction (the fused
+ * backward assumes finite values). O(size) scans, next to the O(T·S) backward.
+ */
+function gradientInputsFinite(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): boolean {
+  const [query, key, value, maskInput, output] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+  const tensors = [query, key, value, output, dOut, ...(attrs.maskKind === 'additive' ? [maskInput] : [])];
+  return tensors.every((t) => allFinite(valuesOf(t) as Float32Array));
 }
 
 function compositeGradients(

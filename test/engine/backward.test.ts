@@ -139,6 +139,16 @@ describe('engine backward', () => {
             expectClose(got.dKey, ref.dKey, `${what} dKey`, 1e-4, 1e-4);
             expectClose(got.dValue, ref.dValue, `${what} dValue`, 1e-4, 1e-4);
           }
+          // Into the caller's arrays: the same numbers, no fresh arrays.
+          const into = { dQuery: new Float32Array(ref.dQuery.length), dKey: new Float32Array(ref.dKey.length), dValue: new Float32Array(ref.dValue.length) };
+          const again = engine.attentionBackward({ ...problem, output: f.output, logSumExp: f.logSumExp!, gradOutput, into });
+          expect(again.dQuery).toBe(into.dQuery);
+          expect(again.dKey).toBe(into.dKey);
+          expect(again.dValue).toBe(into.dValue);
+          expectClose(into.dQuery, ref.dQuery, `case ${i} ${name} into dQuery`, 1e-4, 1e-4);
+          expectClose(into.dKey, ref.dKey, `case ${i} ${name} into dKey`, 1e-4, 1e-4);
+          expect(() => engine.attentionBackward({ ...problem, output: f.output, gradOutput, into: { ...into, dKey: new Float32Array(3) } }))
+            .toThrow(/problem\.into\.dKey` must have length/);
         }
       }
     });
