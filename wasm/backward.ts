@@ -1,13 +1,17 @@
 // The attention backward (FlashAttention-2 style) in WebAssembly SIMD128: from Q, K, V, dO, the
 // per-row log-sum-exp and D = rowsum(dO ∘ O), the gradients dQ, dK, dV with no (T, S) buffer.
 //
-// Two passes, each split into tasks that write disjoint rows (no races, no atomics on floats):
-//   pass 1, a task per (query tile, group): optionally the rows' log-sum-exp first (one Q·Kᵀ
-//     sweep with an online max/sum), then for every allowed key tile the probabilities
-//     P = exp(s − lse), dP = dO·Vᵀ, dS = P ∘ (dP − D) and dQ += dS·K; dQ is scaled and written.
-//   pass 2, a task per (key tile, group): for every query row that may see the key tile (all G
-//     heads of the group), dV += Pᵀ·dO and dK += dSᵀ·Qs, written once at the end. The G heads
-//     share every key/value row; nothing is copied per head.
+// Passes, each split into tasks that write disjoint floats (no races, no atomics on floats):
+//   pass 1 (only without the forward's statistics), a task per (query tile, group): the rows'
+//     log-sum-exp (one Q·Kᵀ sweep with an online max/sum), written to logSumExp.
+//   pass 2, a task per (group, chunk of key tiles): for each key tile of the chunk and every query
+//     tile that may see it (all G heads of the group), the probabilities P = exp(s − lse),
+//     dP = dO·Vᵀ, dS = P ∘ (dP − D), then dV += Pᵀ·dO and dK += dSᵀ·Qs (written once per key
+//     tile) and dQ += dS·K into the chunk's own dQ partial (its rows of the group, packed as the
+//     tiles pack them). One sweep computes every product once: five tile products per block.
+//   pass 3, a task per (query tile, group): dQ = scale · Σ over the group's chunks of the partials.
+// The G heads share every key/value row; nothing is copied per head. A chunk takes key tiles
+// c, c + chunks, ... so that under a causal mask the chunks of a group carry similar work.
 // Dropout decisions come from the shared hash (src/engine/dropout_hash.ts), regenerated per tile:
 // kept P and dP are scaled by keepScale, dropped ones are 0.
 //
@@ -16,8 +20,8 @@
 // query rows, row r = tl*G + g (as the forward). Rows whose logSumExp is +inf (padding, rows the
 // host computes exactly) get P = 0 and contribute nothing.
 import {
-  gB, gCausal, gComputeLogSumExp, gDropoutKeepScale, gDropoutKey, gDropoutThreshold, gG, gGradKey, gGradOutput,
-  gGradQuery, gGradValue, gH, gKey, gKeyTile, gKeyTiles, gLogSumExp, gMask, gMaskKind, gMaskStrideB, gMaskStrideS,
+  gB, gCausal, gComputeLogSumExp, gDropoutKeepScale, gDropoutKey, gDropoutThreshold, gG, gGradChunks, gGradKey,
+  gGradOutput, gGradQuery, gGradQueryPartials, gGradValue, gH, gKey, gKeyTile, gKeyTiles, gLogSumExp, gMask, gMaskKind, gMaskStrideB, gMaskStrideS,
   gMaskStrideT, gMaskStrideU, gMaxTileHeight, gProgress, gQuery, gQueryOffset, gQueryTiles, gRowDelta, gS, gScale,
   gScratch, gScratchStride, gT, gTileRows, gU, gV, gValue, gWindow,
 } from './generated/params';
@@ -28,7 +32,7 @@ import { expv, hsum4, logPositive, mix32, mix32v } from './simd';
 // ---- per-thread scratch (M4 = maxTileHeight, Bc = keyTile, Hp = H rounded up to 4) -------------
 let bQ: usize = 0; // scaled query rows [M4][Hp]
 let bDO: usize = 0; // output-gradient rows [M4][Hp]
-let bAcc: usize = 0; // pass 1: dQ [M4][Hp]; pass 2: dK [Bc][Hp] then dV [Bc][Hp]
+let bAcc: usize = 0; // pass 2: dK [Bc][Hp] then dV [Bc][Hp]
 let bP: usize = 0; // probabilities after dropout [M4][Bc]
 let bDS: usize = 0; // dS [M4][Bc]
 let bLse: usize = 0; // [M4]
@@ -39,6 +43,7 @@ let bMR: usize = 0; // mask row base (elements) [M4] (i32)
 let bRH: usize = 0; // dropout hash of the row prefix (key, b, u, t) [M4] (u32)
 let bM: usize = 0; // running max [M4] (log-sum-exp sweep)
 let bL: usize = 0; // running sum [M4]
+let bSink: usize = 0; // 4 rows of Hp: where the dQ of a tile's padding rows goes
 
 /** Bytes of backward scratch per thread (the host sizes scratchStride with the same formula). */
 function setBackwardScratch(tid: i32): void {
@@ -59,6 +64,7 @@ function setBackwardScratch(tid: i32): void {
   bRH = bMR + m4 * 4;
   bM = bRH + m4 * 4;
   bL = bM + m4 * 4;
+  bSink = bL + m4 * 4;
 }
 
 /** Exported for the contract test: the hash of (b, u, i, j) under `key`. */
@@ -304,11 +310,12 @@ function blockRow(r: i32, s: v128, dp: v128, jv: v128, o: usize, dropping: bool,
 // ---- accumulation micro-kernels -------------------------------------------------------------------
 
 /**
- * bAcc[r] += Σ_j bDS[r][j] K[j] for keys j < nk (K rows from `k0`, V·H floats apart), rows 0..m4-1
- * four at a time (padded rows have dS = 0), 8 floats of Hp per step: 8 accumulators, per key 2
- * key loads and 4 broadcasts.
+ * acc[r] += Σ_j bDS[r][j] K[j] for keys j < nk (K rows from `k0`, V·H floats apart), rows 0..m4-1
+ * four at a time, 8 floats of Hp per step: 8 accumulators, per key 2 key loads and 4 broadcasts.
+ * acc holds packed rows of Hp floats; rows M..m4-1 (tile padding, dS = 0) go to the sink instead,
+ * so that they never touch another tile's rows.
  */
-function accumulateDQ(k0: usize, nk: i32, m4: i32): void {
+function accumulateDQ(acc: usize, k0: usize, nk: i32, M: i32, m4: i32): void {
   const hp4 = <usize>gHp << 2;
   const bcb = <usize>gKeyTile << 2;
   const kStride = <usize>(gV * gH) << 2;
@@ -316,8 +323,10 @@ function accumulateDQ(k0: usize, nk: i32, m4: i32): void {
   const hpb = <usize>gHp << 2;
   const nkb = <usize>nk << 2;
   for (let r = 0; r < m4; r += 4) {
-    const a0 = bAcc + <usize>r * hp4;
-    const a1 = a0 + hp4, a2 = a1 + hp4, a3 = a2 + hp4;
+    const a0 = r < M ? acc + <usize>r * hp4 : bSink;
+    const a1 = r + 1 < M ? a0 + hp4 : bSink + hp4;
+    const a2 = r + 2 < M ? a1 + hp4 : bSink + 2 * hp4;
+    const a3 = r + 3 < M ? a2 + hp4 : bSink + 3 * hp4;
     const d0 = bDS + <usize>r * bcb;
     const d1 = d0 + bcb, d2 = d1 + bcb, d3 = d2 + bcb;
     let o: usize = 0;
@@ -487,7 +496,8 @@ function rowStatistics(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32, kLo: i32, kH
   }
 }
 
-function dqTask(task: i32, tid: i32): void {
+/** Pass 1: the log-sum-exp of one (query tile, group). */
+function statisticsTask(task: i32): void {
   const groups = gB * gV;
   const grp = task % groups;
   const qt = gQueryTiles - 1 - task / groups; // largest causal tiles first
@@ -495,92 +505,118 @@ function dqTask(task: i32, tid: i32): void {
   const kvh = grp % gV;
   const t0 = qt * gTileRows;
   const nt = min(gTileRows, gT - t0);
-  const M = nt * gG;
-  const m4 = (M + 3) & ~3;
-  const hp4 = <usize>gHp << 2;
-  const bcb = <usize>gKeyTile << 2;
+  const m4 = (nt * gG + 3) & ~3;
   packRows(b, kvh, t0, nt, m4);
   const kLo = max(0, lowAllowed(gQueryOffset + t0));
   const kHi = min(gS - 1, highAllowed(gQueryOffset + t0 + nt - 1));
-  if (gComputeLogSumExp) rowStatistics(b, kvh, t0, nt, m4, kLo, kHi);
-  memory.fill(bAcc, 0, <usize>m4 * hp4);
+  rowStatistics(b, kvh, t0, nt, m4, kLo, kHi);
+}
+
+/** Floats of one dQ partial: the group's T·G packed rows (plus 4 of slack) of Hp floats. */
+// @ts-ignore: decorator
+@inline
+function partialFloats(): usize {
+  return <usize>(gT * gG + 4) * <usize>gHp;
+}
+
+// ---- pass 2: dK, dV and the dQ partials ------------------------------------------------------------
+
+function gradientTask(task: i32, tid: i32): void {
+  const groups = gB * gV;
+  const grp = task % groups;
+  const chunk = task / groups;
+  const b = grp / gV;
+  const kvh = grp % gV;
+  const hp4 = <usize>gHp << 2;
+  const dQ = gGradQueryPartials + ((<usize>(chunk * groups + grp) * partialFloats()) << 2);
+  memory.fill(dQ, 0, partialFloats() << 2);
+  const dK = bAcc;
+  const dV = bAcc + <usize>gKeyTile * hp4;
   const progress = gProgress + (<usize>tid << 2);
-  for (let kt = kLo; kt <= kHi; kt += gKeyTile) {
-    const nk = min(gKeyTile, kHi + 1 - kt);
-    blockGradients(b, kvh, kt, nk, m4);
-    // dQ[r] += Σ_j dS[r][j] K[j]
-    accumulateDQ(kvRow(gKey, b, kt, kvh), nk, m4);
-    atomic.add<i32>(progress, 1);
+  for (let kti = chunk; kti < gKeyTiles; kti += gGradChunks) {
+    const kt = kti * gKeyTile;
+    const nk = min(gKeyTile, gS - kt);
+    memory.fill(bAcc, 0, 2 * <usize>gKeyTile * hp4);
+    // Query rows (positions p = queryOffset + t) that may see a key of [kt, kt + nk).
+    let tLo = 0;
+    let tHi = gT - 1;
+    const jLast = kt + nk - 1;
+    if (gCausal) tLo = max(tLo, kt - gQueryOffset);
+    if (gWindow > 0) {
+      tHi = min(tHi, jLast + gWindow - 1 - gQueryOffset);
+      if (!gCausal) tLo = max(tLo, kt - gWindow + 1 - gQueryOffset);
+    }
+    const kRow = kvRow(gKey, b, kt, kvh);
+    for (let t0 = tLo; t0 <= tHi; t0 += gTileRows) {
+      const nt = min(gTileRows, tHi + 1 - t0);
+      const M = nt * gG;
+      const m4 = (M + 3) & ~3;
+      packRows(b, kvh, t0, nt, m4);
+      blockGradients(b, kvh, kt, nk, m4);
+      // dV[j] += Σ_r P[r][j] dO[r];  dK[j] += Σ_r dS[r][j] Qs[r];  dQ[r] += Σ_j dS[r][j] K[j]
+      accumulateKeys(dV, bP, bDO, nk, m4);
+      accumulateKeys(dK, bDS, bQ, nk, m4);
+      accumulateDQ(dQ + <usize>(t0 * gG) * hp4, kRow, nk, M, m4);
+      atomic.add<i32>(progress, 1);
+    }
+    for (let j = 0; j < nk; j++) {
+      const off = (<usize>((b * gS + kt + j) * gV + kvh) * <usize>gH) << 2;
+      const dk = dK + <usize>j * hp4;
+      const dv = dV + <usize>j * hp4;
+      let h = 0;
+      for (; h < gH4; h += 4) {
+        const o = <usize>h << 2;
+        v128.store(gGradKey + off + o, v128.load(dk + o));
+        v128.store(gGradValue + off + o, v128.load(dv + o));
+      }
+      for (; h < gH; h++) {
+        const o = <usize>h << 2;
+        store<f32>(gGradKey + off + o, load<f32>(dk + o));
+        store<f32>(gGradValue + off + o, load<f32>(dv + o));
+      }
+    }
   }
+}
+
+// ---- pass 3: dQ from its partials ----------------------------------------------------------------
+
+function reduceTask(task: i32): void {
+  const groups = gB * gV;
+  const grp = task % groups;
+  const qt = task / groups;
+  const b = grp / gV;
+  const kvh = grp % gV;
+  const t0 = qt * gTileRows;
+  const M = min(gTileRows, gT - t0) * gG;
+  const hp4 = <usize>gHp << 2;
+  const chunkBytes = (<usize>groups * partialFloats()) << 2;
+  const first = gGradQueryPartials + ((<usize>grp * partialFloats()) << 2) + <usize>(t0 * gG) * hp4;
   const scale = f32x4.splat(gScale);
   for (let r = 0; r < M; r++) {
     const tl = r / gG;
     const g = r - tl * gG;
     const dst = gGradQuery + ((<usize>((b * gT + t0 + tl) * gU + kvh * gG + g) * <usize>gH) << 2);
-    const acc = bAcc + <usize>r * hp4;
-    let h = 0;
-    for (; h < gH4; h += 4) v128.store(dst + (<usize>h << 2), f32x4.mul(v128.load(acc + (<usize>h << 2)), scale));
-    for (; h < gH; h++) store<f32>(dst + (<usize>h << 2), load<f32>(acc + (<usize>h << 2)) * gScale);
-  }
-}
-
-// ---- pass 2: dK and dV ---------------------------------------------------------------------------
-
-function dkvTask(task: i32, tid: i32): void {
-  const groups = gB * gV;
-  const grp = task % groups;
-  const kti = task / groups; // first key tiles see the most causal rows: they go first
-  const b = grp / gV;
-  const kvh = grp % gV;
-  const kt = kti * gKeyTile;
-  const nk = min(gKeyTile, gS - kt);
-  const hp4 = <usize>gHp << 2;
-  const bcb = <usize>gKeyTile << 2;
-  const dK = bAcc;
-  const dV = bAcc + <usize>gKeyTile * hp4;
-  memory.fill(bAcc, 0, 2 * <usize>gKeyTile * hp4);
-  // Query rows (positions p = queryOffset + t) that may see a key of [kt, kt + nk).
-  let tLo = 0;
-  let tHi = gT - 1;
-  const jLast = kt + nk - 1;
-  if (gCausal) tLo = max(tLo, kt - gQueryOffset);
-  if (gWindow > 0) {
-    tHi = min(tHi, jLast + gWindow - 1 - gQueryOffset);
-    if (!gCausal) tLo = max(tLo, kt - gWindow + 1 - gQueryOffset);
-  }
-  const progress = gProgress + (<usize>tid << 2);
-  for (let t0 = tLo; t0 <= tHi; t0 += gTileRows) {
-    const nt = min(gTileRows, tHi + 1 - t0);
-    const M = nt * gG;
-    const m4 = (M + 3) & ~3;
-    packRows(b, kvh, t0, nt, m4);
-    blockGradients(b, kvh, kt, nk, m4);
-    // dV[j] += Σ_r P[r][j] dO[r];  dK[j] += Σ_r dS[r][j] Qs[r]
-    accumulateKeys(dV, bP, bDO, nk, m4);
-    accumulateKeys(dK, bDS, bQ, nk, m4);
-    atomic.add<i32>(progress, 1);
-  }
-  for (let j = 0; j < nk; j++) {
-    const off = (<usize>((b * gS + kt + j) * gV + kvh) * <usize>gH) << 2;
-    const dk = dK + <usize>j * hp4;
-    const dv = dV + <usize>j * hp4;
+    const src = first + <usize>r * hp4;
     let h = 0;
     for (; h < gH4; h += 4) {
       const o = <usize>h << 2;
-      v128.store(gGradKey + off + o, v128.load(dk + o));
-      v128.store(gGradValue + off + o, v128.load(dv + o));
+      let acc = v128.load(src + o);
+      for (let c = 1; c < gGradChunks; c++) acc = f32x4.add(acc, v128.load(src + <usize>c * chunkBytes + o));
+      v128.store(dst + o, f32x4.mul(acc, scale));
     }
     for (; h < gH; h++) {
       const o = <usize>h << 2;
-      store<f32>(gGradKey + off + o, load<f32>(dk + o));
-      store<f32>(gGradValue + off + o, load<f32>(dv + o));
+      let acc = load<f32>(src + o);
+      for (let c = 1; c < gGradChunks; c++) acc += load<f32>(src + <usize>c * chunkBytes + o);
+      store<f32>(dst + o, acc * gScale);
     }
   }
 }
 
-/** Runs backward task `task` of the current job (pass 1 or 2) on thread `tid`. */
+/** Runs backward task `task` of the current job (pass 1, 2 or 3) on thread `tid`. */
 export function runBackwardTask(pass: i32, task: i32, tid: i32): void {
   setBackwardScratch(tid);
-  if (pass == 1) dqTask(task, tid);
-  else dkvTask(task, tid);
+  if (pass == 1) statisticsTask(task);
+  else if (pass == 2) gradientTask(task, tid);
+  else reduceTask(task);
 }

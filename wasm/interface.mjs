@@ -111,7 +111,7 @@ export const PARAMS = [
   ['chunksInJob', 'i32', 'key chunks this job runs (partials are indexed as if all keyChunks ran)'],
   // backward (wasm/backward.ts); a forward job sets pass = 0. Layouts: query, gradOutput, gradQuery
   // (B, T, U, H); key, value, gradKey, gradValue (B, S, V, H); logSumExp, rowDelta (B, U, T).
-  ['pass', 'i32', '0 forward; 1 backward dQ pass (a task per query tile); 2 backward dK/dV pass (a task per key tile)'],
+  ['pass', 'i32', '0 forward; backward: 1 log-sum-exp (a task per query tile), 2 dK/dV and dQ partials (a task per group and key-tile chunk), 3 dQ from its partials (a task per query tile)'],
   ['gradOutput', 'ptr', 'backward: gradient of the output'],
   ['logSumExp', 'ptr', 'per-row log-sum-exp (B, U, T): forward writes it when non-zero; backward reads it (+inf marks a row the host computes itself)'],
   ['rowDelta', 'ptr', 'backward: D = rowsum(dO * O) per row'],
@@ -125,6 +125,8 @@ export const PARAMS = [
   ['dropoutKey', 'i32', 'dropout: mix32(seed), the hash key of this call (src/engine/dropout_hash.ts)'],
   ['callRows', 'i32', 'forward: query rows of the whole call (T of the log-sum-exp layout)'],
   ['callRowStart', 'i32', 'forward: index within the call of the job\'s first query row (the hash\'s row index, the log-sum-exp row)'],
+  ['gradChunks', 'i32', 'backward: key-tile chunks per group (pass 2 tasks per group; dQ partials per group)'],
+  ['gradQueryPartials', 'ptr', 'backward: dQ partials, per (chunk, group) (T*G + 4) packed rows of Hp floats'],
 ];
 
 /** Bits of the task counter word that hold the task index (the job generation is above them). */

@@ -9,7 +9,7 @@
  * Keras's float32 `fround(s − 1e9)` logits over every key (the composite's gradient); they and rows
  * with a far-from-zero log-sum-exp recompute their own max and sum (see EXACT_LSE_LIMIT).
  */
-import type { SavedForward } from './backward-problem.js';
+import { backwardCounters, type SavedForward } from './backward-problem.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold, mix32 } from './dropout_hash.js';
 import { findRowsWithNoAllowedKey, keyBand } from './mask-rule.js';
 import type { NormalizedProblem } from './problem.js';
@@ -128,11 +128,12 @@ export function backwardRow(
 /** Runs a validated backward problem on the plain-JS path. */
 export function attentionBackwardJs(p: NormalizedProblem, saved: SavedForward): BackwardResult {
   const { B, T, S, U, V, H } = p;
-  const dQuery = new Float32Array(B * T * U * H);
+  const dQuery = saved.into?.dQuery ?? new Float32Array(B * T * U * H);
   const dKey = new Float64Array(B * S * V * H);
   const dValue = new Float64Array(B * S * V * H);
   const fullySet = new Set(findRowsWithNoAllowedKey(p));
   const scratch = rowScratch(p);
+  if (saved.logSumExp === undefined) backwardCounters.logSumExpRecomputed++;
   for (let b = 0; b < B; b++) {
     for (let u = 0; u < U; u++) {
       for (let t = 0; t < T; t++) {
@@ -144,5 +145,10 @@ export function attentionBackwardJs(p: NormalizedProblem, saved: SavedForward): 
       }
     }
   }
-  return { dQuery, dKey: Float32Array.from(dKey), dValue: Float32Array.from(dValue) };
+  const narrow = (a: Float64Array, into: Float32Array | undefined): Float32Array => {
+    if (into === undefined) return Float32Array.from(a);
+    into.set(a);
+    return into;
+  };
+  return { dQuery, dKey: narrow(dKey, saved.into?.dKey), dValue: narrow(dValue, saved.into?.dValue) };
 }

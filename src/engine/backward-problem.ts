@@ -4,7 +4,7 @@
  */
 import { ValueError } from '../errors.js';
 import { normalizeProblem, type NormalizedProblem } from './problem.js';
-import type { BackwardProblem } from './types.js';
+import type { BackwardProblem, BackwardResult } from './types.js';
 
 /** What the forward saved for the backward, checked. */
 export interface SavedForward {
@@ -14,7 +14,16 @@ export interface SavedForward {
   readonly logSumExp?: Float32Array;
   /** (B, T, U, H). */
   readonly gradOutput: Float32Array;
+  /** Where the gradients go (checked lengths), when the caller gave them. */
+  readonly into?: BackwardResult;
 }
+
+/**
+ * Calls of the engine backward (WebAssembly or plain JS) that were given no forward log-sum-exp and
+ * so swept Q·Kᵀ once more to compute it. Tests read it to check that the op's gradient passes the
+ * forward's statistics through.
+ */
+export const backwardCounters = { logSumExpRecomputed: 0 };
 
 export function normalizeBackward(
   fn: string,
@@ -22,8 +31,8 @@ export function normalizeBackward(
   arrays?: { query: Float32Array; key: Float32Array; value: Float32Array },
 ): { p: NormalizedProblem; saved: SavedForward } {
   const p = normalizeProblem(fn, problem, arrays);
-  const check = (arg: 'output' | 'logSumExp' | 'gradOutput', n: number, dims: string): Float32Array => {
-    const a = problem[arg] as unknown;
+  const check = (arg: string, n: number, dims: string): Float32Array => {
+    const a = (arg.startsWith('into.') ? (problem.into as unknown as Record<string, unknown>)[arg.slice(5)] : problem[arg as keyof BackwardProblem]) as unknown;
     if (!(a instanceof Float32Array)) {
       throw new ValueError(`${fn}: argument \`problem.${arg}\` must be a Float32Array; received ${a === null || a === undefined ? String(a) : typeof a}.`);
     }
@@ -37,6 +46,15 @@ export function normalizeBackward(
     output: check('output', B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`),
     ...(problem.logSumExp === undefined ? {} : { logSumExp: check('logSumExp', B * U * T, `B*U*T (${B}*${U}*${T})`) }),
     gradOutput: check('gradOutput', B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`),
+    ...(problem.into == null
+      ? {}
+      : {
+          into: {
+            dQuery: check('into.dQuery', B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`),
+            dKey: check('into.dKey', B * p.S * p.V * H, `B*S*V*H (${B}*${p.S}*${p.V}*${H})`),
+            dValue: check('into.dValue', B * p.S * p.V * H, `B*S*V*H (${B}*${p.S}*${p.V}*${H})`),
+          },
+        }),
   };
   return { p, saved };
 }

@@ -140,10 +140,16 @@ export interface BackwardProblem extends AttentionProblem {
   readonly logSumExp?: Float32Array;
   /** Gradient of the loss with respect to the output, (B, T, U, H). */
   readonly gradOutput: Float32Array;
+  /**
+   * Where the engines write the gradients (e.g. views of a tensor library's own buffers), so that
+   * no fresh arrays are made; their result then holds these arrays. Default: fresh arrays. (The
+   * naive `attentionBackwardReference` always returns fresh arrays.)
+   */
+  readonly into?: BackwardResult;
 }
 
 /**
- * Gradients of a {@link BackwardProblem}: fresh arrays owned by the caller.
+ * Gradients of a {@link BackwardProblem}: fresh arrays owned by the caller (or the problem's `into`).
  *
  * @example
  * ```ts

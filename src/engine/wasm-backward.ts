@@ -1,19 +1,21 @@
 /**
- * Host side of the WebAssembly backward (wasm/backward.ts): stages the inputs, plans the two
- * passes and runs them on the engine's threads, then computes on this thread the few rows whose
+ * Host side of the WebAssembly backward (wasm/backward.ts): stages the inputs, plans the passes and
+ * runs them on the engine's threads, then computes on this thread the few rows whose
  * probabilities need their own max and sum (rows with no allowed key, rows with a far-from-zero
  * log-sum-exp: see backward-js.ts), whose log-sum-exp the kernel sees as +inf (they contribute
  * nothing there).
  *
  * Memory: query, dO and dQ (B, T, U, H); key, value, dK and dV (B, S, V, H); log-sum-exp and D
- * (B, U, T); per-thread scratch of a few tiles. Nothing of size T×S.
+ * (B, U, T); the dQ partials, `chunks` copies of (B, T, U, Hp); per-thread scratch of a few tiles.
+ * Nothing of size T×S.
  *
- * Threads: pass 1 has a task per (query tile, group) and writes only its dQ rows (and their
- * log-sum-exp); pass 2 has a task per (key tile, group) and writes only its dK/dV rows. No two
- * tasks write the same float.
+ * Threads: pass 1 (only without the forward's log-sum-exp) has a task per (query tile, group) and
+ * writes its rows' log-sum-exp; pass 2 has a task per (group, chunk of key tiles) and writes its
+ * dK/dV rows and its own dQ partial; pass 3 has a task per (query tile, group) and sums the
+ * partials of its dQ rows. No two tasks write the same float.
  */
 import { backwardRow, needsExactRow, rowScratch } from './backward-js.js';
-import type { SavedForward } from './backward-problem.js';
+import { backwardCounters, type SavedForward } from './backward-problem.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold } from './dropout_hash.js';
 import { findRowsWithNoAllowedKey } from './mask-rule.js';
 import type { NormalizedProblem } from './problem.js';
@@ -23,6 +25,11 @@ import { PROGRESS_OFFSET, TASK_COUNTER_OFFSET, writeParams, type KernelParams } 
 /** Query rows per tile (times G heads ≈ this many packed rows), and keys per tile. */
 const TARGET_ROWS = 64;
 const KEY_TILE = 64;
+/**
+ * Pass 2 tasks per thread the chunking aims at (more tasks balance better; each chunk of a group
+ * costs one dQ partial of the group's rows).
+ */
+const TASKS_PER_THREAD = 2;
 /** Slack after every staged array: vector loads of a row's last 4-float group may run past H. */
 const SLACK = 16;
 
@@ -44,11 +51,15 @@ export function runBackwardWasm(host: BackwardHost, p: NormalizedProblem, saved:
   const tileRows = Math.min(T, Math.max(1, Math.floor(TARGET_ROWS / G)));
   const maxTileHeight = (tileRows * G + 3) & ~3;
   const Hp = (H + 3) & ~3;
+  // Floats per thread: Qs, dO (M4·Hp each), dK/dV (2·Bc·Hp), P and dS (M4·Bc each), 8 row
+  // arrays of M4, the padding rows' dQ sink (4·Hp); wasm/backward.ts setBackwardScratch.
   const scratchStride =
-    Math.ceil(((2 * maxTileHeight * Hp + Math.max(maxTileHeight, 2 * KEY_TILE) * Hp + 2 * maxTileHeight * KEY_TILE + 8 * maxTileHeight) * 4) / 64) * 64;
+    Math.ceil(((2 * maxTileHeight * Hp + Math.max(maxTileHeight, 2 * KEY_TILE) * Hp + 2 * maxTileHeight * KEY_TILE + 8 * maxTileHeight + 4 * Hp) * 4) / 64) * 64;
   const queryTiles = Math.ceil(T / tileRows);
   const keyTiles = Math.ceil(S / KEY_TILE);
   const groups = B * V;
+  const chunks = Math.max(1, Math.min(keyTiles, Math.ceil((TASKS_PER_THREAD * host.threads) / groups)));
+  const partialFloats = (T * G + 4) * Hp; // wasm/backward.ts partialFloats()
   const rowsQ = B * T * U * H;
   const rowsK = B * S * V * H;
   const rows = B * U * T;
@@ -64,7 +75,8 @@ export function runBackwardWasm(host: BackwardHost, p: NormalizedProblem, saved:
   const dVOff = host.alloc(rowsK * 4 + SLACK);
   const lseOff = host.alloc(rows * 4);
   const dOff = host.alloc(rows * 4);
-  const doneOff = host.alloc(Math.max(queryTiles, keyTiles) * groups * 4);
+  const partialsOff = host.alloc(chunks * groups * partialFloats * 4);
+  const doneOff = host.alloc(Math.max(queryTiles, chunks) * groups * 4);
   const mask = host.stageMask(p);
 
   let buf = host.memory.buffer;
@@ -100,6 +112,7 @@ export function runBackwardWasm(host: BackwardHost, p: NormalizedProblem, saved:
       }
     }
   };
+  if (!given) backwardCounters.logSumExpRecomputed++;
   if (given) {
     const lse = new Float32Array(buf, lseOff, rows);
     lse.set(given);
@@ -130,22 +143,33 @@ export function runBackwardWasm(host: BackwardHost, p: NormalizedProblem, saved:
     dropoutKey: dropoutKey(p.dropoutSeed),
     callRows: T,
     callRowStart: 0,
+    gradChunks: chunks,
+    gradQueryPartials: partialsOff,
   };
   const run = (pass: number, tasks: number): void => {
-    // Pass 2 reads the log-sum-exp pass 1 wrote (or the forward's).
+    // Passes 2 and 3 read the log-sum-exp pass 1 wrote (or the forward's).
     writeParams(host.memory.buffer, { ...params, pass, tasks, computeLogSumExp: pass === 1 ? params.computeLogSumExp : 0 });
     new Int32Array(host.memory.buffer, doneOff, tasks).fill(0);
     host.runJob(tasks, doneOff);
   };
-  run(1, queryTiles * groups);
-  buf = host.memory.buffer;
-  if (!given) markExact(new Float32Array(buf, lseOff, rows));
-  run(2, keyTiles * groups);
+  if (!given) {
+    run(1, queryTiles * groups);
+    markExact(new Float32Array(host.memory.buffer, lseOff, rows));
+  }
+  run(2, chunks * groups);
+  run(3, queryTiles * groups);
 
   buf = host.memory.buffer;
-  const dQuery = new Float32Array(buf, dQOff, rowsQ).slice();
-  const dKey = new Float32Array(buf, dKOff, rowsK).slice();
-  const dValue = new Float32Array(buf, dVOff, rowsK).slice();
+  // Out of engine memory: into the caller's arrays when given (no fresh allocation), else copies.
+  const out = (offset: number, n: number, into: Float32Array | undefined): Float32Array => {
+    const view = new Float32Array(buf, offset, n);
+    if (into === undefined) return view.slice();
+    into.set(view);
+    return into;
+  };
+  const dQuery = out(dQOff, rowsQ, saved.into?.dQuery);
+  const dKey = out(dKOff, rowsK, saved.into?.dKey);
+  const dValue = out(dVOff, rowsK, saved.into?.dValue);
   if (exact.length > 0) {
     const rowSaved: SavedForward = { output: saved.output, gradOutput: saved.gradOutput };
     const scratchRow = rowScratch(p);

@@ -60,6 +60,7 @@ class WasmBuffer implements EngineBuffer {
 /** The backward-only parameters, off in forward jobs. */
 const FORWARD_ONLY = {
   pass: 0, gradOutput: 0, rowDelta: 0, gradQuery: 0, gradKey: 0, gradValue: 0, keyTiles: 0, computeLogSumExp: 0,
+  gradChunks: 0, gradQueryPartials: 0,
 } as const;
 
 export class WasmEngine implements AttentionEngine {

@@ -2,10 +2,14 @@
  * Gradient of the fused `GroupedQueryAttention` kernel.
  *
  * On `cpu` and `wasm` (the backends whose tensors the attention engine reads as typed arrays) it is
- * the engine's fused backward: from the saved output and the log-sum-exp its kernel recorded
- * (saved_statistics.ts), dQ, dK, dV with no (B,U,T,S) buffer
+ * the engine's fused backward: from the saved output and the log-sum-exp its kernel returned as a
+ * hidden last output (the op sets `returnLogSumExp` while a gradient is recorded; both are saved
+ * through `outputsToSave`), dQ, dK, dV with no (B,U,T,S) buffer
  * (src/engine/backward-*.ts; the WebAssembly engine splits the work over its threads). The
- * dropout pattern is regenerated from the kernel's `dropoutSeed`.
+ * dropout pattern is regenerated from the kernel's `dropoutSeed`. A problem with a NaN or ±Inf in
+ * Q, K, V, the output, its gradient or an additive mask takes the composite gradient below, so that
+ * the gradient is NaN/Inf exactly where the composite autodiff's is
+ * (test/property/op.gradient.non_finite.property.test.ts).
  *
  * Elsewhere (webgl, webgpu), and whenever the kernel returned its probabilities (`returnScores`:
  * the scores may feed the loss, and the fused backward only knows the output's gradient), it is
@@ -20,12 +24,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { getDefaultEngine } from '../engine/index.js';
+import type { BackwardResult } from '../engine/types.js';
 import { ValueError } from '../errors.js';
 import { compositeProbabilities } from './composite.js';
 import { dropoutKeepMask } from './dropout_mask.js';
 import { GroupedQueryAttention, type GroupedQueryAttentionAttrs } from './kernel_names.js';
 import { engineProblem } from './kernels/engine_problem.js';
-import { savedLogSumExp } from './kernels/saved_statistics.js';
+import { heapView, type WasmBackendLike } from './kernels/wasm/heap.js';
 import { combinedAdder, kernelMaskOf } from './masks.js';
 
 type Grads = { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Tensor; mask: () => tf.Tensor };
@@ -33,33 +38,82 @@ type Grads = { query: () => tf.Tensor; key: () => tf.Tensor; value: () => tf.Ten
 /** Backends whose gradient runs on the attention engine. */
 const ENGINE_GRADIENT_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']);
 
+/**
+ * The tensor's values without a copy where the backend allows it: a view of tfjs-wasm's heap (valid
+ * until the next tfjs allocation: the engine reads it before any result tensor is made), the cpu
+ * backend's own array otherwise.
+ */
+function valuesOf(t: tf.Tensor): Float32Array | Uint8Array {
+  if (tf.getBackend() === 'wasm') return heapView(tf.backend() as unknown as WasmBackendLike, t) as Float32Array | Uint8Array;
+  return t.dataSync() as Float32Array | Uint8Array;
+}
+
+/** Whether every value is finite (x − x is 0 exactly for finite x, NaN for NaN and ±Inf). */
+function allFinite(a: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i]! - a[i]! !== 0) return false;
+  return true;
+}
+
+/**
+ * On wasm, the three gradient tensors allocated up front on tfjs's heap (allocation may grow the
+ * heap and detach views, so before any view is taken), with views the engine writes into.
+ */
+function wasmGradientTensors(shapes: { query: number[]; key: number[] }): { tensors: tf.Tensor4D[]; into: BackwardResult } | null {
+  if (tf.getBackend() !== 'wasm') return null;
+  const backend = tf.backend() as unknown as WasmBackendLike;
+  const infos = [shapes.query, shapes.key, shapes.key].map((shape) => backend.makeOutput(shape, 'float32'));
+  const tensors = infos.map((info) => tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor4D);
+  const [dQuery, dKey, dValue] = infos.map((info) => heapView(backend, info) as Float32Array) as [Float32Array, Float32Array, Float32Array];
+  return { tensors, into: { dQuery, dKey, dValue } };
+}
+
 function engineGradients(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
-  const [query, key, value, maskInput, output] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+  const [query, key, value, maskInput, output, second] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor?];
+  if (!gradientInputsFinite(dOut, saved, attrs)) return compositeGradients(dOut, undefined, saved, attrs);
+  const outputs = wasmGradientTensors({ query: query.shape, key: key.shape });
   const arrays = {
-    query: query.dataSync() as Float32Array,
-    key: key.dataSync() as Float32Array,
-    value: value.dataSync() as Float32Array,
-    mask: attrs.maskKind === 'none' ? new Uint8Array(1) : (maskInput.dataSync() as Uint8Array | Float32Array),
+    query: valuesOf(query) as Float32Array,
+    key: valuesOf(key) as Float32Array,
+    value: valuesOf(value) as Float32Array,
+    mask: attrs.maskKind === 'none' ? new Uint8Array(1) : valuesOf(maskInput),
   };
+  const output32 = valuesOf(output) as Float32Array;
+  const gradOutput = valuesOf(dOut) as Float32Array;
   const problem = engineProblem({ query, key, mask: maskInput }, arrays, { ...attrs, returnScores: false });
-  // The forward's output is saved (outputsToSave) and its kernel recorded the rows' log-sum-exp;
-  // without it (another kernel made the output) the backward computes it (one Q·Kᵀ sweep).
-  const logSumExp = savedLogSumExp(output.dataId);
+  // The second saved output is the (B,U,T) log-sum-exp when the kernel returned it; without it
+  // (a kernel that ignores returnLogSumExp made the output) the backward computes it (one Q·Kᵀ sweep).
+  const logSumExp = second?.rank === 3 ? (valuesOf(second) as Float32Array) : undefined;
   const { dQuery, dKey, dValue } = getDefaultEngine().attentionBackward({
     ...problem,
     ...(logSumExp ? { logSumExp } : {}),
     query: arrays.query,
     key: arrays.key,
     value: arrays.value,
-    output: output.dataSync() as Float32Array,
-    gradOutput: dOut.dataSync() as Float32Array,
+    output: output32,
+    gradOutput,
+    ...(outputs ? { into: outputs.into } : {}),
   });
+  const [dq, dk, dv] = outputs?.tensors ?? [
+    tf.tensor4d(dQuery, query.shape), tf.tensor4d(dKey, key.shape), tf.tensor4d(dValue, value.shape),
+  ];
   return {
-    query: () => tf.tensor4d(dQuery, query.shape),
-    key: () => tf.tensor4d(dKey, key.shape),
-    value: () => tf.tensor4d(dValue, value.shape),
+    query: () => dq!,
+    key: () => dk!,
+    value: () => dv!,
     mask: () => tf.zerosLike(maskInput),
   };
+}
+
+/**
+ * Whether the problem's values are all finite. A problem with a NaN or ±Inf among its inputs, an
+ * additive mask, the output gradient, or an output the forward could not keep finite takes the
+ * composite gradient, whose NaN/Inf pattern is the composite autodiff's by construction (the fused
+ * backward assumes finite values). O(size) scans, next to the O(T·S) backward.
+ */
+function gradientInputsFinite(dOut: tf.Tensor4D, saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): boolean {
+  const [query, key, value, maskInput, output] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+  const tensors = [query, key, value, output, dOut, ...(attrs.maskKind === 'additive' ? [maskInput] : [])];
+  return tensors.every((t) => allFinite(valuesOf(t) as Float32Array));
 }
 
 function compositeGradients(
@@ -109,7 +163,8 @@ function compositeGradients(
 
 function gradients(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: GroupedQueryAttentionAttrs): Grads {
   const dOut = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor4D;
-  const dScores = Array.isArray(dy) ? (dy[1] as tf.Tensor4D | undefined) : undefined;
+  // dy follows the kernel's outputs: [dOutput, dScores (with returnScores), dLogSumExp (hidden, unused)].
+  const dScores = Array.isArray(dy) && attrs.returnScores ? (dy[1] as tf.Tensor4D | undefined) : undefined;
   // A call that read a KV cache in place attended over positions that are not among its inputs.
   if (attrs.cache != null) {
     throw new ValueError('groupedQueryAttention: gradients through a call that reads a KV cache are not supported; ' +
@@ -125,7 +180,9 @@ export function registerGroupedQueryAttentionGradient(): void {
   tf.registerGradient({
     kernelName: GroupedQueryAttention,
     inputsToSave: ['query', 'key', 'value', 'mask'],
-    outputsToSave: [true],
+    // The output, and the hidden log-sum-exp when the kernel returned one (with returnScores the
+    // second output is the scores, saved too but unused: their gradient recomputes P).
+    outputsToSave: [true, true],
     gradFunc: (dy, saved, attrs) => gradients(dy, saved, attrs as unknown as GroupedQueryAttentionAttrs),
   });
 }

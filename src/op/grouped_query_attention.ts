@@ -292,6 +292,10 @@ function run(
       });
       return scores == null ? out : [out, scores];
     }
+    // While a gradient is being recorded, the cpu and wasm kernels also return the rows'
+    // log-sum-exp (a hidden last output the gradient saves); inference calls do not compute it.
+    // With scores (the composite gradient) or a cache (no gradient) it would go unused.
+    if (tf.engine().isTapeOn() && !attrs.returnScores && attrs.cache == null) attrs = { ...attrs, returnLogSumExp: true };
     // The kernel always receives a mask input so that its gradient can save it; with
     // maskKind 'none' this (1,1,1,1) placeholder is ignored.
     const inputs: GroupedQueryAttentionInputs = {

@@ -11,7 +11,8 @@ import type { MaskKind } from './mask_rule.js';
  * Inputs: query (B,T,U,H), key (B,S,V,H), value (B,S,V,H), and always a rank-4 mask broadcastable
  * to (B,U,T,S) (dtype bool for a boolean mask, float32 for an additive one; with maskKind 'none' a
  * (1,1,1,1) placeholder the kernel ignores, passed so that the gradient can save it).
- * Outputs: [output (B,T,U,H)] or, with `returnScores`, [output, probabilities (B,U,T,S)].
+ * Outputs: [output (B,T,U,H)] or, with `returnScores`, [output, probabilities (B,U,T,S)]; a kernel
+ * that honours `returnLogSumExp` (cpu, wasm) appends the rows' log-sum-exp (B,U,T) when it is set.
  * With the `cache` attribute, S is `cache.keyLength` and key/value are read from the cache's storage.
  *
  * @example
@@ -90,6 +91,13 @@ export interface GroupedQueryAttentionAttrs {
   dropoutRate: number;
   /** u32 seed of the shared dropout hash (src/engine/dropout_hash.ts). */
   dropoutSeed: number;
+  /**
+   * Set by the op when a gradient is being recorded (and no scores are returned): a kernel whose
+   * backend has the engine's fused backward (cpu, wasm) then returns the rows' log-sum-exp
+   * (B, U, T) as a last, hidden output, which the gradient saves and reads instead of recomputing
+   * it. Other kernels ignore it. Absent or false for inference calls, which do not compute it.
+   */
+  returnLogSumExp?: boolean;
   /**
    * A KV cache read in place (see `KVStorage` in kv_storage.ts): keys and values 0..keyLength-1 of
    * each batch row come from `storage`, the `key`/`value` inputs (the (B,T,V,H) positions just

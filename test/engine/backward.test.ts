@@ -114,6 +114,46 @@ describe('engine backward', () => {
     );
   });
 
+  it('long keys: several key-tile chunks per group (dQ partials), G = 7 tiles with padding rows, H not a multiple of 4', () => {
+    const cases = [
+      { B: 1, T: 40, S: 300, U: 7, V: 1, H: 10, causal: true, slidingWindow: undefined, queryOffset: 260 },
+      { B: 2, T: 23, S: 200, U: 4, V: 2, H: 8, causal: false, slidingWindow: 70, queryOffset: 90 },
+      { B: 1, T: 130, S: 140, U: 14, V: 2, H: 5, causal: true, slidingWindow: undefined, queryOffset: 10 },
+    ];
+    cases.forEach(({ B, T, S, U, V, H, causal, slidingWindow, queryOffset }, i) => {
+      for (const rate of [0, 0.25]) {
+        const problem: AttentionProblem = {
+          batch: B, queryLength: T, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H,
+          query: randomArray(B * T * U * H, 10 + i), key: randomArray(B * S * V * H, 20 + i), value: randomArray(B * S * V * H, 30 + i),
+          causal, queryOffset, ...(slidingWindow ? { slidingWindow } : {}), dropoutRate: rate, dropoutSeed: 9,
+        };
+        const fwd = attentionReference({ ...problem, returnLogSumExp: true });
+        const gradOutput = randomArray(fwd.output.length, 40 + i);
+        const ref = attentionBackwardReference({ ...problem, output: fwd.output, logSumExp: fwd.logSumExp!, gradOutput });
+        for (const { name, engine } of engines) {
+          const f = engine.attention({ ...problem, returnLogSumExp: true });
+          for (const logSumExp of [f.logSumExp!, undefined]) {
+            const what = `case ${i} rate ${rate} ${name} (${logSumExp ? 'saved' : 'recomputed'} lse)`;
+            const got = engine.attentionBackward({ ...problem, output: f.output, logSumExp, gradOutput });
+            expectClose(got.dQuery, ref.dQuery, `${what} dQuery`, 1e-4, 1e-4);
+            expectClose(got.dKey, ref.dKey, `${what} dKey`, 1e-4, 1e-4);
+            expectClose(got.dValue, ref.dValue, `${what} dValue`, 1e-4, 1e-4);
+          }
+          // Into the caller's arrays: the same numbers, no fresh arrays.
+          const into = { dQuery: new Float32Array(ref.dQuery.length), dKey: new Float32Array(ref.dKey.length), dValue: new Float32Array(ref.dValue.length) };
+          const again = engine.attentionBackward({ ...problem, output: f.output, logSumExp: f.logSumExp!, gradOutput, into });
+          expect(again.dQuery).toBe(into.dQuery);
+          expect(again.dKey).toBe(into.dKey);
+          expect(again.dValue).toBe(into.dValue);
+          expectClose(into.dQuery, ref.dQuery, `case ${i} ${name} into dQuery`, 1e-4, 1e-4);
+          expectClose(into.dKey, ref.dKey, `case ${i} ${name} into dKey`, 1e-4, 1e-4);
+          expect(() => engine.attentionBackward({ ...problem, output: f.output, gradOutput, into: { ...into, dKey: new Float32Array(3) } }))
+            .toThrow(/problem\.into\.dKey` must have length/);
+        }
+      }
+    });
+  });
+
   it('the naive backward equals float64 finite differences of the reference forward', () => {
     const problem: AttentionProblem = {
       batch: 1, queryLength: 3, keyLength: 4, numQueryHeads: 2, numKeyValueHeads: 1, headDim: 3,

@@ -12,11 +12,13 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
   GroupedQueryAttention,
+  GroupedQueryAttentionKernel,
   groupedQueryAttention,
   groupedQueryAttentionReference,
   type GroupedQueryAttentionOptions,
 } from '../../src/index.js';
 import { getDefaultEngine } from '../../src/engine/index.js';
+import { backwardCounters } from '../../src/engine/backward-problem.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
 import { expectClose } from '../helpers/close.js';
 import { makeMask, type MaskKind } from '../helpers/masks.js';
@@ -78,6 +80,40 @@ describe.each(BACKENDS)('training through the fused op on %s', (backend) => {
       ),
       { numRuns: 40, seed: 2026 },
     );
+  });
+
+  test('the forward\'s log-sum-exp reaches the backward (no second Q·Kᵀ sweep); inference calls do not return it', () => {
+    tf.tidy(() => {
+      const q = tf.randomNormal([2, 9, 4, 8], 0, 1, 'float32', 1);
+      const kv = tf.randomNormal([2, 11, 2, 8], 0, 1, 'float32', 2);
+      const bits = tf.less(tf.randomUniform([2, 9, 11], 0, 1, 'float32', 3), 0.7);
+      const cases: GroupedQueryAttentionOptions[] = [
+        { causal: true },
+        { attentionMask: bits, slidingWindow: 3 },
+        { attentionMask: tf.floor(tf.randomUniform([2, 9, 11], 0, 3, 'float32', 4)) },
+        { causal: true, dropout: 0.3, training: true, seed: 5 },
+      ];
+      for (const options of cases) {
+        const before = backwardCounters.logSumExpRecomputed;
+        const fused = gradsOf(groupedQueryAttention, q, kv, kv, q, options);
+        expect(backwardCounters.logSumExpRecomputed, JSON.stringify(Object.keys(options))).toBe(before);
+        const reference = gradsOf(groupedQueryAttentionReference, q, kv, kv, q, options);
+        fused.forEach((gr, i) => expectClose(gr.dataSync(), reference[i]!.dataSync(), `grad ${i}`, 1e-4, 1e-4));
+      }
+      // Without a tape the kernel returns the output alone; with one, the (B,U,T) statistics too.
+      const inputs = { query: q, key: kv, value: kv, mask: tf.zeros([1, 1, 1, 1]) };
+      const attrs = {
+        maskKind: 'none', causal: true, queryOffset: 0, slidingWindow: 0, scale: 0.25, returnScores: false,
+        dropoutRate: 0, dropoutSeed: 0,
+      };
+      const inference = tf.engine().runKernel(GroupedQueryAttentionKernel, inputs, attrs) as tf.Tensor[];
+      expect(inference.length).toBe(1);
+      tf.grads((a: tf.Tensor) => {
+        const outs = tf.engine().runKernel(GroupedQueryAttentionKernel, { ...inputs, query: a }, { ...attrs, returnLogSumExp: true }) as tf.Tensor[];
+        expect(outs.map((o) => o.shape)).toEqual([[2, 9, 4, 8], [2, 4, 9]]);
+        return tf.sum(outs[0]!);
+      })([q]);
+    });
   });
 
   test('dropout: the fused kernel runs it (no composite fallback), seeded calls repeat, unseeded calls differ', () => {

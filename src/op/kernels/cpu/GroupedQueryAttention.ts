@@ -6,7 +6,6 @@ import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core
 import { GroupedQueryAttention } from '../../kernel_names.js';
 import { readKernelCall } from '../kernel_call.js';
 import { engineFor, engineProblem } from '../engine_problem.js';
-import { recordLogSumExp } from '../saved_statistics.js';
 
 interface CpuBackendLike {
   data: { get(dataId: object): { values: unknown } };
@@ -27,12 +26,13 @@ const groupedQueryAttentionCpu: KernelFunc = ({ inputs, backend, attrs }) => {
     },
     a,
   );
-  // The log-sum-exp costs O(B·U·T): always kept for a gradient that may follow.
-  const result = engineFor(a).attention({ ...problem, returnLogSumExp: true });
-  const output = cpu.makeTensorInfo(query.shape, 'float32', result.output);
-  recordLogSumExp(output.dataId, result.logSumExp);
-  if (!a.returnScores) return [output];
-  return [output, cpu.makeTensorInfo([dims.b, dims.u, dims.t, dims.s], 'float32', result.probabilities!)];
+  const wantLogSumExp = a.returnLogSumExp === true;
+  const result = engineFor(a).attention({ ...problem, returnLogSumExp: wantLogSumExp });
+  const outputs = [cpu.makeTensorInfo(query.shape, 'float32', result.output)];
+  if (a.returnScores) outputs.push(cpu.makeTensorInfo([dims.b, dims.u, dims.t, dims.s], 'float32', result.probabilities!));
+  // The hidden last output the gradient saves (see returnLogSumExp in kernel_names.ts).
+  if (wantLogSumExp) outputs.push(cpu.makeTensorInfo([dims.b, dims.u, dims.t], 'float32', result.logSumExp!));
+  return outputs;
 };
 
 export const groupedQueryAttentionCpuConfig: KernelConfig = {

@@ -8,7 +8,6 @@ import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core
 import { GroupedQueryAttention } from '../../kernel_names.js';
 import { readKernelCall, type KernelCall } from '../kernel_call.js';
 import { engineFor, engineProblem } from '../engine_problem.js';
-import { recordLogSumExp } from '../saved_statistics.js';
 import { heapView, type WasmBackendLike } from './heap.js';
 
 const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
@@ -18,18 +17,25 @@ const groupedQueryAttentionWasm: KernelFunc = ({ inputs, backend, attrs }) => {
   // Outputs first: makeOutput may grow the heap and detach earlier views.
   const output = wasm.makeOutput(call.query.shape, 'float32');
   const scores = call.attrs.returnScores ? wasm.makeOutput([b, u, t, s], 'float32') : null;
+  // The hidden last output the gradient saves (see returnLogSumExp in kernel_names.ts).
+  const logSumExp = call.attrs.returnLogSumExp === true ? wasm.makeOutput([b, u, t], 'float32') : null;
   try {
-    return attend(wasm, call, output, scores);
+    return attend(wasm, call, output, scores, logSumExp);
   } catch (e) {
     // tfjs frees only the outputs a kernel returns: a kernel that throws frees its own.
-    wasm.disposeData(output.dataId);
-    if (scores != null) wasm.disposeData(scores.dataId);
+    for (const info of [output, scores, logSumExp]) if (info != null) wasm.disposeData(info.dataId);
     throw e;
   }
 };
 
 /** Runs the engine on heap views of the inputs and writes its results into the outputs. */
-function attend(wasm: WasmBackendLike, call: KernelCall, output: TensorInfo, scores: TensorInfo | null): TensorInfo[] {
+function attend(
+  wasm: WasmBackendLike,
+  call: KernelCall,
+  output: TensorInfo,
+  scores: TensorInfo | null,
+  logSumExp: TensorInfo | null,
+): TensorInfo[] {
   const { query, key, value, mask, attrs: a } = call;
   const problem = engineProblem(
     { query, key, mask },
@@ -41,13 +47,18 @@ function attend(wasm: WasmBackendLike, call: KernelCall, output: TensorInfo, sco
     },
     a,
   );
-  // The log-sum-exp costs O(B·U·T): always kept for a gradient that may follow.
-  const result = engineFor(a).attention({ ...problem, returnLogSumExp: true });
+  const result = engineFor(a).attention({ ...problem, returnLogSumExp: logSumExp != null });
   (heapView(wasm, output) as Float32Array).set(result.output);
-  recordLogSumExp(output.dataId, result.logSumExp);
-  if (scores == null) return [output];
-  (heapView(wasm, scores) as Float32Array).set(result.probabilities!);
-  return [output, scores];
+  const outputs = [output];
+  if (scores != null) {
+    (heapView(wasm, scores) as Float32Array).set(result.probabilities!);
+    outputs.push(scores);
+  }
+  if (logSumExp != null) {
+    (heapView(wasm, logSumExp) as Float32Array).set(result.logSumExp!);
+    outputs.push(logSumExp);
+  }
+  return outputs;
 }
 
 export const groupedQueryAttentionWasmConfig: KernelConfig = {
