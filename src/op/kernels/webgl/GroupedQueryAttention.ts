@@ -22,7 +22,8 @@
  * heads computed twice (in the stats and the weights passes) and an output pass reading weights.
  *
  * Non-finite values: the stats pass marks rows the composite path makes NaN (../shared/mask_rule.ts)
- * and the later passes write NaN there. The programs need WebGL 2 (bit tests on floats); on WebGL 1
+ * and the later passes write NaN there; with causal or window, value_scan_webgl.ts flags the value
+ * columns holding NaN/±Inf, where the output pass walks every key (as the composite's P·V does). The programs need WebGL 2 (bit tests on floats); on WebGL 1
  * the call runs the composite path and warns once.
  *
  * With a KV cache read in place (`attrs.cache`, the storage of ../shared/device_kv_storage.ts written
@@ -43,6 +44,8 @@ import { packHeadsProgram, paddedHeadSize } from './attention_pack_webgl.js';
 import { scoresProgram } from './attention_scores_webgl.js';
 import { statsProgram } from './attention_stats_webgl.js';
 import { weightsProgram } from './attention_weights_webgl.js';
+import { valueScanProgram } from './value_scan_webgl.js';
+import { bandMaySkipKeys } from '../shared/mask_rule.js';
 import { dropoutUniformValues, hasDropout, type GlProgram } from './gqa_shader_util_webgl.js';
 
 interface WebGLBackendLike {
@@ -98,16 +101,22 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
     withMask ? [scores, mask] : [scores],
     'float32',
   );
+  // With causal or window the output pass skips keys outside the bands: the value scan flags the
+  // columns where a NaN/±Inf value must reach the rows anyway (../shared/mask_rule.ts).
+  const vbad = bandMaySkipKeys(a) ? gl.compileAndRun(valueScanProgram(d), [value], 'float32') : null;
+  const scanNames = vbad != null ? ['Vbad'] : [];
+  const scanIns = vbad != null ? [vbad] : [];
   if (!a.returnScores) {
     // The output pass forms the softmax weights from the scores itself: one (B,U,T,S) texture.
     const output = gl.compileAndRun(
-      outputProgram(d, a, 'scores', withMask ? ['Scores', 'Vin', 'Stats', 'Min'] : ['Scores', 'Vin', 'Stats'], m),
-      withMask ? [scores, value, stats, mask] : [scores, value, stats],
+      outputProgram(d, a, 'scores', [...(withMask ? ['Scores', 'Vin', 'Stats', 'Min'] : ['Scores', 'Vin', 'Stats']), ...scanNames], m),
+      [...(withMask ? [scores, value, stats, mask] : [scores, value, stats]), ...scanIns],
       'float32',
       dropoutValues,
     );
     gl.disposeIntermediateTensorInfo(scores);
     gl.disposeIntermediateTensorInfo(stats);
+    if (vbad != null) gl.disposeIntermediateTensorInfo(vbad);
     return [output];
   }
   const weights = gl.compileAndRun(
@@ -117,9 +126,10 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   );
   gl.disposeIntermediateTensorInfo(scores);
   const output = gl.compileAndRun(
-    outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats'], null), [weights, value, stats], 'float32', dropoutValues,
+    outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats', ...scanNames], null), [weights, value, stats, ...scanIns], 'float32', dropoutValues,
   );
   gl.disposeIntermediateTensorInfo(stats);
+  if (vbad != null) gl.disposeIntermediateTensorInfo(vbad);
   return [output, weights];
 };
 

@@ -16,7 +16,8 @@
  * head dims h, h+1 of one (b, t): per key it reads 2 scores (2 exps) and 2 values (4 when u and u+1
  * belong to different groups) for 4 outputs, instead of one weight and one value per output. It
  * walks the union of the two rows' causal/window bands (all keys for a fully-masked row and for
- * additive masks); each row only takes keys of its own band.
+ * additive masks, and for columns where the value scan found a NaN/±Inf value); each row only takes
+ * keys of its own band.
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
@@ -24,7 +25,7 @@ import { DROPOUT_UNIFORMS, common, dropoutGlsl, hasDropout, keyBand, rowFlags, s
 
 /**
  * Inputs: mode 'scores' ['Scores', 'Vin', 'Stats'] (+ 'Min' with a mask); mode 'weights' ['W', 'Vin',
- * 'Stats'].
+ * 'Stats']; either + 'Vbad' (value_scan_webgl.ts) last when the bands may skip keys.
  */
 export function outputProgram(
   d: Dims,
@@ -38,6 +39,8 @@ export function outputProgram(
   // Weights mode reads finished weights: no mask rules, only the sizes and the key band.
   const header = fromScores ? common(d, attrs, mask) : sizes(d, attrs) + keyBand(attrs) + rowFlags;
   const dropout = hasDropout(attrs);
+  // The value scan's flags (value_scan_webgl.ts), an input when the bands may skip keys.
+  const scanned = names.includes('Vbad');
   return {
     variableNames: names,
     ...(dropout ? { customUniforms: DROPOUT_UNIFORMS } : {}),
@@ -79,7 +82,12 @@ export function outputProgram(
       float m0 = ${fromScores ? 'getStats(b, u0, t, 0)' : '0.0'};
       float m1 = ${fromScores ? 'getStats(b, u1, t, 0)' : '0.0'};
       ivec2 band0 = rowBand(t, full0);
-      ivec2 band1 = rowBand(t, full1);
+      ivec2 band1 = rowBand(t, full1);${scanned ? `
+      // A NaN/±Inf value in these columns reaches the rows at every key (weight 0 outside the band).
+      if (getVbad(b, g0, h0) + getVbad(b, g0, h1) + getVbad(b, g1, h0) + getVbad(b, g1, h1) > 0.0) {
+        band0 = ivec2(0, S);
+        band1 = ivec2(0, S);
+      }` : ''}
       int lo = min(band0.x, band1.x);
       int end = max(band0.y, band1.y);
       vec2 acc0 = vec2(0.0);

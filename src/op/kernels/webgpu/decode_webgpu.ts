@@ -6,7 +6,8 @@
  * Three programs:
  *   1. `unsafeScanProgram`, (B·V): one workgroup per (b, g) marks whether any input a logit of the
  *      group reads (its queries, its S keys, an additive mask) is at least SAFE_MAGNITUDE or not
- *      finite (../shared/mask_rule.ts): a flag instead of every chunk rescanning all keys.
+ *      finite (../shared/mask_rule.ts), or (with causal or window) one of its S values is NaN/±Inf:
+ *      a flag instead of every chunk rescanning all keys.
  *   2. the flash program of flash_attention_webgpu.ts in mode 'partial': the keys are split into
  *      chunks of SPLIT_CHUNK; workgroup (row block, chunk) runs the online softmax over its chunk
  *      only, the G query heads of the group sharing each K/V tile (each K/V row is read once per
@@ -20,7 +21,7 @@
  * ~1e-6 relative).
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { ROW_NAN } from '../shared/mask_rule.js';
+import { ROW_NAN, bandMaySkipKeys } from '../shared/mask_rule.js';
 import { splitCount, type FlashConfig } from './flash_attention_webgpu.js';
 import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
@@ -29,10 +30,15 @@ export function useSplitDecode(d: Dims, cfg: FlashConfig, attrs: GroupedQueryAtt
   return !attrs.returnScores && d.t <= cfg.tq && splitCount(d.s) >= 4;
 }
 
-/** (B·V) flags: 1 where a logit of group (b, g) may be non-finite. Inputs Qin, Kin (+ Min). */
+/**
+ * (B·V) flags: 1 where a logit of group (b, g) may be non-finite, or a value at a key the partial
+ * pass may skip is. Inputs Qin, Kin (+ Vin with causal or window, + Min with an additive mask).
+ */
 export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, variableNames: string[]): GpuProgram {
   const wg = 64;
-  // Only an additive mask is read (a bool mask cannot make a logit non-finite).
+  // Only an additive mask is read (a bool mask cannot make a logit non-finite); values only when
+  // the partial pass may skip keys (../shared/mask_rule.ts bandMaySkipKeys).
+  const scanValues = bandMaySkipKeys(attrs);
   const userCode = `
     const WG = ${wg};
     var<workgroup> unsafeA : atomic<u32>;
@@ -54,7 +60,8 @@ export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, va
         if (unsafeValue(Qin[((b * T + t) * uniforms.U + u) * H + i % H] * uniforms.scale)) { atomicStore(&unsafeA, 1u); }
       }
       for (var i = tid; i < S * H; i += WG) {
-        if (unsafeValue(Kin[((b * uniforms.kRows + i / H) * uniforms.V + g) * H + i % H])) { atomicStore(&unsafeA, 1u); }
+        let src = ((b * uniforms.kRows + i / H) * uniforms.V + g) * H + i % H;
+        if (unsafeValue(Kin[src])${scanValues ? ' || nonFinite(Vin[src])' : ''}) { atomicStore(&unsafeA, 1u); }
       }
       ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < T * G * S; i += WG) {

@@ -75,6 +75,8 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
     fn isNegInf(x : f32) -> bool { return bitcast<u32>(x) == ${u32Literal(NEG_INF_BITS)}; }
     // |x| >= SAFE_MAGNITUDE or not finite: logits of the block may be non-finite.
     fn unsafeValue(x : f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) >= ${u32Literal(SAFE_MAGNITUDE_BITS)}; }
+    // NaN or ±Inf (all exponent bits set): a value the composite's P·V turns into NaN even at weight 0.
+    fn nonFinite(x : f32) -> bool { return (bitcast<u32>(x) & ${u32Literal(POS_INF_BITS)}) == ${u32Literal(POS_INF_BITS)}; }
     // From a uniform: WGSL refuses a NaN constant expression.
     fn nanValue() -> f32 { return bitcast<f32>(uniforms.nanBits); }`;
 }
