@@ -1,8 +1,8 @@
 /**
  * KV cache on the GPU backends (the device storage of src/op/kernels/shared/device_kv_storage.ts):
  * chunked decoding through the cache equals one full causal call on the cpu backend, no GPU→CPU
- * read inside a decode step, flat memory over 500 steps, and a decode-step timing at 1,024 cached
- * positions (information). Registered by page.ts.
+ * read inside a decode step, flat memory and no new program over 500 steps, and a decode-step timing
+ * at 1,024 cached positions (information). Registered by page.ts.
  *
  * Shape letters: B batch · T positions of a call · S positions in total · D model width.
  */
@@ -194,8 +194,20 @@ async function smallDecoder(backend: CacheBackend, maxLength: number, prefill: n
 }
 
 /**
- * No GPU→CPU read inside a decode step, and flat memory over `steps` steps (webgpu: 500; webgl: fewer,
- * because its programs bake S into their source and so compile anew at every step on SwiftShader).
+ * Programs the active backend has compiled so far: webgl's binary cache (keyed by tfjs's shader key)
+ * or webgpu's pipeline cache (keyed by the program's shader key plus ranks and broadcast flags).
+ */
+function compiledPrograms(): number {
+  const be = tf.backend() as unknown as { binaryCache?: object; pipelineCache?: object };
+  const cache = be.binaryCache ?? be.pipelineCache;
+  if (cache == null) throw new Error(`backend ${tf.getBackend()} has no program cache to count`);
+  return Object.keys(cache).length;
+}
+
+/**
+ * No GPU→CPU read inside a decode step, flat memory over `steps` steps, and no program compiled
+ * at a new key length: webgl from the first measured step on; webgpu once every path is in use
+ * (the flash-decoding path starts at 193 keys, its programs compile then, once).
  */
 export async function decodeStepsTest(backend: CacheBackend, steps: number): Promise<Result> {
   const { layer, cache, x } = await smallDecoder(backend, steps + 8, 4);
@@ -208,17 +220,25 @@ export async function decodeStepsTest(backend: CacheBackend, steps: number): Pro
     { const y = step(); await y.data(); y.dispose(); }
     const m0 = tf.memory();
     const g0 = gpuBytes();
+    const p0 = compiledPrograms();
+    // From this step on (S > 192 + a margin) webgpu runs flash-decoding at every step.
+    const settled = Math.min(steps - 1, 240);
+    let pSettled = p0;
     let last = 0;
     for (let i = 13; i < steps; i++) {
+      if (i === settled) pSettled = compiledPrograms();
       const y = step();
       if (i % 50 === 0 || i === steps - 1) last = (await y.data())[0]!;
       y.dispose();
     }
     const m1 = tf.memory();
     const g1 = gpuBytes();
+    const p1 = compiledPrograms();
     const msg = `${steps} steps: reads in 8 decode steps ${reads}; numTensors ${m0.numTensors}→${m1.numTensors}, ` +
-      `numBytes ${m0.numBytes}→${m1.numBytes}, GPU bytes ${g0}→${g1}; cache.length ${cache.length}`;
-    const ok = reads === 0 && m0.numTensors === m1.numTensors && m0.numBytes === m1.numBytes && g0 === g1 &&
+      `numBytes ${m0.numBytes}→${m1.numBytes}, GPU bytes ${g0}→${g1}; programs compiled ${p0}→${pSettled} (step ${settled})→${p1}; ` +
+      `cache.length ${cache.length}`;
+    const programsFlat = backend === 'webgl' ? p1 === p0 : p1 === pSettled;
+    const ok = reads === 0 && m0.numTensors === m1.numTensors && m0.numBytes === m1.numBytes && g0 === g1 && programsFlat &&
       cache.length === steps + 4 && Number.isFinite(last) && cache.storage().kind === backend;
     return { ok, msg };
   } finally {

@@ -701,7 +701,7 @@ async function register(): Promise<void> {
       CHUNK_CASES.forEach((c, i) =>
         tests.set(`${backend}: kv cache chunked = full cpu call ${i}`, () => chunkedCacheTest(backend, c, 9000 + i)),
       );
-      const steps = backend === 'webgpu' ? 500 : 60;
+      const steps = 500;
       tests.set(`${backend}: kv cache ${steps} decode steps, no reads, flat memory`, () => decodeStepsTest(backend, steps));
       const other = backend === 'webgpu' ? 'webgl' : 'webgpu';
       tests.set(`${backend}: kv cache used under ${other} raises`, () => wrongBackendTest(backend, other));

@@ -46,7 +46,7 @@ import { statsProgram } from './attention_stats_webgl.js';
 import { weightsProgram } from './attention_weights_webgl.js';
 import { valueScanProgram } from './value_scan_webgl.js';
 import { bandMaySkipKeys } from '../shared/mask_rule.js';
-import { dropoutUniformValues, hasDropout, type GlProgram } from './gqa_shader_util_webgl.js';
+import { callUniformValues, type GlProgram } from './gqa_shader_util_webgl.js';
 
 interface WebGLBackendLike {
   compileAndRun(
@@ -89,21 +89,23 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   }
   const withMask = a.maskKind !== 'none' && mask != null;
   const m = withMask ? mask : null;
-  const dropoutValues = hasDropout(a) ? dropoutUniformValues(a) : undefined;
+  // One set of uniform values for every program of the call (S, the query offset, dropout's).
+  const values = callUniformValues(d, a);
   // Packed outputs stay packed (no eager unpacking): the scores pass reads them as RGBA texels.
-  const qp = gl.compileAndRun(packHeadsProgram('Qin', query.shape, a.scale), [query], 'float32', undefined, true);
-  const kp = gl.compileAndRun(packHeadsProgram('Kin', [b, s, v, h], null), [key], 'float32', undefined, true);
-  const scores = gl.compileAndRun(scoresProgram(d), [qp, kp], 'float32');
+  const qp = gl.compileAndRun(packHeadsProgram('Qin', query.shape, a.scale), [query], 'float32', [[t]], true);
+  const kp = gl.compileAndRun(packHeadsProgram('Kin', [b, s, v, h], null), [key], 'float32', [[s]], true);
+  const scores = gl.compileAndRun(scoresProgram(d, a), [qp, kp], 'float32', values);
   gl.disposeIntermediateTensorInfo(qp);
   gl.disposeIntermediateTensorInfo(kp);
   const stats = gl.compileAndRun(
     statsProgram(d, a, withMask ? ['Scores', 'Min'] : ['Scores'], m),
     withMask ? [scores, mask] : [scores],
     'float32',
+    values,
   );
   // With causal or window the output pass skips keys outside the bands: the value scan flags the
   // columns where a NaN/±Inf value must reach the rows anyway (../shared/mask_rule.ts).
-  const vbad = bandMaySkipKeys(a) ? gl.compileAndRun(valueScanProgram(d), [value], 'float32') : null;
+  const vbad = bandMaySkipKeys(a) ? gl.compileAndRun(valueScanProgram(d, a), [value], 'float32', values) : null;
   const scanNames = vbad != null ? ['Vbad'] : [];
   const scanIns = vbad != null ? [vbad] : [];
   if (!a.returnScores) {
@@ -112,7 +114,7 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
       outputProgram(d, a, 'scores', [...(withMask ? ['Scores', 'Vin', 'Stats', 'Min'] : ['Scores', 'Vin', 'Stats']), ...scanNames], m),
       [...(withMask ? [scores, value, stats, mask] : [scores, value, stats]), ...scanIns],
       'float32',
-      dropoutValues,
+      values,
     );
     gl.disposeIntermediateTensorInfo(scores);
     gl.disposeIntermediateTensorInfo(stats);
@@ -123,10 +125,11 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
     weightsProgram(d, a, withMask ? ['Scores', 'Stats', 'Min'] : ['Scores', 'Stats'], m),
     withMask ? [scores, stats, mask] : [scores, stats],
     'float32',
+    values,
   );
   gl.disposeIntermediateTensorInfo(scores);
   const output = gl.compileAndRun(
-    outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats', ...scanNames], null), [weights, value, stats, ...scanIns], 'float32', dropoutValues,
+    outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats', ...scanNames], null), [weights, value, stats, ...scanIns], 'float32', values,
   );
   gl.disposeIntermediateTensorInfo(stats);
   if (vbad != null) gl.disposeIntermediateTensorInfo(vbad);

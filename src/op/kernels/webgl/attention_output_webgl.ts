@@ -21,7 +21,9 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { DROPOUT_UNIFORMS, common, dropoutGlsl, hasDropout, keyBand, rowFlags, sizes, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+import {
+  common, dropoutGlsl, hasDropout, kernelProgram, keyBand, outputCoords, rowFlags, sizes, type Dims, type GlProgram,
+} from './gqa_shader_util_webgl.js';
 
 /**
  * Inputs: mode 'scores' ['Scores', 'Vin', 'Stats'] (+ 'Min' with a mask); mode 'weights' ['W', 'Vin',
@@ -41,9 +43,8 @@ export function outputProgram(
   const dropout = hasDropout(attrs);
   // The value scan's flags (value_scan_webgl.ts), an input when the bands may skip keys.
   const scanned = names.includes('Vbad');
-  return {
+  return kernelProgram(attrs, {
     variableNames: names,
-    ...(dropout ? { customUniforms: DROPOUT_UNIFORMS } : {}),
     packedOutput: true,
     outputShape: [d.b, d.t, d.u, d.h],
     userCode: `
@@ -65,11 +66,7 @@ export function outputProgram(
         : 'return getW(b, u, t, j);'}
     }
     void main() {
-      ivec4 c = getOutputCoords();
-      int b = c.x;
-      int t = c.y;
-      int u0 = c.z;
-      int h0 = c.w;
+      ${outputCoords(['b', 't', 'u0', 'h0'])}
       // The block's second head / dim may lie outside (odd U or H): read valid coords, discard later.
       int u1 = min(u0 + 1, U - 1);
       int h1 = min(h0 + 1, H - 1);
@@ -115,5 +112,5 @@ export function outputProgram(
       if (isNanRow(flag1)) { y1 = vec2(nanValue()); }
       setOutput(vec4(y0, y1));
     }`,
-  };
+  });
 }

@@ -11,23 +11,23 @@
  * fewer fragments than the output pass.
  */
 import { POS_INF_BITS, u32Literal } from '../shared/mask_rule.js';
-import type { Dims, GlProgram } from './gqa_shader_util_webgl.js';
+import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { kernelProgram, outputCoords, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
-/** Input 'Vin' ((B,S,V,H), or a cache's (B,C,V,H) read for j < S); output (B, V, H) flags. */
-export function valueScanProgram(d: Dims): GlProgram {
-  return {
+/** Input 'Vin' ((B,S,V,H), or a cache's (B,C,V,H) read for j < S); output (B, V, H) flags. Uniforms: callUniforms. */
+export function valueScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs): GlProgram {
+  return kernelProgram(attrs, {
     variableNames: ['Vin'],
     outputShape: [d.b, d.v, d.h],
     userCode: `
-    const int S = ${d.s};
     void main() {
-      ivec3 c = getOutputCoords();
+      ${outputCoords(['b', 'g', 'h'])}
       float bad = 0.0;
       for (int j = 0; j < S; j++) {
         // All exponent bits set: NaN or ±Inf (a bit test no compiler folds away).
-        if ((floatBitsToUint(getVin(c.x, j, c.y, c.z)) & ${u32Literal(POS_INF_BITS)}) == ${u32Literal(POS_INF_BITS)}) { bad = 1.0; }
+        if ((floatBitsToUint(getVin(b, j, g, h)) & ${u32Literal(POS_INF_BITS)}) == ${u32Literal(POS_INF_BITS)}) { bad = 1.0; }
       }
       setOutput(bad);
     }`,
-  };
+  });
 }

@@ -22,8 +22,8 @@
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { ROW_NAN, bandMaySkipKeys } from '../shared/mask_rule.js';
-import { splitCount, type FlashConfig } from './flash_attention_webgpu.js';
-import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+import type { FlashConfig } from './flash_attention_webgpu.js';
+import { UNIFORMS, attrsKey, flatCoords, maskSnippet, splitCount, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
 /** Whether a call takes the flash-decoding path: one row block along T, and many keys. */
 export function useSplitDecode(d: Dims, cfg: FlashConfig, attrs: GroupedQueryAttentionAttrs): boolean {
@@ -89,9 +89,7 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
   const outputShape = [d.b, d.t, d.u, d.h];
   const size = outputShape.reduce((a, x) => a * x, 1);
   const wg = 64;
-  const nSplit = splitCount(d.s);
   const userCode = `
-    const NSPLIT = ${nSplit};
     const R = ${cfg.rows};
     const GC = ${cfg.gc};
     const TQ = ${cfg.tq};
@@ -99,10 +97,7 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
       if (index >= uniforms.size) { return; }
       let H = uniforms.H;
       let G = uniforms.G;
-      let hh = index % H;
-      let u = (index / H) % uniforms.U;
-      let t = (index / (H * uniforms.U)) % uniforms.T;
-      let b = index / (H * uniforms.U * uniforms.T);
+      ${flatCoords('index', [['b', 'B'], ['t', 'uniforms.T'], ['u', 'uniforms.U'], ['hh', 'H']])}
       let g = u / G;
       let gi = u % G;
       let gcIdx = gi / GC;
@@ -111,14 +106,14 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
       let block = ((b * uniforms.V + g) * uniforms.nGc + gcIdx) * uniforms.nTb + tb;
       let stride = H + 3;
       var mMax = -3.402823e+38f;
-      for (var c = 0; c < NSPLIT; c++) {
-        let o = ((block * NSPLIT + c) * R + r) * stride;
+      for (var c = 0; c < uniforms.nSplit; c++) {
+        let o = ((block * uniforms.nSplit + c) * R + r) * stride;
         if (Part[o + 1] > 0.0) { mMax = max(mMax, Part[o]); }
       }
       var num = 0.0;
       var den = 0.0;
-      for (var c = 0; c < NSPLIT; c++) {
-        let o = ((block * NSPLIT + c) * R + r) * stride;
+      for (var c = 0; c < uniforms.nSplit; c++) {
+        let o = ((block * uniforms.nSplit + c) * R + r) * stride;
         let l = Part[o + 1];
         if (l > 0.0) {
           let w = exp(Part[o] - mMax);
@@ -127,13 +122,13 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
         }
       }
       var y = num / den;
-      if (Part[(block * NSPLIT * R + r) * stride + 2] == ${ROW_NAN}.0) { y = nanValue(); }
+      if (Part[(block * uniforms.nSplit * R + r) * stride + 2] == ${ROW_NAN}.0) { y = nanValue(); }
       setOutputAtIndex(index, y);
     }
     fn nanValue() -> f32 { return bitcast<f32>(uniforms.nanBits); }`;
   return {
     outputShape,
-    shaderKey: `gqaDecodeCombine_${cfg.rows}_${cfg.gc}_${cfg.tq}_${nSplit}`,
+    shaderKey: `gqaDecodeCombine_${cfg.rows}_${cfg.gc}_${cfg.tq}`,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
     dispatch: [Math.ceil(size / wg), 1, 1],
     variableNames: ['Part'],

@@ -53,7 +53,9 @@
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { ROW_FULL, ROW_NAN, ROW_NORMAL, bandMaySkipKeys, rowsMayHaveNoAllowedKey } from '../shared/mask_rule.js';
-import { UNIFORMS, attrsKey, dropoutSnippet, hasDropout, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+import {
+  SPLIT_CHUNK, UNIFORMS, attrsKey, dropoutSnippet, hasDropout, maskSnippet, splitCount, type Dims, type GpuProgram,
+} from './gqa_shader_util_webgpu.js';
 
 /**
  * Tile configuration of one call of the WebGPU flash kernel.
@@ -129,14 +131,6 @@ export function chooseFlashConfig(
   return null;
 }
 
-/** Keys per chunk of the flash-decoding split (a multiple of every tile size KC). */
-export const SPLIT_CHUNK = 64;
-
-/** Chunks of the flash-decoding split for S keys. */
-export function splitCount(s: number): number {
-  return Math.max(1, Math.ceil(s / SPLIT_CHUNK));
-}
-
 /** The code of f(0), ..., f(n − 1): the accumulators are scalars with constant names (registers). */
 function unroll(n: number, f: (k: number) => string): string {
   return Array.from({ length: n }, (_, k) => f(k)).join('\n');
@@ -175,7 +169,6 @@ export function flashProgram(
     const TQ = ${tq};
     const KC = ${kc};
     const WG = ${wg};
-    const NSPLIT = ${nSplit};
     const CHUNK = ${SPLIT_CHUNK};
     var<workgroup> qs : array<f32, ${rows * h}>;
     var<workgroup> kt : array<f32, ${kc * h}>;
@@ -194,6 +187,8 @@ export function flashProgram(
     ${out && dropout ? dropoutSnippet : ''}
 
     fn main(index : i32) {
+      // Key chunks per row block: a uniform (flash-decoding), so a growing S compiles nothing.
+      let NSPLIT = ${partial ? 'uniforms.nSplit' : '1'};
       let tid = i32(localIndex);
       if (tid == 0) {
         wgId = i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x);
@@ -450,7 +445,7 @@ export function flashProgram(
     }`;
   return {
     outputShape,
-    shaderKey: `gqaFlash_${mode}_${h}_${gc}x${tq}_${kc}_${wg}_${nSplit}_${attrsKey(attrs)}`,
+    shaderKey: `gqaFlash_${mode}_${h}_${gc}x${tq}_${kc}_${wg}_${attrsKey(attrs)}`,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
     dispatch: [numWG, 1, 1],
     variableNames,
