@@ -8,26 +8,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention } from '../../../src/index.js';
+import { countReads, rng, useBackend } from './util.js';
 
 export type CacheBackend = 'webgpu' | 'webgl';
 type Result = { ok: boolean; msg: string; info?: boolean };
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-async function useBackend(name: string): Promise<void> {
-  const ok = await tf.setBackend(name);
-  await tf.ready();
-  if (!ok || tf.getBackend() !== name) throw new Error(`backend ${name} did not initialise (got ${tf.getBackend()})`);
-}
 
 interface ChunkCase {
   u: number;
@@ -155,22 +139,6 @@ export async function chunkedCacheTest(backend: CacheBackend, c: ChunkCase, seed
     `${parts.length} chunks; max |gpu chunked − cpu full| ${maxAbs.toExponential(2)}; storage ${kind}`;
   if (kind !== backend) return { ok: false, msg: `${msg}: the cache is not kept on the ${backend} device` };
   return bad < 0 ? { ok: true, msg } : { ok: false, msg: `${msg}; element ${bad}: ${got[bad]} vs ${want[bad]}` };
-}
-
-/** Counts the active backend's read/readSync calls while `fn` runs. */
-async function countReads(fn: () => Promise<void>): Promise<number> {
-  const be = tf.backend() as unknown as { read: (id: object) => Promise<unknown>; readSync: (id: object) => unknown };
-  const { read, readSync } = be;
-  let n = 0;
-  be.read = function (this: unknown, id: object) { n++; return read.call(this, id); };
-  be.readSync = function (this: unknown, id: object) { n++; return readSync.call(this, id); };
-  try {
-    await fn();
-  } finally {
-    be.read = read;
-    be.readSync = readSync;
-  }
-  return n;
 }
 
 function gpuBytes(): number {

@@ -19,6 +19,7 @@ import '@tensorflow/tfjs-backend-webgl';
 import '@tensorflow/tfjs-backend-webgpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { GroupedQueryAttention } from '../../../src/index.js';
+import { countReads, pageLog, useBackend } from './util.js';
 import '../../../src/webgpu.js';
 import '../../../src/webgl.js';
 
@@ -37,21 +38,6 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-/** The active backend's read/readSync calls while `fn` runs. */
-function countReads<T>(fn: () => T): [T, number] {
-  const be = tf.backend() as unknown as { read: (id: object) => Promise<unknown>; readSync: (id: object) => unknown };
-  const { read, readSync } = be;
-  let n = 0;
-  be.read = function (this: unknown, id: object) { n++; return read.call(this, id); };
-  be.readSync = function (this: unknown, id: object) { n++; return readSync.call(this, id); };
-  try {
-    return [fn(), n];
-  } finally {
-    be.read = read;
-    be.readSync = readSync;
-  }
-}
-
 interface Row {
   backend: string;
   cachedTokS: number;
@@ -63,9 +49,11 @@ interface Row {
 }
 
 async function benchBackend(backend: string): Promise<Row | string> {
-  const ok = await tf.setBackend(backend).catch(() => false);
-  if (!ok || tf.getBackend() !== backend) return `${backend}: unavailable`;
-  await tf.ready();
+  try {
+    await useBackend(backend);
+  } catch {
+    return `${backend}: unavailable`;
+  }
   const layer = new GroupedQueryAttention({ headDim: H, numQueryHeads: U, numKeyValueHeads: V });
   layer.build([[null, null, D], [null, null, D]]);
   const seq = tf.randomNormal([1, S + STEPS + 1, D]) as tf.Tensor3D;
@@ -83,9 +71,10 @@ async function benchBackend(backend: string): Promise<Row | string> {
     // Cached steps: one position each; a warm-up step compiles the programs, then truncate back.
     const stepOnce = async (i: number) => {
       const x = token(i);
-      const [y, reads] = countReads(() => layer.apply(x, { value: x, cache, useCausalMask: true }) as tf.Tensor);
-      await y.data();
-      tf.dispose([x, y]);
+      let y: tf.Tensor | null = null;
+      const reads = await countReads(() => { y = layer.apply(x, { value: x, cache, useCausalMask: true }) as tf.Tensor; });
+      await y!.data();
+      tf.dispose([x, y!]);
       return reads;
     };
     await stepOnce(0);
@@ -122,12 +111,7 @@ async function benchBackend(backend: string): Promise<Row | string> {
 }
 
 async function run(): Promise<string[]> {
-  const lines: string[] = [];
-  const log = (line: string) => {
-    lines.push(line);
-    const el = document.getElementById('log');
-    if (el) el.textContent += `${line}\n`;
-  };
+  const { lines, log } = pageLog();
   log(`decode after S=${S} context positions, D=${D} U=${U} V=${V} H=${H}, B=1; ${STEPS} cached steps (mean), ${FULL} full recomputes (median)`);
   log('backend | cache storage | cached tok/s (ms/step) | full recompute tok/s (ms/token) | cached/full speed | GPU→CPU reads per cached step');
   for (const backend of BACKENDS) {

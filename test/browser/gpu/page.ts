@@ -26,7 +26,8 @@ import type { GroupedQueryAttentionAttrs } from '../../../src/op/kernel_names.js
 import { useSplitDecode } from '../../../src/op/kernels/webgpu/decode_webgpu.js';
 import { chooseFlashConfig } from '../../../src/webgpu.js';
 import { applyGoldenCase, goldenLayer, type GoldenCase } from '../../helpers/golden_case.js';
-import { timeCompare } from './timing.js';
+import { timeCompare, type TimingShape } from './timing.js';
+import { rng, useBackend } from './util.js';
 import { CHUNK_CASES, chunkedCacheTest, decodeCacheTimingTest, decodeStepsTest, wrongBackendTest } from './cache_tests.js';
 
 type GpuBackend = 'webgpu' | 'webgl';
@@ -36,17 +37,6 @@ type Result = { ok: boolean; msg: string; info?: boolean };
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function normal(n: number, rand: () => number, scale = 1): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
@@ -54,12 +44,6 @@ function normal(n: number, rand: () => number, scale = 1): Float32Array {
     out[i] = scale * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * rand());
   }
   return out;
-}
-
-async function useBackend(name: string): Promise<void> {
-  const ok = await tf.setBackend(name);
-  await tf.ready();
-  if (!ok || tf.getBackend() !== name) throw new Error(`backend ${name} did not initialise (got ${tf.getBackend()})`);
 }
 
 /** Max of |got − expected| / (atol + rtol·|expected|): ≤ 1 passes. Also the max abs difference. */
@@ -97,18 +81,10 @@ function spyKernel(backend: string): void {
 // ---------------------------------------------------------------------------------------------
 // Random op cases.
 
-interface Case {
+interface Case extends TimingShape {
   name: string;
-  b: number;
-  t: number;
-  s: number;
-  u: number;
-  v: number;
-  h: number;
   /** 'bool-rows': bool mask of the given shape with some all-false rows; 'numeric': additive quirk values. */
   mask?: { kind: 'bool' | 'bool-rows' | 'numeric'; shape: number[] };
-  causal?: boolean;
-  queryOffset?: number;
   slidingWindow?: number;
   returnScores?: boolean;
   /** Multiplies the query: large logits exercise the 64-grid of fully masked rows. */

@@ -94,7 +94,7 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   // Packed outputs stay packed (no eager unpacking): the scores pass reads them as RGBA texels.
   const qp = gl.compileAndRun(packHeadsProgram('Qin', query.shape, a.scale), [query], 'float32', [[t]], true);
   const kp = gl.compileAndRun(packHeadsProgram('Kin', [b, s, v, h], null), [key], 'float32', [[s]], true);
-  const scores = gl.compileAndRun(scoresProgram(d, a), [qp, kp], 'float32', values);
+  const scores = gl.compileAndRun(scoresProgram(d), [qp, kp], 'float32', values);
   gl.disposeIntermediateTensorInfo(qp);
   gl.disposeIntermediateTensorInfo(kp);
   const stats = gl.compileAndRun(
@@ -105,7 +105,7 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   );
   // With causal or window the output pass skips keys outside the bands: the value scan flags the
   // columns where a NaN/±Inf value must reach the rows anyway (../shared/mask_rule.ts).
-  const vbad = bandMaySkipKeys(a) ? gl.compileAndRun(valueScanProgram(d, a), [value], 'float32', values) : null;
+  const vbad = bandMaySkipKeys(a) ? gl.compileAndRun(valueScanProgram(d), [value], 'float32', values) : null;
   const scanNames = vbad != null ? ['Vbad'] : [];
   const scanIns = vbad != null ? [vbad] : [];
   if (!a.returnScores) {

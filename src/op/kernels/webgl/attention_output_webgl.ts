@@ -43,7 +43,7 @@ export function outputProgram(
   const dropout = hasDropout(attrs);
   // The value scan's flags (value_scan_webgl.ts), an input when the bands may skip keys.
   const scanned = names.includes('Vbad');
-  return kernelProgram(attrs, {
+  return kernelProgram({
     variableNames: names,
     packedOutput: true,
     outputShape: [d.b, d.t, d.u, d.h],

@@ -13,13 +13,12 @@
  * than one-float reads. The sum's order differs from a sequential one only in float32 rounding.
  */
 import { paddedHeadSize } from './attention_pack_webgl.js';
-import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { kernelProgram, outputCoords, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
-/** Inputs: Qp and Kp, the packed heads of attention_pack_webgl.ts. Uniforms: callUniforms. */
-export function scoresProgram(d: Dims, attrs: GroupedQueryAttentionAttrs): GlProgram {
+/** Inputs: Qp and Kp, the packed heads of attention_pack_webgl.ts. Uniforms: CALL_UNIFORMS. */
+export function scoresProgram(d: Dims): GlProgram {
   const hp = paddedHeadSize(d.h);
-  return kernelProgram(attrs, {
+  return kernelProgram({
     variableNames: ['Qp', 'Kp'],
     packedInputs: true,
     outputShape: [d.b, d.u, d.t, d.s],

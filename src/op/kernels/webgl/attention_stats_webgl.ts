@@ -20,7 +20,7 @@ import { common, kernelProgram, outputCoords, type Dims, type GlProgram } from '
 export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: string[], mask: TensorInfo | null): GlProgram {
   const cols = attrs.returnScores ? 3 : 2;
   const special = rowsMayHaveNoAllowedKey(attrs);
-  return kernelProgram(attrs, {
+  return kernelProgram({
     variableNames: names,
     outputShape: [d.b, d.u, d.t, cols],
     userCode: `

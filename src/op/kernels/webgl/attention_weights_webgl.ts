@@ -13,7 +13,7 @@ import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { common, kernelProgram, outputCoords, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 export function weightsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: string[], mask: TensorInfo | null): GlProgram {
-  return kernelProgram(attrs, {
+  return kernelProgram({
     variableNames: names,
     outputShape: [d.b, d.u, d.t, d.s],
     userCode: `

@@ -10,7 +10,7 @@
  * additive masks give fround(L + a) and a plain softmax.
  *
  * What changes from one decode step to the next is not compiled in: the key length S and the query
- * offset are uniforms (`callUniforms`), and every program sets tfjs's `enableShapeUniforms`, so that
+ * offset are uniforms (CALL_UNIFORMS), and every program sets tfjs's `enableShapeUniforms`, so that
  * tensor shapes are uniforms too (tfjs's shader key then holds ranks and broadcast flags, not
  * shapes). A decode step at a new length reuses the programs of the previous step; the head size,
  * the group size, T, the window and the mask's broadcast axes stay compiled in.
@@ -56,31 +56,39 @@ export function hasDropout(attrs: GroupedQueryAttentionAttrs): boolean {
 
 /**
  * The per-call uniforms of every program but the packing one: the key length S, the query offset
- * (a decode step changes both), and with dropout the hash's key, threshold and keep scale (a new
- * seed compiles nothing).
+ * (a decode step changes both), and the dropout hash's key, threshold and keep scale (a new seed
+ * compiles nothing). Every program declares all of them, dropout or not: tfjs caches a compiled
+ * program by its source and inputs and sets the uniforms the first compilation declared, so two
+ * programs with the same source must not declare different lists. Unused uniforms cost nothing.
  */
-export function callUniforms(attrs: GroupedQueryAttentionAttrs): GlUniform[] {
-  const sizes: GlUniform[] = [{ name: 'S', type: 'int' }, { name: 'OFFSET', type: 'int' }];
-  if (!hasDropout(attrs)) return sizes;
-  return [...sizes, { name: 'dropKey', type: 'int' }, { name: 'dropThreshold', type: 'int' }, { name: 'keepScale', type: 'float' }];
-}
+export const CALL_UNIFORMS: readonly GlUniform[] = [
+  { name: 'S', type: 'int' },
+  { name: 'OFFSET', type: 'int' },
+  { name: 'dropKey', type: 'int' },
+  { name: 'dropThreshold', type: 'int' },
+  { name: 'keepScale', type: 'float' },
+];
 
-/** Values of `callUniforms`, in its order: the hash's key and threshold as u32 bit patterns in ints. */
+/**
+ * Values of CALL_UNIFORMS, in its order: the hash's key and threshold as u32 bit patterns in ints
+ * (zeros without dropout).
+ */
 export function callUniformValues(d: Dims, attrs: GroupedQueryAttentionAttrs): number[][] {
-  const sizes = [[d.s], [attrs.queryOffset]];
-  if (!hasDropout(attrs)) return sizes;
-  return [...sizes, [dropoutKey(attrs.dropoutSeed) | 0], [dropoutThreshold(attrs.dropoutRate) | 0], [dropoutKeepScale(attrs.dropoutRate)]];
+  const on = hasDropout(attrs);
+  return [
+    [d.s], [attrs.queryOffset],
+    [on ? dropoutKey(attrs.dropoutSeed) | 0 : 0], [on ? dropoutThreshold(attrs.dropoutRate) | 0 : 0], [on ? dropoutKeepScale(attrs.dropoutRate) : 1],
+  ];
 }
 
 /**
- * A program of the kernel: `callUniforms` declared, shapes as uniforms (see the module comment).
+ * A program of the kernel: CALL_UNIFORMS declared, shapes as uniforms (see the module comment).
  * Run it with `callUniformValues`.
  */
 export function kernelProgram(
-  attrs: GroupedQueryAttentionAttrs,
   p: Pick<GlProgram, 'variableNames' | 'outputShape' | 'userCode' | 'packedInputs' | 'packedOutput'>,
 ): GlProgram {
-  return { ...p, customUniforms: callUniforms(attrs), enableShapeUniforms: true };
+  return { ...p, customUniforms: [...CALL_UNIFORMS], enableShapeUniforms: true };
 }
 
 /**
@@ -112,7 +120,7 @@ export const dropoutGlsl = `
 
 /**
  * GLSL constants of the score-reading programs: head size, group size and window (S and the query
- * offset are `callUniforms`).
+ * offset are CALL_UNIFORMS).
  */
 export function sizes(d: Dims, attrs: GroupedQueryAttentionAttrs): string {
   return `

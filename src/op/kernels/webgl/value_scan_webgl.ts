@@ -11,12 +11,11 @@
  * fewer fragments than the output pass.
  */
 import { POS_INF_BITS, u32Literal } from '../shared/mask_rule.js';
-import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { kernelProgram, outputCoords, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
-/** Input 'Vin' ((B,S,V,H), or a cache's (B,C,V,H) read for j < S); output (B, V, H) flags. Uniforms: callUniforms. */
-export function valueScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs): GlProgram {
-  return kernelProgram(attrs, {
+/** Input 'Vin' ((B,S,V,H), or a cache's (B,C,V,H) read for j < S); output (B, V, H) flags. Uniforms: CALL_UNIFORMS. */
+export function valueScanProgram(d: Dims): GlProgram {
+  return kernelProgram({
     variableNames: ['Vin'],
     outputShape: [d.b, d.v, d.h],
     userCode: `
