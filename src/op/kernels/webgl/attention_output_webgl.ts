@@ -22,8 +22,9 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import {
-  common, dropoutGlsl, hasDropout, kernelProgram, keyBand, outputCoords, rowFlags, sizes, type Dims, type GlProgram,
+  common, dropoutGlsl, kernelProgram, keyBand, outputCoords, rowFlags, sizes, type Dims, type GlProgram,
 } from './gqa_shader_util_webgl.js';
+import { hasDropout } from '../shared/dropout_hash_shader.js';
 
 /**
  * Inputs: mode 'scores' ['Scores', 'Vin', 'Stats'] (+ 'Min' with a mask); mode 'weights' ['W', 'Vin',

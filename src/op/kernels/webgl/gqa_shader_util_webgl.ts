@@ -16,8 +16,7 @@
  * the group size, T, the window and the mask's broadcast axes stay compiled in.
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
-import { dropoutKeepScale, dropoutKey, dropoutThreshold } from '../../../engine/dropout_hash.js';
-import { MIX32_STATEMENTS } from '../shared/dropout_hash_shader.js';
+import { MIX32_STATEMENTS, dropoutUniformValues } from '../shared/dropout_hash_shader.js';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { NAN_BITS, NEG_INF_BITS, POS_INF_BITS, ROW_FULL, ROW_NAN, rowsMayHaveNoAllowedKey, u32Literal } from '../shared/mask_rule.js';
 
@@ -49,11 +48,6 @@ export function glslFloat(x: number): string {
   return /[.eE]/.test(s) ? s : `${s}.0`;
 }
 
-/** Whether the call applies dropout (the op sets dropoutRate only in training). */
-export function hasDropout(attrs: GroupedQueryAttentionAttrs): boolean {
-  return (attrs.dropoutRate ?? 0) > 0;
-}
-
 /**
  * The per-call uniforms of every program but the packing one: the key length S, the query offset
  * (a decode step changes both), and the dropout hash's key, threshold and keep scale (a new seed
@@ -74,11 +68,8 @@ export const CALL_UNIFORMS: readonly GlUniform[] = [
  * (zeros without dropout).
  */
 export function callUniformValues(d: Dims, attrs: GroupedQueryAttentionAttrs): number[][] {
-  const on = hasDropout(attrs);
-  return [
-    [d.s], [attrs.queryOffset],
-    [on ? dropoutKey(attrs.dropoutSeed) | 0 : 0], [on ? dropoutThreshold(attrs.dropoutRate) | 0 : 0], [on ? dropoutKeepScale(attrs.dropoutRate) : 1],
-  ];
+  const [key, threshold, keepScale] = dropoutUniformValues(attrs);
+  return [[d.s], [attrs.queryOffset], [key], [threshold], [keepScale]];
 }
 
 /**

@@ -54,8 +54,9 @@
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { ROW_FULL, ROW_NAN, ROW_NORMAL, bandMaySkipKeys, rowsMayHaveNoAllowedKey } from '../shared/mask_rule.js';
 import {
-  SPLIT_CHUNK, UNIFORMS, attrsKey, dropoutSnippet, hasDropout, maskSnippet, splitCount, type Dims, type GpuProgram,
+  SPLIT_CHUNK, UNIFORMS, attrsKey, dropoutSnippet, maskSnippet, splitCount, type Dims, type GpuProgram,
 } from './gqa_shader_util_webgpu.js';
+import { hasDropout } from '../shared/dropout_hash_shader.js';
 
 /**
  * Tile configuration of one call of the WebGPU flash kernel.

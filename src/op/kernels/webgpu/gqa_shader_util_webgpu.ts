@@ -8,8 +8,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { dropoutKeepScale, dropoutKey, dropoutThreshold } from '../../../engine/dropout_hash.js';
-import { MIX32_STATEMENTS } from '../shared/dropout_hash_shader.js';
+import { MIX32_STATEMENTS, dropoutUniformValues, hasDropout } from '../shared/dropout_hash_shader.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
 import {
   NAN_BITS, NEG_INF_BITS, POS_INF_BITS, SAFE_MAGNITUDE_BITS, rowsMayHaveNoAllowedKey, u32Literal,
@@ -112,6 +111,7 @@ export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQu
     ms = [m0, m1, m2, m3].map((n, i) => (n === 1 ? 0 : strides[i]!));
   }
   const i = (x: number): Uniform => ({ type: 'int32', data: [x] });
+  const [dropKey, dropThreshold, keepScale] = dropoutUniformValues(attrs);
   return [
     i(d.t), i(d.s), i(d.u), i(d.v), i(d.g), i(nGc), i(nTb), i(d.b * d.v * nGc * nTb),
     i(attrs.queryOffset), i(attrs.slidingWindow),
@@ -121,9 +121,7 @@ export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQu
     i(d.h), i(cfg?.kc ?? 1), i(cfg ? Math.ceil((cfg.rows * d.h) / cfg.wg) : 1),
     i(NAN_BITS),
     // The dropout hash's per-call key and threshold are u32 bit patterns carried in i32 uniforms.
-    i(hasDropout(attrs) ? dropoutKey(attrs.dropoutSeed) | 0 : 0),
-    i(hasDropout(attrs) ? dropoutThreshold(attrs.dropoutRate) | 0 : 0),
-    { type: 'float32', data: [hasDropout(attrs) ? dropoutKeepScale(attrs.dropoutRate) : 1] },
+    i(dropKey), i(dropThreshold), { type: 'float32', data: [keepScale] },
     i(kRows),
     // Key chunks of flash-decoding: a uniform, so that a decode step at a new length compiles nothing.
     i(splitCount(d.s)),
@@ -150,11 +148,6 @@ export function flatCoords(index: string, dims: ReadonlyArray<readonly [string, 
 /** The part of a shader key that depends on the mask rules and on dropout being on. */
 export function attrsKey(attrs: GroupedQueryAttentionAttrs): string {
   return `${attrs.maskKind}_${attrs.causal ? 'c' : ''}${attrs.slidingWindow > 0 ? 'w' : ''}${hasDropout(attrs) ? 'd' : ''}`;
-}
-
-/** Whether the call applies dropout (the op sets dropoutRate only in training). */
-export function hasDropout(attrs: GroupedQueryAttentionAttrs): boolean {
-  return (attrs.dropoutRate ?? 0) > 0;
 }
 
 /**
