@@ -10,12 +10,14 @@
  *      `returnScores` it forms the weights exp(x − m) from the scores itself: the scores are the
  *      only (B,U,T,S) texture. With `returnScores`, attention_weights_webgl.ts first writes the
  *      normalised probabilities (the returned tensor) and the output pass reads those.
+ *   With causal or window, value_scan_webgl.ts (B,V,H) before pass 3: the value columns holding
+ *   NaN/±Inf (see Non-finite values below).
  *
  * WebGL has no workgroup memory and one output value per fragment, so a single flash pass is not
  * possible without recomputing the row's dot products once per output element (H times the work).
  * Q·K is computed once (pass 1) and the rest reads it. Compared with the composite path (repeat K
  * and V, transpose, matMul, add, softmax = max, sub, exp, sum, div, matMul, transpose), this never
- * copies K or V per query head, keeps one (B,U,T,S) texture (two with `returnScores`) and runs 5–6
+ * copies K or V per query head, keeps one (B,U,T,S) texture (two with `returnScores`) and runs 5–7
  * programs instead of about 12.
  *
  * Measured alternative (SwiftShader, slower for T=S=128): no scores texture, Q·K over the packed
