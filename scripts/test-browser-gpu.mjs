@@ -9,6 +9,10 @@
  *   node scripts/test-browser-gpu.mjs --filter=golden only tests whose name contains "golden"
  *   node scripts/test-browser-gpu.mjs --bench         run the fused-vs-composite benchmark page
  *                                                     (--reps=N timed calls per case, default 3)
+ *   node scripts/test-browser-gpu.mjs --decode-bench  run the decode benchmark page (KV cache vs full
+ *                                                     recompute, tokens/s and reads per step on webgpu,
+ *                                                     webgl, wasm, cpu; --s=, --steps=, --full=,
+ *                                                     --backends= pass through, see decode_bench.ts)
  *   node scripts/test-browser-gpu.mjs --serve         only serve: open the printed URLs in a browser
  *                                                     with a real GPU (test page and bench page)
  *
@@ -41,6 +45,7 @@ await build({
   entryPoints: {
     page: join(root, 'test/browser/gpu/page.ts'),
     bench: join(root, 'test/browser/gpu/bench.ts'),
+    decode: join(root, 'test/browser/gpu/decode_bench.ts'),
   },
   outdir: out,
   bundle: true,
@@ -53,7 +58,7 @@ await build({
   logLevel: 'warning',
   define: { 'process.env.NODE_ENV': '"production"' },
 });
-for (const name of ['page', 'bench']) {
+for (const name of ['page', 'bench', 'decode']) {
   writeFileSync(
     join(out, `${name}.html`),
     `<!doctype html><meta charset="utf-8"><title>gqa ${name}</title><pre id="log"></pre><script type="module" src="/${name}.js"></script>\n`,
@@ -65,10 +70,13 @@ const golden = readdirSync(goldenDir)
   .sort()
   .map((f) => JSON.parse(readFileSync(join(goldenDir, f), 'utf8')));
 writeFileSync(join(out, 'golden.json'), JSON.stringify(golden));
+// tfjs-backend-wasm's binaries, for the decode bench's wasm row (setWasmPaths('/')).
+const wasmDist = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/dist');
+for (const f of readdirSync(wasmDist).filter((f) => f.endsWith('.wasm'))) writeFileSync(join(out, f), readFileSync(join(wasmDist, f)));
 const buildMs = performance.now() - t0;
 
 // 2. Serve on loopback (a secure context, which navigator.gpu needs).
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json' };
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm' };
 const server = createServer((req, res) => {
   const path = new URL(req.url ?? '/', 'http://x').pathname;
   const file = join(out, path === '/' ? 'page.html' : path.slice(1));
@@ -85,6 +93,7 @@ const port = server.address().port;
 if (flag('serve')) {
   console.log(`tests: http://127.0.0.1:${port}/page.html (call await gqa.run(name) in the console)`);
   console.log(`bench: http://127.0.0.1:${port}/bench.html`);
+  console.log(`decode bench: http://127.0.0.1:${port}/decode.html?auto`);
   console.log('Ctrl-C to stop.');
   process.on('SIGINT', () => {
     cleanup();
@@ -116,6 +125,18 @@ async function runInBrowser() {
       const reps = args.find((a) => a.startsWith('--reps='))?.slice('--reps='.length);
       await page.goto(`http://127.0.0.1:${port}/bench.html${reps ? `?reps=${Number(reps)}` : ''}`);
       const lines = await page.evaluate(() => window.gqaBench.run());
+      for (const line of lines) console.log(line);
+      return 0;
+    }
+    if (flag('decode-bench')) {
+      const query = new URLSearchParams();
+      for (const key of ['s', 'steps', 'full', 'backends']) {
+        const value = args.find((a) => a.startsWith(`--${key}=`))?.slice(key.length + 3);
+        if (value != null) query.set(key, value);
+      }
+      await page.goto(`http://127.0.0.1:${port}/decode.html?${query}`);
+      await page.waitForFunction(() => window.gqaDecodeBench != null, null, { timeout: 30_000 });
+      const lines = await page.evaluate(() => window.gqaDecodeBench.run());
       for (const line of lines) console.log(line);
       return 0;
     }

@@ -11,6 +11,7 @@ import '../../../src/index.js';
 import '../../../src/webgpu.js';
 import '../../../src/webgl.js';
 import { timeCompare, type TimingShape } from './timing.js';
+import { pageLog } from './util.js';
 
 const params = new URLSearchParams(location.search);
 const big = params.has('big');
@@ -29,12 +30,7 @@ const SHAPES: Array<[string, TimingShape]> = big
     ];
 
 async function run(): Promise<string[]> {
-  const lines: string[] = [];
-  const log = (line: string) => {
-    lines.push(line);
-    const el = document.getElementById('log');
-    if (el) el.textContent += `${line}\n`;
-  };
+  const { lines, log } = pageLog();
   for (const backend of ['webgpu', 'webgl']) {
     const ok = await tf.setBackend(backend).catch(() => false);
     if (!ok || tf.getBackend() !== backend) {

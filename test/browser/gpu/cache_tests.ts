@@ -1,33 +1,17 @@
 /**
  * KV cache on the GPU backends (the device storage of src/op/kernels/shared/device_kv_storage.ts):
  * chunked decoding through the cache equals one full causal call on the cpu backend, no GPU→CPU
- * read inside a decode step, flat memory over 500 steps, and a decode-step timing at 1,024 cached
- * positions (information). Registered by page.ts.
+ * read inside a decode step, flat memory and no new program over 500 steps, and a decode-step timing
+ * at 1,024 cached positions (information). Registered by page.ts.
  *
  * Shape letters: B batch · T positions of a call · S positions in total · D model width.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention } from '../../../src/index.js';
+import { countReads, rng, useBackend } from './util.js';
 
 export type CacheBackend = 'webgpu' | 'webgl';
 type Result = { ok: boolean; msg: string; info?: boolean };
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-async function useBackend(name: string): Promise<void> {
-  const ok = await tf.setBackend(name);
-  await tf.ready();
-  if (!ok || tf.getBackend() !== name) throw new Error(`backend ${name} did not initialise (got ${tf.getBackend()})`);
-}
 
 interface ChunkCase {
   u: number;
@@ -157,22 +141,6 @@ export async function chunkedCacheTest(backend: CacheBackend, c: ChunkCase, seed
   return bad < 0 ? { ok: true, msg } : { ok: false, msg: `${msg}; element ${bad}: ${got[bad]} vs ${want[bad]}` };
 }
 
-/** Counts the active backend's read/readSync calls while `fn` runs. */
-async function countReads(fn: () => Promise<void>): Promise<number> {
-  const be = tf.backend() as unknown as { read: (id: object) => Promise<unknown>; readSync: (id: object) => unknown };
-  const { read, readSync } = be;
-  let n = 0;
-  be.read = function (this: unknown, id: object) { n++; return read.call(this, id); };
-  be.readSync = function (this: unknown, id: object) { n++; return readSync.call(this, id); };
-  try {
-    await fn();
-  } finally {
-    be.read = read;
-    be.readSync = readSync;
-  }
-  return n;
-}
-
 function gpuBytes(): number {
   return (tf.memory() as unknown as { numBytesInGPU?: number }).numBytesInGPU ?? -1;
 }
@@ -194,8 +162,20 @@ async function smallDecoder(backend: CacheBackend, maxLength: number, prefill: n
 }
 
 /**
- * No GPU→CPU read inside a decode step, and flat memory over `steps` steps (webgpu: 500; webgl: fewer,
- * because its programs bake S into their source and so compile anew at every step on SwiftShader).
+ * Programs the active backend has compiled so far: webgl's binary cache (keyed by tfjs's shader key)
+ * or webgpu's pipeline cache (keyed by the program's shader key plus ranks and broadcast flags).
+ */
+function compiledPrograms(): number {
+  const be = tf.backend() as unknown as { binaryCache?: object; pipelineCache?: object };
+  const cache = be.binaryCache ?? be.pipelineCache;
+  if (cache == null) throw new Error(`backend ${tf.getBackend()} has no program cache to count`);
+  return Object.keys(cache).length;
+}
+
+/**
+ * No GPU→CPU read inside a decode step, flat memory over `steps` steps, and no program compiled
+ * at a new key length: webgl from the first measured step on; webgpu once every path is in use
+ * (the flash-decoding path starts at 193 keys, its programs compile then, once).
  */
 export async function decodeStepsTest(backend: CacheBackend, steps: number): Promise<Result> {
   const { layer, cache, x } = await smallDecoder(backend, steps + 8, 4);
@@ -208,17 +188,25 @@ export async function decodeStepsTest(backend: CacheBackend, steps: number): Pro
     { const y = step(); await y.data(); y.dispose(); }
     const m0 = tf.memory();
     const g0 = gpuBytes();
+    const p0 = compiledPrograms();
+    // From this step on (S > 192 + a margin) webgpu runs flash-decoding at every step.
+    const settled = Math.min(steps - 1, 240);
+    let pSettled = p0;
     let last = 0;
     for (let i = 13; i < steps; i++) {
+      if (i === settled) pSettled = compiledPrograms();
       const y = step();
       if (i % 50 === 0 || i === steps - 1) last = (await y.data())[0]!;
       y.dispose();
     }
     const m1 = tf.memory();
     const g1 = gpuBytes();
+    const p1 = compiledPrograms();
     const msg = `${steps} steps: reads in 8 decode steps ${reads}; numTensors ${m0.numTensors}→${m1.numTensors}, ` +
-      `numBytes ${m0.numBytes}→${m1.numBytes}, GPU bytes ${g0}→${g1}; cache.length ${cache.length}`;
-    const ok = reads === 0 && m0.numTensors === m1.numTensors && m0.numBytes === m1.numBytes && g0 === g1 &&
+      `numBytes ${m0.numBytes}→${m1.numBytes}, GPU bytes ${g0}→${g1}; programs compiled ${p0}→${pSettled} (step ${settled})→${p1}; ` +
+      `cache.length ${cache.length}`;
+    const programsFlat = backend === 'webgl' ? p1 === p0 : p1 === pSettled;
+    const ok = reads === 0 && m0.numTensors === m1.numTensors && m0.numBytes === m1.numBytes && g0 === g1 && programsFlat &&
       cache.length === steps + 4 && Number.isFinite(last) && cache.storage().kind === backend;
     return { ok, msg };
   } finally {

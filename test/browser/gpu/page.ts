@@ -19,13 +19,15 @@ import {
   hasFusedKernel,
   type GroupedQueryAttentionOptions,
 } from '../../../src/index.js';
+import { createKVStorage } from '../../../src/op/kv_storage.js';
 import '../../../src/webgpu.js';
 import '../../../src/webgl.js';
 import type { GroupedQueryAttentionAttrs } from '../../../src/op/kernel_names.js';
 import { useSplitDecode } from '../../../src/op/kernels/webgpu/decode_webgpu.js';
 import { chooseFlashConfig } from '../../../src/webgpu.js';
 import { applyGoldenCase, goldenLayer, type GoldenCase } from '../../helpers/golden_case.js';
-import { timeCompare } from './timing.js';
+import { timeCompare, type TimingShape } from './timing.js';
+import { rng, useBackend } from './util.js';
 import { CHUNK_CASES, chunkedCacheTest, decodeCacheTimingTest, decodeStepsTest, wrongBackendTest } from './cache_tests.js';
 
 type GpuBackend = 'webgpu' | 'webgl';
@@ -35,17 +37,6 @@ type Result = { ok: boolean; msg: string; info?: boolean };
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function normal(n: number, rand: () => number, scale = 1): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
@@ -53,12 +44,6 @@ function normal(n: number, rand: () => number, scale = 1): Float32Array {
     out[i] = scale * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * rand());
   }
   return out;
-}
-
-async function useBackend(name: string): Promise<void> {
-  const ok = await tf.setBackend(name);
-  await tf.ready();
-  if (!ok || tf.getBackend() !== name) throw new Error(`backend ${name} did not initialise (got ${tf.getBackend()})`);
 }
 
 /** Max of |got − expected| / (atol + rtol·|expected|): ≤ 1 passes. Also the max abs difference. */
@@ -96,18 +81,10 @@ function spyKernel(backend: string): void {
 // ---------------------------------------------------------------------------------------------
 // Random op cases.
 
-interface Case {
+interface Case extends TimingShape {
   name: string;
-  b: number;
-  t: number;
-  s: number;
-  u: number;
-  v: number;
-  h: number;
   /** 'bool-rows': bool mask of the given shape with some all-false rows; 'numeric': additive quirk values. */
   mask?: { kind: 'bool' | 'bool-rows' | 'numeric'; shape: number[] };
-  causal?: boolean;
-  queryOffset?: number;
   slidingWindow?: number;
   returnScores?: boolean;
   /** Multiplies the query: large logits exercise the 64-grid of fully masked rows. */
@@ -447,7 +424,8 @@ async function timingTest(backend: GpuBackend): Promise<Result> {
 
 // ---------------------------------------------------------------------------------------------
 // Non-finite values (issue: no silent wrong answers): NaN or ±Inf injected at random positions of
-// the query, the key or a numeric mask must give NaN exactly where the composite path on cpu does,
+// the query, the key, the value or a numeric mask must give NaN exactly where the composite path on
+// cpu does (values at keys a kernel skips included: 0·NaN is NaN in the composite's P·V),
 // and the same finite values elsewhere.
 
 const NONFINITE_CASES: Case[] = [
@@ -471,13 +449,32 @@ const NONFINITE_CASES: Case[] = [
     mask: { kind: 'numeric', shape: [1, 1, 1, 270] },
   },
   { name: 'decode T=1 S=300 G=2 causal offset 299', b: 2, t: 1, s: 300, u: 4, v: 2, h: 8, causal: true, queryOffset: 299 },
+  // Keys outside the bands (skipped tiles, flash-decoding chunks) whose values may be NaN/±Inf.
+  { name: 'many tiles T20 S100 causal G=2 (skipped key tiles)', b: 1, t: 20, s: 100, u: 4, v: 2, h: 8, causal: true, queryOffset: 80 },
+  {
+    name: 'decode T=2 S=300 G=2 causal window 40 offset 298 (flash-decoding, skipped chunks)', b: 1, t: 2, s: 300, u: 4, v: 2, h: 8,
+    causal: true, slidingWindow: 40, queryOffset: 298,
+  },
 ];
 
-/** Puts NaN / ±Inf (and 1e30 or a row of −Inf in a numeric mask) at 1–3 random places. */
+/** The cached cases: keys 0..S-T-1 written to a KV cache first, the call's T keys with it (queryOffset S−T). */
+const NONFINITE_CACHE_CASES: Case[] = NONFINITE_CASES.filter((c) => c.t < c.s && (c.queryOffset ?? 0) === c.s - c.t);
+
+/**
+ * Puts NaN / ±Inf (and 1e30 or a row of −Inf in a numeric mask) at 1–3 random places of the query,
+ * key, value (or mask), and half of the time one more into the values (most of their positions lie
+ * outside some row's band: keys a kernel may skip).
+ */
 function injectNonFinite(c: Case, d: CaseData, rand: () => number): string[] {
-  const targets: Array<[string, Float32Array]> = [['q', d.q], ['k', d.k]];
-  if (d.mask && c.mask?.kind === 'numeric') targets.push(['mask', d.mask]);
   const done: string[] = [];
+  if (rand() < 0.5) {
+    const at = Math.floor(rand() * d.v.length);
+    const x = [NaN, Infinity, -Infinity][Math.floor(rand() * 3)]!;
+    d.v[at] = x;
+    done.push(`v[${at}] = ${x}`);
+  }
+  const targets: Array<[string, Float32Array]> = [['q', d.q], ['k', d.k], ['v', d.v]];
+  if (d.mask && c.mask?.kind === 'numeric') targets.push(['mask', d.mask]);
   const n = 1 + Math.floor(rand() * 3);
   for (let i = 0; i < n; i++) {
     const [name, arr] = targets[Math.floor(rand() * targets.length)]!;
@@ -514,7 +511,51 @@ function compareNonFinite(got: Float32Array, want: Float32Array, tol: typeof TOL
   return null;
 }
 
-async function nonFiniteTest(backend: GpuBackend, c: Case, seed: number, trials = 4): Promise<Result> {
+/**
+ * The op through a KV cache on the active backend: keys/values 0..S-T-1 written to the storage
+ * first, then the call with the last T (queryOffset S−T, the cache's length). Same outputs as
+ * runOp over all S keys.
+ */
+async function runCachedOp(c: Case, d: CaseData): Promise<{ out: Float32Array; scores?: Float32Array }> {
+  const p = c.s - c.t;
+  const rowsOf = (a: Float32Array, r0: number, r1: number) => {
+    const w = c.v * c.h;
+    const out = new Float32Array(c.b * (r1 - r0) * w);
+    for (let b = 0; b < c.b; b++) out.set(a.subarray((b * c.s + r0) * w, (b * c.s + r1) * w), b * (r1 - r0) * w);
+    return tf.tensor4d(out, [c.b, r1 - r0, c.v, c.h]);
+  };
+  const storage = createKVStorage({ batchSize: c.b, capacity: c.s + 3, numKeyValueHeads: c.v, headDim: c.h });
+  const kp = rowsOf(d.k, 0, p);
+  const vp = rowsOf(d.v, 0, p);
+  storage.write(kp, vp, 0);
+  const q = tf.tensor4d(d.q, [c.b, c.t, c.u, c.h]);
+  const k = rowsOf(d.k, p, c.s);
+  const v = rowsOf(d.v, p, c.s);
+  const mask = d.mask
+    ? c.mask!.kind === 'numeric'
+      ? tf.tensor(d.mask, c.mask!.shape, 'float32')
+      : tf.tensor(Array.from(d.mask), c.mask!.shape, 'bool')
+    : null;
+  try {
+    const res = groupedQueryAttention(q, k, v, {
+      attentionMask: mask,
+      causal: c.causal ?? false,
+      slidingWindow: c.slidingWindow ?? null,
+      returnScores: c.returnScores ?? false,
+      cache: { storage, length: p },
+    }) as tf.Tensor | tf.Tensor[];
+    const [o, sc] = Array.isArray(res) ? res : [res];
+    const out = (await o!.data()) as Float32Array;
+    const scores = sc ? ((await sc.data()) as Float32Array) : undefined;
+    tf.dispose([o!, ...(sc ? [sc] : [])]);
+    return scores ? { out, scores } : { out };
+  } finally {
+    tf.dispose([kp, vp, q, k, v, ...(mask ? [mask] : [])]);
+    storage.dispose();
+  }
+}
+
+async function nonFiniteTest(backend: GpuBackend, c: Case, seed: number, cached = false, trials = 4): Promise<Result> {
   const rand = rng(seed);
   let nanRows = 0;
   let total = 0;
@@ -525,7 +566,7 @@ async function nonFiniteTest(backend: GpuBackend, c: Case, seed: number, trials 
     const cpu = await runOp(c, d, groupedQueryAttentionReference);
     await useBackend(backend);
     const calls = kernelCalls[backend] ?? 0;
-    const fused = await runOp(c, d, groupedQueryAttention);
+    const fused = cached ? await runCachedOp(c, d) : await runOp(c, d, groupedQueryAttention);
     if ((kernelCalls[backend] ?? 0) !== calls + 1) return { ok: false, msg: 'the fused kernel did not run' };
     const bad = compareNonFinite(fused.out, cpu.out, TOL_CPU) ??
       (c.returnScores ? compareNonFinite(fused.scores!, cpu.scores!, TOL_CPU) : null);
@@ -623,6 +664,9 @@ async function register(): Promise<void> {
     NONFINITE_CASES.forEach((c, i) =>
       tests.set(`${backend}: non-finite property ${c.name}`, () => nonFiniteTest(backend, c, 5000 + i)),
     );
+    NONFINITE_CACHE_CASES.forEach((c, i) =>
+      tests.set(`${backend}: non-finite property, kv cache ${c.name}`, () => nonFiniteTest(backend, c, 5500 + i, true)),
+    );
     DROPOUT_CASES.forEach((c, i) =>
       tests.set(`${backend}: dropout (shared hash) ${c.name}`, () => dropoutTest(backend, c, 7000 + i)),
     );
@@ -633,7 +677,7 @@ async function register(): Promise<void> {
       CHUNK_CASES.forEach((c, i) =>
         tests.set(`${backend}: kv cache chunked = full cpu call ${i}`, () => chunkedCacheTest(backend, c, 9000 + i)),
       );
-      const steps = backend === 'webgpu' ? 500 : 60;
+      const steps = 500;
       tests.set(`${backend}: kv cache ${steps} decode steps, no reads, flat memory`, () => decodeStepsTest(backend, steps));
       const other = backend === 'webgpu' ? 'webgl' : 'webgpu';
       tests.set(`${backend}: kv cache used under ${other} raises`, () => wrongBackendTest(backend, other));

@@ -12,10 +12,24 @@
  * To stay fast on finite data they only do this when an input of the block is at least
  * SAFE_MAGNITUDE in magnitude (or not finite): below it no dot product or mask addition can
  * overflow float32, so no logit can be non-finite.
+ * Values: a NaN/±Inf value makes NaN (or ±Inf) in every row of its group and column, even at keys a
+ * row does not attend to (see `bandMaySkipKeys`).
  */
 
 /** Which calls can have rows with no allowed key: the op's rule, re-exported for the shader hosts. */
 export { rowsMayHaveNoAllowedKey } from '../../mask_rule.js';
+import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+
+/**
+ * Whether the kernels may skip keys outside the rows' causal/window bands. The composite multiplies
+ * every probability by every value (P·V over all S keys), so a NaN or ±Inf value at a skipped key
+ * still reaches the row (0·NaN = 0·Inf = NaN): when this holds, the kernels scan the values of the
+ * first S keys and walk every key (weight 0 outside the band) for a group that holds one. Without
+ * causal or window every key is walked anyway (masked keys with weight 0).
+ */
+export function bandMaySkipKeys(attrs: GroupedQueryAttentionAttrs): boolean {
+  return attrs.causal || attrs.slidingWindow > 0;
+}
 
 /**
  * Inputs below this magnitude give finite logits: |q·scale|, |k| < 1e15 bound each of H products

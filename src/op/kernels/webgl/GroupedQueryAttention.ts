@@ -10,19 +10,22 @@
  *      `returnScores` it forms the weights exp(x − m) from the scores itself: the scores are the
  *      only (B,U,T,S) texture. With `returnScores`, attention_weights_webgl.ts first writes the
  *      normalised probabilities (the returned tensor) and the output pass reads those.
+ *   With causal or window, value_scan_webgl.ts (B,V,H) before pass 3: the value columns holding
+ *   NaN/±Inf (see Non-finite values below).
  *
  * WebGL has no workgroup memory and one output value per fragment, so a single flash pass is not
  * possible without recomputing the row's dot products once per output element (H times the work).
  * Q·K is computed once (pass 1) and the rest reads it. Compared with the composite path (repeat K
  * and V, transpose, matMul, add, softmax = max, sub, exp, sum, div, matMul, transpose), this never
- * copies K or V per query head, keeps one (B,U,T,S) texture (two with `returnScores`) and runs 5–6
+ * copies K or V per query head, keeps one (B,U,T,S) texture (two with `returnScores`) and runs 5–7
  * programs instead of about 12.
  *
  * Measured alternative (SwiftShader, slower for T=S=128): no scores texture, Q·K over the packed
  * heads computed twice (in the stats and the weights passes) and an output pass reading weights.
  *
  * Non-finite values: the stats pass marks rows the composite path makes NaN (../shared/mask_rule.ts)
- * and the later passes write NaN there. The programs need WebGL 2 (bit tests on floats); on WebGL 1
+ * and the later passes write NaN there; with causal or window, value_scan_webgl.ts flags the value
+ * columns holding NaN/±Inf, where the output pass walks every key (as the composite's P·V does). The programs need WebGL 2 (bit tests on floats); on WebGL 1
  * the call runs the composite path and warns once.
  *
  * With a KV cache read in place (`attrs.cache`, the storage of ../shared/device_kv_storage.ts written
@@ -43,7 +46,9 @@ import { packHeadsProgram, paddedHeadSize } from './attention_pack_webgl.js';
 import { scoresProgram } from './attention_scores_webgl.js';
 import { statsProgram } from './attention_stats_webgl.js';
 import { weightsProgram } from './attention_weights_webgl.js';
-import { dropoutUniformValues, hasDropout, type GlProgram } from './gqa_shader_util_webgl.js';
+import { valueScanProgram } from './value_scan_webgl.js';
+import { bandMaySkipKeys } from '../shared/mask_rule.js';
+import { callUniformValues, type GlProgram } from './gqa_shader_util_webgl.js';
 
 interface WebGLBackendLike {
   compileAndRun(
@@ -86,40 +91,50 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
   }
   const withMask = a.maskKind !== 'none' && mask != null;
   const m = withMask ? mask : null;
-  const dropoutValues = hasDropout(a) ? dropoutUniformValues(a) : undefined;
+  // One set of uniform values for every program of the call (S, the query offset, dropout's).
+  const values = callUniformValues(d, a);
   // Packed outputs stay packed (no eager unpacking): the scores pass reads them as RGBA texels.
-  const qp = gl.compileAndRun(packHeadsProgram('Qin', query.shape, a.scale), [query], 'float32', undefined, true);
-  const kp = gl.compileAndRun(packHeadsProgram('Kin', [b, s, v, h], null), [key], 'float32', undefined, true);
-  const scores = gl.compileAndRun(scoresProgram(d), [qp, kp], 'float32');
+  const qp = gl.compileAndRun(packHeadsProgram('Qin', query.shape, a.scale), [query], 'float32', [[t]], true);
+  const kp = gl.compileAndRun(packHeadsProgram('Kin', [b, s, v, h], null), [key], 'float32', [[s]], true);
+  const scores = gl.compileAndRun(scoresProgram(d), [qp, kp], 'float32', values);
   gl.disposeIntermediateTensorInfo(qp);
   gl.disposeIntermediateTensorInfo(kp);
   const stats = gl.compileAndRun(
     statsProgram(d, a, withMask ? ['Scores', 'Min'] : ['Scores'], m),
     withMask ? [scores, mask] : [scores],
     'float32',
+    values,
   );
+  // With causal or window the output pass skips keys outside the bands: the value scan flags the
+  // columns where a NaN/±Inf value must reach the rows anyway (../shared/mask_rule.ts).
+  const vbad = bandMaySkipKeys(a) ? gl.compileAndRun(valueScanProgram(d), [value], 'float32', values) : null;
+  const scanNames = vbad != null ? ['Vbad'] : [];
+  const scanIns = vbad != null ? [vbad] : [];
   if (!a.returnScores) {
     // The output pass forms the softmax weights from the scores itself: one (B,U,T,S) texture.
     const output = gl.compileAndRun(
-      outputProgram(d, a, 'scores', withMask ? ['Scores', 'Vin', 'Stats', 'Min'] : ['Scores', 'Vin', 'Stats'], m),
-      withMask ? [scores, value, stats, mask] : [scores, value, stats],
+      outputProgram(d, a, 'scores', [...(withMask ? ['Scores', 'Vin', 'Stats', 'Min'] : ['Scores', 'Vin', 'Stats']), ...scanNames], m),
+      [...(withMask ? [scores, value, stats, mask] : [scores, value, stats]), ...scanIns],
       'float32',
-      dropoutValues,
+      values,
     );
     gl.disposeIntermediateTensorInfo(scores);
     gl.disposeIntermediateTensorInfo(stats);
+    if (vbad != null) gl.disposeIntermediateTensorInfo(vbad);
     return [output];
   }
   const weights = gl.compileAndRun(
     weightsProgram(d, a, withMask ? ['Scores', 'Stats', 'Min'] : ['Scores', 'Stats'], m),
     withMask ? [scores, stats, mask] : [scores, stats],
     'float32',
+    values,
   );
   gl.disposeIntermediateTensorInfo(scores);
   const output = gl.compileAndRun(
-    outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats'], null), [weights, value, stats], 'float32', dropoutValues,
+    outputProgram(d, a, 'weights', ['W', 'Vin', 'Stats', ...scanNames], null), [weights, value, stats, ...scanIns], 'float32', values,
   );
   gl.disposeIntermediateTensorInfo(stats);
+  if (vbad != null) gl.disposeIntermediateTensorInfo(vbad);
   return [output, weights];
 };
 

@@ -16,15 +16,19 @@
  * head dims h, h+1 of one (b, t): per key it reads 2 scores (2 exps) and 2 values (4 when u and u+1
  * belong to different groups) for 4 outputs, instead of one weight and one value per output. It
  * walks the union of the two rows' causal/window bands (all keys for a fully-masked row and for
- * additive masks); each row only takes keys of its own band.
+ * additive masks, and for columns where the value scan found a NaN/±Inf value); each row only takes
+ * keys of its own band.
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { DROPOUT_UNIFORMS, common, dropoutGlsl, hasDropout, keyBand, rowFlags, sizes, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+import {
+  common, dropoutGlsl, kernelProgram, keyBand, outputCoords, rowFlags, sizes, type Dims, type GlProgram,
+} from './gqa_shader_util_webgl.js';
+import { hasDropout } from '../shared/dropout_hash_shader.js';
 
 /**
  * Inputs: mode 'scores' ['Scores', 'Vin', 'Stats'] (+ 'Min' with a mask); mode 'weights' ['W', 'Vin',
- * 'Stats'].
+ * 'Stats']; either + 'Vbad' (value_scan_webgl.ts) last when the bands may skip keys.
  */
 export function outputProgram(
   d: Dims,
@@ -38,9 +42,10 @@ export function outputProgram(
   // Weights mode reads finished weights: no mask rules, only the sizes and the key band.
   const header = fromScores ? common(d, attrs, mask) : sizes(d, attrs) + keyBand(attrs) + rowFlags;
   const dropout = hasDropout(attrs);
-  return {
+  // The value scan's flags (value_scan_webgl.ts), an input when the bands may skip keys.
+  const scanned = names.includes('Vbad');
+  return kernelProgram({
     variableNames: names,
-    ...(dropout ? { customUniforms: DROPOUT_UNIFORMS } : {}),
     packedOutput: true,
     outputShape: [d.b, d.t, d.u, d.h],
     userCode: `
@@ -62,11 +67,7 @@ export function outputProgram(
         : 'return getW(b, u, t, j);'}
     }
     void main() {
-      ivec4 c = getOutputCoords();
-      int b = c.x;
-      int t = c.y;
-      int u0 = c.z;
-      int h0 = c.w;
+      ${outputCoords(['b', 't', 'u0', 'h0'])}
       // The block's second head / dim may lie outside (odd U or H): read valid coords, discard later.
       int u1 = min(u0 + 1, U - 1);
       int h1 = min(h0 + 1, H - 1);
@@ -79,7 +80,12 @@ export function outputProgram(
       float m0 = ${fromScores ? 'getStats(b, u0, t, 0)' : '0.0'};
       float m1 = ${fromScores ? 'getStats(b, u1, t, 0)' : '0.0'};
       ivec2 band0 = rowBand(t, full0);
-      ivec2 band1 = rowBand(t, full1);
+      ivec2 band1 = rowBand(t, full1);${scanned ? `
+      // A NaN/±Inf value in these columns reaches the rows at every key (weight 0 outside the band).
+      if (getVbad(b, g0, h0) + getVbad(b, g0, h1) + getVbad(b, g1, h0) + getVbad(b, g1, h1) > 0.0) {
+        band0 = ivec2(0, S);
+        band1 = ivec2(0, S);
+      }` : ''}
       int lo = min(band0.x, band1.x);
       int end = max(band0.y, band1.y);
       vec2 acc0 = vec2(0.0);
@@ -107,5 +113,5 @@ export function outputProgram(
       if (isNanRow(flag1)) { y1 = vec2(nanValue()); }
       setOutput(vec4(y0, y1));
     }`,
-  };
+  });
 }

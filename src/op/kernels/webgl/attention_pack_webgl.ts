@@ -13,14 +13,20 @@
  * texel, i.e. per four head dims of one head row. The scores pass then reads H/4 texels per row
  * instead of H one-float texels, and its index math runs once per 4 values.
  */
-import { glslFloat, type GlProgram } from './gqa_shader_util_webgl.js';
+import { glslFloat, outputCoords, type GlProgram, type GlUniform } from './gqa_shader_util_webgl.js';
 
 /** Head size rounded up to a multiple of 4. */
 export function paddedHeadSize(h: number): number {
   return Math.ceil(h / 4) * 4;
 }
 
-/** Packs `name` (B, N, HEADS, H) into [B·N·HEADS·HP/2, 2], times `scale` unless it is null. */
+/** The uniform of the packing program: N, the positions packed (S for the keys: a decode step changes it). */
+export const PACK_UNIFORMS: GlUniform[] = [{ name: 'N', type: 'int' }];
+
+/**
+ * Packs `name` (B, N, HEADS, H) into [B·N·HEADS·HP/2, 2], times `scale` unless it is null. Run it
+ * with the uniform values [[N]]; shapes are uniforms (a new N compiles nothing).
+ */
 export function packHeadsProgram(name: string, shape: readonly number[], scale: number | null): GlProgram {
   const [b, n, heads, h] = shape as [number, number, number, number];
   const hp = paddedHeadSize(h);
@@ -28,9 +34,10 @@ export function packHeadsProgram(name: string, shape: readonly number[], scale: 
   return {
     variableNames: [name],
     packedOutput: true,
+    enableShapeUniforms: true,
+    customUniforms: PACK_UNIFORMS,
     outputShape: [(b * n * heads * hp) / 2, 2],
     userCode: `
-    const int N = ${n};
     const int HEADS = ${heads};
     const int H = ${h};
     const int HP = ${hp};
@@ -39,8 +46,8 @@ export function packHeadsProgram(name: string, shape: readonly number[], scale: 
       return ${scale == null ? `${getter}(b, n, head, h)` : `${getter}(b, n, head, h) * ${glslFloat(scale)}`};
     }
     void main() {
-      ivec2 rc = getOutputCoords();
-      int f = rc.x * 2;
+      ${outputCoords(['texel', 'col'])}
+      int f = texel * 2;
       int row = f / HP;
       int h0 = f - row * HP;
       int head = row - (row / HEADS) * HEADS;

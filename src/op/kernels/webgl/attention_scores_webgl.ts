@@ -13,29 +13,24 @@
  * than one-float reads. The sum's order differs from a sequential one only in float32 rounding.
  */
 import { paddedHeadSize } from './attention_pack_webgl.js';
-import type { Dims, GlProgram } from './gqa_shader_util_webgl.js';
+import { kernelProgram, outputCoords, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
-/** Inputs: Qp and Kp, the packed heads of attention_pack_webgl.ts. */
+/** Inputs: Qp and Kp, the packed heads of attention_pack_webgl.ts. Uniforms: CALL_UNIFORMS. */
 export function scoresProgram(d: Dims): GlProgram {
   const hp = paddedHeadSize(d.h);
-  return {
+  return kernelProgram({
     variableNames: ['Qp', 'Kp'],
     packedInputs: true,
     outputShape: [d.b, d.u, d.t, d.s],
     userCode: `
     const int T = ${d.t};
-    const int S = ${d.s};
     const int U = ${d.u};
     const int V = ${d.v};
     const int G = ${d.g};
     const int HALF = ${hp / 2};
     const int HQ = ${hp / 4};
     void main() {
-      ivec4 c = getOutputCoords();
-      int b = c.x;
-      int u = c.y;
-      int t = c.z;
-      int j = c.w;
+      ${outputCoords(['b', 'u', 't', 'j'])}
       int qo = ((b * T + t) * U + u) * HALF;
       int ko = ((b * S + j) * V + u / G) * HALF;
       float acc = 0.0;
@@ -44,5 +39,5 @@ export function scoresProgram(d: Dims): GlProgram {
       }
       setOutput(acc);
     }`,
-  };
+  });
 }

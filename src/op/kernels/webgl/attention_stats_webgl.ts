@@ -15,22 +15,18 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { ROW_FULL, ROW_NAN, ROW_NORMAL, rowsMayHaveNoAllowedKey } from '../shared/mask_rule.js';
-import { common, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+import { common, kernelProgram, outputCoords, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: string[], mask: TensorInfo | null): GlProgram {
   const cols = attrs.returnScores ? 3 : 2;
   const special = rowsMayHaveNoAllowedKey(attrs);
-  return {
+  return kernelProgram({
     variableNames: names,
     outputShape: [d.b, d.u, d.t, cols],
     userCode: `
     ${common(d, attrs, mask)}
     void main() {
-      ivec4 c = getOutputCoords();
-      int b = c.x;
-      int u = c.y;
-      int t = c.z;
-      int col = c.w;
+      ${outputCoords(['b', 'u', 't', 'col'])}
       // The composite path's rule over all S logits, masked keys included (../shared/mask_rule.ts):
       // NaN or +Inf anywhere, or nothing above -Inf, makes the row NaN; no allowed logit above -Inf
       // makes it fully masked.
@@ -65,5 +61,5 @@ export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: 
       }
       setOutput(col == 0 ? m : l);
     }`,
-  };
+  });
 }

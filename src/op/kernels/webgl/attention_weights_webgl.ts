@@ -10,20 +10,16 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { common, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+import { common, kernelProgram, outputCoords, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 export function weightsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: string[], mask: TensorInfo | null): GlProgram {
-  return {
+  return kernelProgram({
     variableNames: names,
     outputShape: [d.b, d.u, d.t, d.s],
     userCode: `
     ${common(d, attrs, mask)}
     void main() {
-      ivec4 c = getOutputCoords();
-      int b = c.x;
-      int u = c.y;
-      int t = c.z;
-      int j = c.w;
+      ${outputCoords(['b', 'u', 't', 'j'])}
       float flag = getStats(b, u, t, 1);
       bool full = isFullRow(flag);
       float p = 0.0;
@@ -35,5 +31,5 @@ export function weightsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names
       }
       setOutput(p);
     }`,
-  };
+  });
 }

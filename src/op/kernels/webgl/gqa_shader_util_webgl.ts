@@ -9,18 +9,26 @@
  * fround(L − 1e9) and a plain softmax (uniform for |L| ≤ 32, a 64-spaced grid otherwise);
  * additive masks give fround(L + a) and a plain softmax.
  *
- * Shapes, the scale, the offset and the window are compiled into the shaders (constant loop bounds
- * work on WebGL 1 too); each new shape compiles once.
+ * What changes from one decode step to the next is not compiled in: the key length S and the query
+ * offset are uniforms (CALL_UNIFORMS), and every program sets tfjs's `enableShapeUniforms`, so that
+ * tensor shapes are uniforms too (tfjs's shader key then holds ranks and broadcast flags, not
+ * shapes). A decode step at a new length reuses the programs of the previous step; the head size,
+ * the group size, T, the window and the mask's broadcast axes stay compiled in.
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
-import { dropoutKeepScale, dropoutKey, dropoutThreshold } from '../../../engine/dropout_hash.js';
+import { MIX32_STATEMENTS, dropoutUniformValues } from '../shared/dropout_hash_shader.js';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { NAN_BITS, NEG_INF_BITS, POS_INF_BITS, ROW_FULL, ROW_NAN, rowsMayHaveNoAllowedKey, u32Literal } from '../shared/mask_rule.js';
+
+/** A uniform tfjs declares for a program (GPGPUProgram.customUniforms); its value goes to compileAndRun. */
+export type GlUniform = { name: string; type: 'int' | 'float' };
 
 /** The part of tfjs-backend-webgl's GPGPUProgram this file uses. */
 export interface GlProgram {
   /** Uniforms tfjs declares for the program; their values go to compileAndRun. */
-  customUniforms?: Array<{ name: string; type: 'int' | 'float' }>;
+  customUniforms?: GlUniform[];
+  /** Shapes as uniforms: tfjs's shader key leaves the input and output shapes out. */
+  enableShapeUniforms?: boolean;
   variableNames: string[];
   /** Inputs are read as packed RGBA textures (tfjs packs unpacked inputs first). */
   packedInputs?: boolean;
@@ -40,21 +48,50 @@ export function glslFloat(x: number): string {
   return /[.eE]/.test(s) ? s : `${s}.0`;
 }
 
-/** Whether the call applies dropout (the op sets dropoutRate only in training). */
-export function hasDropout(attrs: GroupedQueryAttentionAttrs): boolean {
-  return (attrs.dropoutRate ?? 0) > 0;
-}
-
-/** Uniforms of the dropout hash: per-call values, so a new seed compiles nothing. */
-export const DROPOUT_UNIFORMS: Array<{ name: string; type: 'int' | 'float' }> = [
+/**
+ * The per-call uniforms of every program but the packing one: the key length S, the query offset
+ * (a decode step changes both), and the dropout hash's key, threshold and keep scale (a new seed
+ * compiles nothing). Every program declares all of them, dropout or not: tfjs caches a compiled
+ * program by its source and inputs and sets the uniforms the first compilation declared, so two
+ * programs with the same source must not declare different lists. Unused uniforms cost nothing.
+ */
+export const CALL_UNIFORMS: readonly GlUniform[] = [
+  { name: 'S', type: 'int' },
+  { name: 'OFFSET', type: 'int' },
   { name: 'dropKey', type: 'int' },
   { name: 'dropThreshold', type: 'int' },
   { name: 'keepScale', type: 'float' },
 ];
 
-/** Values of DROPOUT_UNIFORMS: the hash's key and threshold as u32 bit patterns in ints. */
-export function dropoutUniformValues(attrs: GroupedQueryAttentionAttrs): number[][] {
-  return [[dropoutKey(attrs.dropoutSeed) | 0], [dropoutThreshold(attrs.dropoutRate) | 0], [dropoutKeepScale(attrs.dropoutRate)]];
+/**
+ * Values of CALL_UNIFORMS, in its order: the hash's key and threshold as u32 bit patterns in ints
+ * (zeros without dropout).
+ */
+export function callUniformValues(d: Dims, attrs: GroupedQueryAttentionAttrs): number[][] {
+  const [key, threshold, keepScale] = dropoutUniformValues(attrs);
+  return [[d.s], [attrs.queryOffset], [key], [threshold], [keepScale]];
+}
+
+/**
+ * A program of the kernel: CALL_UNIFORMS declared, shapes as uniforms (see the module comment).
+ * Run it with `callUniformValues`.
+ */
+export function kernelProgram(
+  p: Pick<GlProgram, 'variableNames' | 'outputShape' | 'userCode' | 'packedInputs' | 'packedOutput'>,
+): GlProgram {
+  return { ...p, customUniforms: [...CALL_UNIFORMS], enableShapeUniforms: true };
+}
+
+/**
+ * The GLSL prologue of a program's main(): the output coordinates under the given names
+ * (`int b = c.x; …`), one per output dimension.
+ */
+export function outputCoords(names: readonly string[]): string {
+  const type = names.length === 1 ? 'int' : `ivec${names.length}`;
+  const lanes = ['x', 'y', 'z', 'w'];
+  const unpack = names.length === 1 ? `int ${names[0]} = c;` : names.map((n, i) => `int ${n} = c.${lanes[i]};`).join('\n      ');
+  return `${type} c = getOutputCoords();
+      ${unpack}`;
 }
 
 /**
@@ -64,11 +101,7 @@ export function dropoutUniformValues(attrs: GroupedQueryAttentionAttrs): number[
  */
 export const dropoutGlsl = `
     uint mix32(uint x) {
-      x ^= x >> 16u;
-      x *= 0x21f0aaadu;
-      x ^= x >> 15u;
-      x *= 0x735a2d97u;
-      x ^= x >> 15u;
+      ${MIX32_STATEMENTS}
       return x;
     }
     float keepFactor(int b, int u, int i, int j) {
@@ -76,15 +109,15 @@ export const dropoutGlsl = `
       return (h >> 8u) < uint(dropThreshold) ? 0.0 : keepScale;
     }`;
 
-/** GLSL constants every program uses: the sizes, the query offset, the window and the scale. */
+/**
+ * GLSL constants of the score-reading programs: head size, group size and window (S and the query
+ * offset are CALL_UNIFORMS).
+ */
 export function sizes(d: Dims, attrs: GroupedQueryAttentionAttrs): string {
   return `
-    const int S = ${d.s};
     const int H = ${d.h};
     const int G = ${d.g};
-    const int OFFSET = ${attrs.queryOffset};
-    const int WINDOW = ${attrs.slidingWindow};
-    const float SCALE = ${glslFloat(attrs.scale)};`;
+    const int WINDOW = ${attrs.slidingWindow};`;
 }
 
 /** GLSL `keyBand(t, full)`: the keys [lo, end) that can enter row t's softmax. */

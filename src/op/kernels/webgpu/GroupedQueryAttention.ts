@@ -28,6 +28,7 @@ import { compositeKernelOutputs, warnOnce } from '../shared/composite_fallback.j
 import { combineProgram, unsafeScanProgram, useSplitDecode } from './decode_webgpu.js';
 import { chooseFlashConfig, flashProgram } from './flash_attention_webgpu.js';
 import { deviceStorageOf } from '../shared/device_kv_storage.js';
+import { bandMaySkipKeys } from '../shared/mask_rule.js';
 import { uniformValues, type Dims, type GpuProgram, type Uniform } from './gqa_shader_util_webgpu.js';
 
 export { chooseFlashConfig, type FlashConfig } from './flash_attention_webgpu.js';
@@ -78,9 +79,11 @@ const groupedQueryAttentionWebGPU: KernelFunc = ({ inputs, backend, attrs }) => 
   if (useSplitDecode(d, cfg!, a)) {
     // Flash-decoding (decode_webgpu.ts): scan for unsafe inputs, chunk partials, combine.
     // The scan reads a mask only when it is additive (unused bindings are not allowed).
+    // The values only when the partial pass may skip keys (bandMaySkipKeys).
     const scanMask = withMask && a.maskKind === 'additive';
-    const scanNames = scanMask ? ['Qin', 'Kin', 'Min'] : ['Qin', 'Kin'];
-    const scanIns = scanMask ? [query, key, mask] : [query, key];
+    const scanValues = bandMaySkipKeys(a);
+    const scanNames = ['Qin', 'Kin', ...(scanValues ? ['Vin'] : []), ...(scanMask ? ['Min'] : [])];
+    const scanIns = [query, key, ...(scanValues ? [value] : []), ...(scanMask ? [mask] : [])];
     const unsafe = gpu.runWebGPUProgram(unsafeScanProgram(d, a, scanNames), scanIns, 'float32', uniforms);
     const partNames = withMask ? ['Qin', 'Kin', 'Vin', 'Min', 'Unsafe'] : ['Qin', 'Kin', 'Vin', 'Unsafe'];
     const partIns = withMask ? [query, key, value, mask, unsafe] : [query, key, value, unsafe];

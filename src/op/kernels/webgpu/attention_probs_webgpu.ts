@@ -15,7 +15,7 @@
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { ROW_FULL, ROW_NAN } from '../shared/mask_rule.js';
-import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+import { UNIFORMS, attrsKey, flatCoords, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
 /** Probabilities (B,U,T,S) from the rows' final (m, l, full): one invocation per element. */
 export function probabilitiesProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, variableNames: string[]): GpuProgram {
@@ -30,10 +30,7 @@ export function probabilitiesProgram(d: Dims, attrs: GroupedQueryAttentionAttrs,
       let T = uniforms.T;
       let S = uniforms.S;
       let U = uniforms.U;
-      let j = index % S;
-      let t = (index / S) % T;
-      let u = (index / (S * T)) % U;
-      let b = index / (S * T * U);
+      ${flatCoords('index', [['b', 'B'], ['u', 'U'], ['t', 'T'], ['j', 'S']])}
       let g = u / uniforms.G;
       let so = ((b * U + u) * T + t) * 3;
       let flag = Stats[so + 2];

@@ -6,7 +6,8 @@
  * Three programs:
  *   1. `unsafeScanProgram`, (B·V): one workgroup per (b, g) marks whether any input a logit of the
  *      group reads (its queries, its S keys, an additive mask) is at least SAFE_MAGNITUDE or not
- *      finite (../shared/mask_rule.ts): a flag instead of every chunk rescanning all keys.
+ *      finite (../shared/mask_rule.ts), or (with causal or window) one of its S values is NaN/±Inf:
+ *      a flag instead of every chunk rescanning all keys.
  *   2. the flash program of flash_attention_webgpu.ts in mode 'partial': the keys are split into
  *      chunks of SPLIT_CHUNK; workgroup (row block, chunk) runs the online softmax over its chunk
  *      only, the G query heads of the group sharing each K/V tile (each K/V row is read once per
@@ -20,19 +21,24 @@
  * ~1e-6 relative).
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { ROW_NAN } from '../shared/mask_rule.js';
-import { splitCount, type FlashConfig } from './flash_attention_webgpu.js';
-import { UNIFORMS, attrsKey, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+import { ROW_NAN, bandMaySkipKeys } from '../shared/mask_rule.js';
+import type { FlashConfig } from './flash_attention_webgpu.js';
+import { UNIFORMS, attrsKey, flatCoords, maskSnippet, splitCount, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
 /** Whether a call takes the flash-decoding path: one row block along T, and many keys. */
 export function useSplitDecode(d: Dims, cfg: FlashConfig, attrs: GroupedQueryAttentionAttrs): boolean {
   return !attrs.returnScores && d.t <= cfg.tq && splitCount(d.s) >= 4;
 }
 
-/** (B·V) flags: 1 where a logit of group (b, g) may be non-finite. Inputs Qin, Kin (+ Min). */
+/**
+ * (B·V) flags: 1 where a logit of group (b, g) may be non-finite, or a value at a key the partial
+ * pass may skip is. Inputs Qin, Kin (+ Vin with causal or window, + Min with an additive mask).
+ */
 export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, variableNames: string[]): GpuProgram {
   const wg = 64;
-  // Only an additive mask is read (a bool mask cannot make a logit non-finite).
+  // Only an additive mask is read (a bool mask cannot make a logit non-finite); values only when
+  // the partial pass may skip keys (../shared/mask_rule.ts bandMaySkipKeys).
+  const scanValues = bandMaySkipKeys(attrs);
   const userCode = `
     const WG = ${wg};
     var<workgroup> unsafeA : atomic<u32>;
@@ -54,7 +60,8 @@ export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, va
         if (unsafeValue(Qin[((b * T + t) * uniforms.U + u) * H + i % H] * uniforms.scale)) { atomicStore(&unsafeA, 1u); }
       }
       for (var i = tid; i < S * H; i += WG) {
-        if (unsafeValue(Kin[((b * uniforms.kRows + i / H) * uniforms.V + g) * H + i % H])) { atomicStore(&unsafeA, 1u); }
+        let src = ((b * uniforms.kRows + i / H) * uniforms.V + g) * H + i % H;
+        if (unsafeValue(Kin[src])${scanValues ? ' || nonFinite(Vin[src])' : ''}) { atomicStore(&unsafeA, 1u); }
       }
       ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < T * G * S; i += WG) {
@@ -82,9 +89,7 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
   const outputShape = [d.b, d.t, d.u, d.h];
   const size = outputShape.reduce((a, x) => a * x, 1);
   const wg = 64;
-  const nSplit = splitCount(d.s);
   const userCode = `
-    const NSPLIT = ${nSplit};
     const R = ${cfg.rows};
     const GC = ${cfg.gc};
     const TQ = ${cfg.tq};
@@ -92,10 +97,7 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
       if (index >= uniforms.size) { return; }
       let H = uniforms.H;
       let G = uniforms.G;
-      let hh = index % H;
-      let u = (index / H) % uniforms.U;
-      let t = (index / (H * uniforms.U)) % uniforms.T;
-      let b = index / (H * uniforms.U * uniforms.T);
+      ${flatCoords('index', [['b', 'B'], ['t', 'uniforms.T'], ['u', 'uniforms.U'], ['hh', 'H']])}
       let g = u / G;
       let gi = u % G;
       let gcIdx = gi / GC;
@@ -104,14 +106,14 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
       let block = ((b * uniforms.V + g) * uniforms.nGc + gcIdx) * uniforms.nTb + tb;
       let stride = H + 3;
       var mMax = -3.402823e+38f;
-      for (var c = 0; c < NSPLIT; c++) {
-        let o = ((block * NSPLIT + c) * R + r) * stride;
+      for (var c = 0; c < uniforms.nSplit; c++) {
+        let o = ((block * uniforms.nSplit + c) * R + r) * stride;
         if (Part[o + 1] > 0.0) { mMax = max(mMax, Part[o]); }
       }
       var num = 0.0;
       var den = 0.0;
-      for (var c = 0; c < NSPLIT; c++) {
-        let o = ((block * NSPLIT + c) * R + r) * stride;
+      for (var c = 0; c < uniforms.nSplit; c++) {
+        let o = ((block * uniforms.nSplit + c) * R + r) * stride;
         let l = Part[o + 1];
         if (l > 0.0) {
           let w = exp(Part[o] - mMax);
@@ -120,13 +122,13 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
         }
       }
       var y = num / den;
-      if (Part[(block * NSPLIT * R + r) * stride + 2] == ${ROW_NAN}.0) { y = nanValue(); }
+      if (Part[(block * uniforms.nSplit * R + r) * stride + 2] == ${ROW_NAN}.0) { y = nanValue(); }
       setOutputAtIndex(index, y);
     }
     fn nanValue() -> f32 { return bitcast<f32>(uniforms.nanBits); }`;
   return {
     outputShape,
-    shaderKey: `gqaDecodeCombine_${cfg.rows}_${cfg.gc}_${cfg.tq}_${nSplit}`,
+    shaderKey: `gqaDecodeCombine_${cfg.rows}_${cfg.gc}_${cfg.tq}`,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
     dispatch: [Math.ceil(size / wg), 1, 1],
     variableNames: ['Part'],

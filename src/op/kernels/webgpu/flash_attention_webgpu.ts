@@ -33,6 +33,9 @@
  *      pre-pass (bool masks, causal, window) runs: which rows have at least one allowed key. Rows
  *      with none are "fully masked" and follow Keras 3.6 float32: every key j in 0..S-1 gets the
  *      logit fround(L − 1e9) and a plain softmax (uniform for |L| ≤ 32, a 64-spaced grid otherwise).
+ *      With causal or window, a NaN/±Inf value of head g (first S keys) also marks the block unsafe:
+ *      an unsafe block walks every key, weight 0 outside the band, so 0·NaN reaches the rows as in
+ *      the composite's P·V.
  *   3. Online softmax over key tiles of KC keys: K (and V) tiles into workgroup memory; scores
  *      L = qs·K, one invocation per (row, key); then invocation r < R updates row r's running max m
  *      and sum l and turns the scores into weights; the rows' accumulators (R × H values, held in
@@ -49,8 +52,11 @@
  * order (online softmax), so results agree with the composite path to ~1e-6 relative.
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { ROW_FULL, ROW_NAN, ROW_NORMAL, rowsMayHaveNoAllowedKey } from '../shared/mask_rule.js';
-import { UNIFORMS, attrsKey, dropoutSnippet, hasDropout, maskSnippet, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+import { ROW_FULL, ROW_NAN, ROW_NORMAL, bandMaySkipKeys, rowsMayHaveNoAllowedKey } from '../shared/mask_rule.js';
+import {
+  SPLIT_CHUNK, UNIFORMS, attrsKey, dropoutSnippet, maskSnippet, splitCount, type Dims, type GpuProgram,
+} from './gqa_shader_util_webgpu.js';
+import { hasDropout } from '../shared/dropout_hash_shader.js';
 
 /**
  * Tile configuration of one call of the WebGPU flash kernel.
@@ -126,14 +132,6 @@ export function chooseFlashConfig(
   return null;
 }
 
-/** Keys per chunk of the flash-decoding split (a multiple of every tile size KC). */
-export const SPLIT_CHUNK = 64;
-
-/** Chunks of the flash-decoding split for S keys. */
-export function splitCount(s: number): number {
-  return Math.max(1, Math.ceil(s / SPLIT_CHUNK));
-}
-
 /** The code of f(0), ..., f(n − 1): the accumulators are scalars with constant names (registers). */
 function unroll(n: number, f: (k: number) => string): string {
   return Array.from({ length: n }, (_, k) => f(k)).join('\n');
@@ -158,6 +156,8 @@ export function flashProgram(
   // 'out' and 'partial' accumulate P·V; 'partial' writes the unnormalised sums of its key chunk.
   const out = mode !== 'stats';
   const special = rowsMayHaveNoAllowedKey(attrs);
+  // 'out' scans the values when it may skip keys ('partial' reads the scan of decode_webgpu.ts).
+  const scanValues = mode === 'out' && bandMaySkipKeys(attrs);
   const dropout = hasDropout(attrs);
   const blocks = d.b * d.v * Math.ceil(d.g / gc) * Math.ceil(d.t / tq);
   const nSplit = partial ? splitCount(d.s) : 1;
@@ -170,7 +170,6 @@ export function flashProgram(
     const TQ = ${tq};
     const KC = ${kc};
     const WG = ${wg};
-    const NSPLIT = ${nSplit};
     const CHUNK = ${SPLIT_CHUNK};
     var<workgroup> qs : array<f32, ${rows * h}>;
     var<workgroup> kt : array<f32, ${kc * h}>;
@@ -189,6 +188,8 @@ export function flashProgram(
     ${out && dropout ? dropoutSnippet : ''}
 
     fn main(index : i32) {
+      // Key chunks per row block: a uniform (flash-decoding), so a growing S compiles nothing.
+      let NSPLIT = ${partial ? 'uniforms.nSplit' : '1'};
       let tid = i32(localIndex);
       if (tid == 0) {
         wgId = i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x);
@@ -234,11 +235,13 @@ export function flashProgram(
       if (tid == 0 && Unsafe[b * V + g] != 0.0) { atomicStore(&unsafeA, 1u); }` : `
       // 2a. Could a logit of the block be non-finite? Only if an input it reads is unsafe
       // (../shared/mask_rule.ts): the block's scaled queries, any key of head g${attrs.maskKind === 'additive' ? ', the additive mask' : ''}.
+      // ${scanValues ? 'Also a NaN/±Inf value of head g: then every key is walked (bandMaySkipKeys).' : 'Every key is walked: no value scan needed.'}
       for (var i = tid; i < R * H; i += WG) {
         if (unsafeValue(qs[i])) { atomicStore(&unsafeA, 1u); }
       }
       for (var i = tid; i < S * H; i += WG) {
-        if (unsafeValue(Kin[((b * uniforms.kRows + i / H) * V + g) * H + i % H])) { atomicStore(&unsafeA, 1u); }
+        let src = ((b * uniforms.kRows + i / H) * V + g) * H + i % H;
+        if (unsafeValue(Kin[src])${scanValues ? ' || nonFinite(Vin[src])' : ''}) { atomicStore(&unsafeA, 1u); }
       }
       ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < R * S; i += WG) {
@@ -310,7 +313,9 @@ export function flashProgram(
         jLo = chunk * CHUNK;
         jEnd = min(S, jLo + CHUNK);
       }` : ''}
-      if (anyFull == 0u) {
+      // An unsafe block walks every key: its flags need every logit, and a non-finite value at a
+      // key outside the band still reaches the rows (weight 0 times NaN/±Inf is NaN, as in P·V).
+      if (anyFull == 0u && blockUnsafe == 0u) {
         ${attrs.slidingWindow > 0 ? 'jLo = max(jLo, pMin - uniforms.window + 1);' : ''}
         ${attrs.causal ? 'jEnd = min(jEnd, pMax + 1);' : attrs.slidingWindow > 0 ? 'jEnd = min(jEnd, pMax + uniforms.window);' : ''}
       }
@@ -441,7 +446,7 @@ export function flashProgram(
     }`;
   return {
     outputShape,
-    shaderKey: `gqaFlash_${mode}_${h}_${gc}x${tq}_${kc}_${wg}_${nSplit}_${attrsKey(attrs)}`,
+    shaderKey: `gqaFlash_${mode}_${h}_${gc}x${tq}_${kc}_${wg}_${attrsKey(attrs)}`,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
     dispatch: [numWG, 1, 1],
     variableNames,

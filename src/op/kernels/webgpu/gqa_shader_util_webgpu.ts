@@ -8,7 +8,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { dropoutKeepScale, dropoutKey, dropoutThreshold } from '../../../engine/dropout_hash.js';
+import { MIX32_STATEMENTS, dropoutUniformValues, hasDropout } from '../shared/dropout_hash_shader.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
 import {
   NAN_BITS, NEG_INF_BITS, POS_INF_BITS, SAFE_MAGNITUDE_BITS, rowsMayHaveNoAllowedKey, u32Literal,
@@ -75,14 +75,24 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
     fn isNegInf(x : f32) -> bool { return bitcast<u32>(x) == ${u32Literal(NEG_INF_BITS)}; }
     // |x| >= SAFE_MAGNITUDE or not finite: logits of the block may be non-finite.
     fn unsafeValue(x : f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) >= ${u32Literal(SAFE_MAGNITUDE_BITS)}; }
+    // NaN or ±Inf (all exponent bits set): a value the composite's P·V turns into NaN even at weight 0.
+    fn nonFinite(x : f32) -> bool { return (bitcast<u32>(x) & ${u32Literal(POS_INF_BITS)}) == ${u32Literal(POS_INF_BITS)}; }
     // From a uniform: WGSL refuses a NaN constant expression.
     fn nanValue() -> f32 { return bitcast<f32>(uniforms.nanBits); }`;
+}
+
+/** Keys per chunk of the flash-decoding split (a multiple of every tile size KC). */
+export const SPLIT_CHUNK = 64;
+
+/** Chunks of the flash-decoding split for S keys. */
+export function splitCount(s: number): number {
+  return Math.max(1, Math.ceil(s / SPLIT_CHUNK));
 }
 
 export const UNIFORMS =
   'T : i32, S : i32, U : i32, V : i32, G : i32, nGc : i32, nTb : i32, numWG : i32, offset : i32, window : i32, ' +
   'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32, nanBits : i32, ' +
-  'dropKey : i32, dropThreshold : i32, keepScale : f32, kRows : i32,';
+  'dropKey : i32, dropThreshold : i32, keepScale : f32, kRows : i32, nSplit : i32,';
 
 /**
  * The values of UNIFORMS for one call (cfg null: the flash program is not run). `kRows` is the row
@@ -101,6 +111,7 @@ export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQu
     ms = [m0, m1, m2, m3].map((n, i) => (n === 1 ? 0 : strides[i]!));
   }
   const i = (x: number): Uniform => ({ type: 'int32', data: [x] });
+  const [dropKey, dropThreshold, keepScale] = dropoutUniformValues(attrs);
   return [
     i(d.t), i(d.s), i(d.u), i(d.v), i(d.g), i(nGc), i(nTb), i(d.b * d.v * nGc * nTb),
     i(attrs.queryOffset), i(attrs.slidingWindow),
@@ -110,21 +121,33 @@ export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQu
     i(d.h), i(cfg?.kc ?? 1), i(cfg ? Math.ceil((cfg.rows * d.h) / cfg.wg) : 1),
     i(NAN_BITS),
     // The dropout hash's per-call key and threshold are u32 bit patterns carried in i32 uniforms.
-    i(hasDropout(attrs) ? dropoutKey(attrs.dropoutSeed) | 0 : 0),
-    i(hasDropout(attrs) ? dropoutThreshold(attrs.dropoutRate) | 0 : 0),
-    { type: 'float32', data: [hasDropout(attrs) ? dropoutKeepScale(attrs.dropoutRate) : 1] },
+    i(dropKey), i(dropThreshold), { type: 'float32', data: [keepScale] },
     i(kRows),
+    // Key chunks of flash-decoding: a uniform, so that a decode step at a new length compiles nothing.
+    i(splitCount(d.s)),
   ];
+}
+
+/**
+ * WGSL `let`s of the coordinates of a flat output index (row-major, last dimension fastest): `dims`
+ * lists [name, extent] from the outermost dimension in, each extent a WGSL expression (the outermost
+ * one is not needed).
+ */
+export function flatCoords(index: string, dims: ReadonlyArray<readonly [string, string]>): string {
+  const lines: string[] = [];
+  let stride = '';
+  for (let i = dims.length - 1; i >= 0; i--) {
+    const [name, extent] = dims[i]!;
+    const quotient = stride === '' ? index : `(${index} / (${stride}))`;
+    lines.push(i === 0 ? `let ${name} = ${quotient};` : `let ${name} = ${quotient} % ${extent};`);
+    stride = stride === '' ? extent : `${stride} * ${extent}`;
+  }
+  return lines.join('\n      ');
 }
 
 /** The part of a shader key that depends on the mask rules and on dropout being on. */
 export function attrsKey(attrs: GroupedQueryAttentionAttrs): string {
   return `${attrs.maskKind}_${attrs.causal ? 'c' : ''}${attrs.slidingWindow > 0 ? 'w' : ''}${hasDropout(attrs) ? 'd' : ''}`;
-}
-
-/** Whether the call applies dropout (the op sets dropoutRate only in training). */
-export function hasDropout(attrs: GroupedQueryAttentionAttrs): boolean {
-  return (attrs.dropoutRate ?? 0) > 0;
 }
 
 /**
@@ -135,11 +158,7 @@ export function hasDropout(attrs: GroupedQueryAttentionAttrs): boolean {
 export const dropoutSnippet = `
     fn mix32(x0 : u32) -> u32 {
       var x = x0;
-      x ^= x >> 16u;
-      x *= 0x21f0aaadu;
-      x ^= x >> 15u;
-      x *= 0x735a2d97u;
-      x ^= x >> 15u;
+      ${MIX32_STATEMENTS}
       return x;
     }
     fn keepFactor(b : i32, u : i32, i : i32, j : i32) -> f32 {

@@ -1,0 +1,32 @@
+/**
+ * The value scan of the fused GroupedQueryAttention kernel for tfjs-backend-webgl, run only when
+ * the output pass may skip keys (causal or window: ../shared/mask_rule.ts `bandMaySkipKeys`).
+ *
+ * What it computes, per (b, g, h): 1 when one of the values V[b, j, g, h], j < S, is NaN or ±Inf,
+ * else 0, as (B, V, H). The composite's P·V multiplies every probability by every value, so such a
+ * value reaches every row of group g in column h, even at keys outside the row's band (0·NaN and
+ * 0·Inf are NaN); the output pass walks every key for a fragment whose columns are flagged.
+ *
+ * Layout: one fragment per (b, g, h), walking the S keys: one read of each value per call, far
+ * fewer fragments than the output pass.
+ */
+import { POS_INF_BITS, u32Literal } from '../shared/mask_rule.js';
+import { kernelProgram, outputCoords, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
+
+/** Input 'Vin' ((B,S,V,H), or a cache's (B,C,V,H) read for j < S); output (B, V, H) flags. Uniforms: CALL_UNIFORMS. */
+export function valueScanProgram(d: Dims): GlProgram {
+  return kernelProgram({
+    variableNames: ['Vin'],
+    outputShape: [d.b, d.v, d.h],
+    userCode: `
+    void main() {
+      ${outputCoords(['b', 'g', 'h'])}
+      float bad = 0.0;
+      for (int j = 0; j < S; j++) {
+        // All exponent bits set: NaN or ±Inf (a bit test no compiler folds away).
+        if ((floatBitsToUint(getVin(b, j, g, h)) & ${u32Literal(POS_INF_BITS)}) == ${u32Literal(POS_INF_BITS)}) { bad = 1.0; }
+      }
+      setOutput(bad);
+    }`,
+  });
+}
