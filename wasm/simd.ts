@@ -1,4 +1,17 @@
-// Vector math shared by the kernels: exp and horizontal sums on f32x4.
+// Vector math shared by the kernels: the multiply-add, exp and horizontal sums on f32x4.
+
+/**
+ * a * b + c on f32x4: the one switch between the two builds of the kernels
+ * (scripts/build-engine.mjs). With `--enable relaxed-simd` it is `f32x4.relaxed_madd` (a fused
+ * multiply-add where the hardware has one: one rounding instead of two, and one instruction);
+ * otherwise SIMD128's mul then add. The branch is decided at compile time.
+ */
+// @ts-ignore: decorator
+@inline
+export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
 
 /**
  * Largest row max logit the kernel trusts: beyond it float32 overflow depends on the order of

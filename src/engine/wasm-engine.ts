@@ -21,7 +21,7 @@ import { planJobs, STAGING_BYTES } from './job-plan.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold } from './dropout_hash.js';
 import { everyRowSeesEveryKey, findExactRows, findNonFiniteOutputRows, scanSegmentsJs } from './exact-rows.js';
 import { writeExactRows } from './js-path.js';
-import { createMemory, type KernelExports } from './kernel-module.js';
+import { createMemory, type KernelBuild, type KernelExports } from './kernel-module.js';
 import { normalizeProblem, type NormalizedProblem } from './problem.js';
 import { gather, scatter } from './staging.js';
 import type {
@@ -64,6 +64,7 @@ const FORWARD_ONLY = {
 
 export class WasmEngine implements AttentionEngine {
   readonly kind = 'wasm' as const;
+  readonly kernel: 'wasm-relaxed-simd' | 'wasm-simd';
   readonly memory: WebAssembly.Memory;
   readonly sharedMemory: boolean;
   private readonly exports: KernelExports;
@@ -79,7 +80,12 @@ export class WasmEngine implements AttentionEngine {
   private readonly scanOffset: number;
   private disposed = false;
 
-  constructor(module: WebAssembly.Module, shared: boolean, threads: number, options: AttentionEngineOptions) {
+  /**
+   * `module` is the kernel compiled as `build` for this memory kind; the workers instantiate the
+   * same module, so every thread runs the same build.
+   */
+  constructor(module: WebAssembly.Module, build: KernelBuild, shared: boolean, threads: number, options: AttentionEngineOptions) {
+    this.kernel = build === 'relaxed-simd' ? 'wasm-relaxed-simd' : 'wasm-simd';
     this.sharedMemory = shared;
     this.memory = createMemory(shared);
     const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
