@@ -12,6 +12,7 @@ const RELAXED_SIMD_FILES = [
   'test/engine/fully_masked_oracle.test.ts',
   'test/engine/backward.test.ts',
   'test/engine/threads.test.ts',
+  'test/engine/mask_tiles.test.ts',
   'test/op/fused.test.ts',
   'test/layer/golden.test.ts',
 ];

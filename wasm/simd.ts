@@ -37,11 +37,11 @@ export function expv(x: v128): v128 {
   v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(0.693359375)));
   v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
   let y = f32x4.splat(1.9875691500e-4);
-  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(1.3981999507e-3));
-  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(8.3334519073e-3));
-  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(4.1665795894e-2));
-  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(1.6666665459e-1));
-  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(5.0000001201e-1));
+  y = madd(y, v, f32x4.splat(1.3981999507e-3));
+  y = madd(y, v, f32x4.splat(8.3334519073e-3));
+  y = madd(y, v, f32x4.splat(4.1665795894e-2));
+  y = madd(y, v, f32x4.splat(1.6666665459e-1));
+  y = madd(y, v, f32x4.splat(5.0000001201e-1));
   y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(y, v), v), v), f32x4.splat(1.0));
   const n = i32x4.trunc_sat_f32x4_s(fx);
   const pow2n = i32x4.shl(i32x4.add(n, i32x4.splat(127)), 23);
