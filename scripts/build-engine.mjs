@@ -14,7 +14,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import asc from 'assemblyscript/asc';
+import { compileAssemblyScript, RELAXED_SIMD_FLAGS } from './lib/asc-compile.mjs';
 import { assemblyScriptReader, typeScriptWriter, workerPrelude } from './lib/engine-interface.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -33,36 +33,13 @@ const common = [
   '--enable', 'simd', '--enable', 'threads', '--use', 'abort=',
 ];
 
-async function compile(extra) {
-  let wasm = null;
-  const stderr = [];
-  const result = await asc.main([source, '--outFile', 'flash.wasm', ...common, ...extra], {
-    readFile: async (name, baseDir) => {
-      try {
-        return await readFile(join(baseDir, name), 'utf8');
-      } catch {
-        return null;
-      }
-    },
-    writeFile: (name, contents) => {
-      if (name.endsWith('.wasm')) wasm = contents;
-    },
-    listFiles: () => [],
-    stdout: { write: () => true },
-    stderr: {
-      write: (s) => {
-        stderr.push(String(s));
-        return true;
-      },
-    },
+function compile(extra) {
+  return compileAssemblyScript(source, [...common, ...extra]).catch((e) => {
+    throw new Error(`build-engine: ${e.message}`);
   });
-  if (result.error || wasm == null) {
-    throw new Error(`build-engine: AssemblyScript compilation of wasm/flash.ts failed: ${result.error ?? 'no output'}\n${stderr.join('')}`);
-  }
-  return Buffer.from(wasm);
 }
 
-const RELAXED = ['--enable', 'relaxed-simd'];
+const RELAXED = RELAXED_SIMD_FLAGS;
 /**
  * The feature test of relaxed SIMD (shipped in kernel.ts, used by src/engine/kernel-module.ts): a
  * module whose one function is (v128, v128, v128) -> v128 { f32x4.relaxed_madd }.
