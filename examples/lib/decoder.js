@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { GroupedQueryAttention } from 'grouped-query-attention';
+import { GroupedQueryAttention, matMul2d } from 'grouped-query-attention';
 import { createRng } from './rng.js';
 
 /**
@@ -41,6 +41,46 @@ export class LayerNorm extends tfl.layers.Layer {
 }
 tf.serialization.registerClass(LayerNorm);
 
+/**
+ * A dense layer, `relu(x·kernel + bias)` or `x·kernel + bias` over the last axis, with tfjs-layers'
+ * weights (kernel (in, units), bias (units)). tfjs-layers' `dense` multiplies a 3-D input as a
+ * batched product, and tfjs's matMul gradient uses transposed products: tfjs-wasm runs both as a
+ * scalar loop, which made the MLP and the vocabulary projection most of a training step. Here the
+ * input is flattened to rows and `matMul2d` keeps the forward and the gradient on XNNPACK.
+ */
+export class Dense extends tfl.layers.Layer {
+  static className = 'DemoDense';
+
+  constructor(args) {
+    super(args);
+    this.units = args.units;
+    this.activation = args.activation ?? 'linear';
+  }
+
+  build(inputShape) {
+    const d = inputShape[inputShape.length - 1];
+    this.kernel = this.addWeight('kernel', [d, this.units], 'float32', tfl.initializers.glorotUniform({}));
+    this.bias = this.addWeight('bias', [this.units], 'float32', tfl.initializers.zeros());
+    this.built = true;
+  }
+
+  computeOutputShape(inputShape) {
+    return [...inputShape.slice(0, -1), this.units];
+  }
+
+  call(inputs) {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      const d = x.shape[x.rank - 1];
+      const rows = tf.reshape(x, [-1, d]); // (B,T,D) -> (B·T,D): one un-batched product
+      const y = tf.add(matMul2d(rows, this.kernel.read()), this.bias.read()); // (B·T,D)·(D,N) + (N)
+      const out = this.activation === 'relu' ? tf.relu(y) : y;
+      return tf.reshape(out, [...x.shape.slice(0, -1), this.units]); // (B·T,N) -> (B,T,N)
+    });
+  }
+}
+tf.serialization.registerClass(Dense);
+
 export const DEFAULT_CONFIG = {
   vocabSize: 29,
   maxLength: 64,
@@ -68,11 +108,11 @@ export class Decoder {
         flashAttention: c.flashAttention,
       }),
       norm2: new LayerNorm({ epsilon: 1e-5 }),
-      up: tfl.layers.dense({ units: c.mlpWidth, activation: 'relu' }),
-      down: tfl.layers.dense({ units: c.width }),
+      up: new Dense({ units: c.mlpWidth, activation: 'relu' }),
+      down: new Dense({ units: c.width }),
     }));
     this.finalNorm = new LayerNorm({ epsilon: 1e-5 });
-    this.head = tfl.layers.dense({ units: c.vocabSize });
+    this.head = new Dense({ units: c.vocabSize });
     // Build every layer with one call, then draw the weights from the seed.
     tf.tidy(() => this.forward(tf.zeros([1, 2], 'int32')));
   }
