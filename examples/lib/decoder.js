@@ -7,8 +7,38 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { GroupedQueryAttention, matMul2d } from 'grouped-query-attention';
+import { denseProduct, GroupedQueryAttention } from 'grouped-query-attention';
 import { createRng } from './rng.js';
+
+/**
+ * `x̂·gamma + beta` with x̂ = (x − mean) / sqrt(variance + epsilon) over the last axis, taped as one
+ * op with its closed-form gradient (g = dy·gamma):
+ *   dx = (g − mean(g) − x̂·mean(g·x̂)) / sqrt(variance + epsilon),  dgamma = Σ dy·x̂,  dbeta = Σ dy
+ * (sums over every row). Composed from tfjs ops, autodiff tapes a dozen ops and saves a copy of each
+ * one's inputs; this saves x̂, 1/sqrt(variance + epsilon) and gamma. Same forward ops, so the same
+ * values as the composition.
+ */
+function layerNorm(x, gamma, beta, epsilon) {
+  const d = x.shape[x.rank - 1];
+  const rows = x.size / d;
+  return tf.customGrad((x, gamma, beta, save) => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    const inverseStd = tf.rsqrt(tf.add(variance, epsilon)); // (..., 1)
+    const normed = tf.mul(tf.sub(x, mean), inverseStd);
+    save([normed, inverseStd, gamma]);
+    return {
+      value: tf.add(tf.mul(normed, gamma), beta),
+      gradFunc: (dy, [normed, inverseStd, gamma]) => {
+        const g = tf.mul(dy, gamma);
+        const centred = tf.sub(g, tf.mean(g, -1, true));
+        const dx = tf.mul(tf.sub(centred, tf.mul(normed, tf.mean(tf.mul(g, normed), -1, true))), inverseStd);
+        const dyRows = tf.reshape(dy, [rows, d]); // (..., D) -> (rows, D)
+        const normedRows = tf.reshape(normed, [rows, d]); // (..., D) -> (rows, D)
+        return [dx, tf.sum(tf.mul(dyRows, normedRows), 0), tf.sum(dyRows, 0)];
+      },
+    };
+  })(x, gamma, beta);
+}
 
 /**
  * Layer normalization over the last axis with broadcasting. (tfjs-layers' LayerNormalization tiles
@@ -33,9 +63,7 @@ export class LayerNorm extends tfl.layers.Layer {
   call(inputs) {
     return tf.tidy(() => {
       const x = Array.isArray(inputs) ? inputs[0] : inputs;
-      const { mean, variance } = tf.moments(x, -1, true);
-      const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.epsilon)));
-      return tf.add(tf.mul(normed, this.gamma.read()), this.beta.read());
+      return layerNorm(x, this.gamma.read(), this.beta.read(), this.epsilon);
     });
   }
 }
@@ -45,8 +73,9 @@ tf.serialization.registerClass(LayerNorm);
  * A dense layer, `relu(x·kernel + bias)` or `x·kernel + bias` over the last axis, with tfjs-layers'
  * weights (kernel (in, units), bias (units)). tfjs-layers' `dense` multiplies a 3-D input as a
  * batched product, and tfjs's matMul gradient uses transposed products: tfjs-wasm runs both as a
- * scalar loop, which made the MLP and the vocabulary projection most of a training step. Here the
- * input is flattened to rows and `matMul2d` keeps the forward and the gradient on XNNPACK.
+ * scalar loop, which made the MLP and the vocabulary projection most of a training step.
+ * `denseProduct` (the library's projection) flattens the input to rows and keeps the forward and the
+ * gradient on XNNPACK's 2-D products.
  */
 export class Dense extends tfl.layers.Layer {
   static className = 'DemoDense';
@@ -71,11 +100,8 @@ export class Dense extends tfl.layers.Layer {
   call(inputs) {
     return tf.tidy(() => {
       const x = Array.isArray(inputs) ? inputs[0] : inputs;
-      const d = x.shape[x.rank - 1];
-      const rows = tf.reshape(x, [-1, d]); // (B,T,D) -> (B·T,D): one un-batched product
-      const y = tf.add(matMul2d(rows, this.kernel.read()), this.bias.read()); // (B·T,D)·(D,N) + (N)
-      const out = this.activation === 'relu' ? tf.relu(y) : y;
-      return tf.reshape(out, [...x.shape.slice(0, -1), this.units]); // (B·T,N) -> (B,T,N)
+      const y = denseProduct(x, this.kernel.read(), this.bias.read()); // (B,T,D)·(D,N) + (N) -> (B,T,N)
+      return this.activation === 'relu' ? tf.relu(y) : y;
     });
   }
 }
