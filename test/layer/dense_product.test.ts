@@ -14,7 +14,7 @@ import { rng, uniform } from '../property/random.js';
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** tfjs's own composition (taped op by op): (…lead, …contracted) · (…contracted, …out) + bias. */
-function composed(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null, axes: number): tf.Tensor {
+function composed(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null, axes = 1): tf.Tensor {
   const lead = x.shape.slice(0, x.rank - axes);
   const out = w.shape.slice(axes);
   const k = size(w.shape.slice(0, axes));
