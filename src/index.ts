@@ -27,6 +27,7 @@ export {
 export { GroupedQueryAttention, GroupQueryAttention } from './layer/grouped_query_attention.js';
 export type { GroupedQueryAttentionArgs, GroupedQueryAttentionCallArgs } from './layer/args.js';
 export { KVCache, type KVCacheOptions } from './layer/kv_cache.js';
+export { denseProduct } from './layer/dense_product.js';
 
 registerGroupedQueryAttentionGradient();
 registerKernels();

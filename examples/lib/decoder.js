@@ -7,8 +7,38 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { GroupedQueryAttention } from 'grouped-query-attention';
+import { denseProduct, GroupedQueryAttention } from 'grouped-query-attention';
 import { createRng } from './rng.js';
+
+/**
+ * `x̂·gamma + beta` with x̂ = (x − mean) / sqrt(variance + epsilon) over the last axis, taped as one
+ * op with its closed-form gradient (g = dy·gamma):
+ *   dx = (g − mean(g) − x̂·mean(g·x̂)) / sqrt(variance + epsilon),  dgamma = Σ dy·x̂,  dbeta = Σ dy
+ * (sums over every row). Composed from tfjs ops, autodiff tapes a dozen ops and saves a copy of each
+ * one's inputs; this saves x̂, 1/sqrt(variance + epsilon) and gamma. Same forward ops, so the same
+ * values as the composition.
+ */
+function layerNorm(x, gamma, beta, epsilon) {
+  const d = x.shape[x.rank - 1];
+  const rows = x.size / d;
+  return tf.customGrad((x, gamma, beta, save) => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    const inverseStd = tf.rsqrt(tf.add(variance, epsilon)); // (..., 1)
+    const normed = tf.mul(tf.sub(x, mean), inverseStd);
+    save([normed, inverseStd, gamma]);
+    return {
+      value: tf.add(tf.mul(normed, gamma), beta),
+      gradFunc: (dy, [normed, inverseStd, gamma]) => {
+        const g = tf.mul(dy, gamma);
+        const centred = tf.sub(g, tf.mean(g, -1, true));
+        const dx = tf.mul(tf.sub(centred, tf.mul(normed, tf.mean(tf.mul(g, normed), -1, true))), inverseStd);
+        const dyRows = tf.reshape(dy, [rows, d]); // (..., D) -> (rows, D)
+        const normedRows = tf.reshape(normed, [rows, d]); // (..., D) -> (rows, D)
+        return [dx, tf.sum(tf.mul(dyRows, normedRows), 0), tf.sum(dyRows, 0)];
+      },
+    };
+  })(x, gamma, beta);
+}
 
 /**
  * Layer normalization over the last axis with broadcasting. (tfjs-layers' LayerNormalization tiles
@@ -33,13 +63,86 @@ export class LayerNorm extends tfl.layers.Layer {
   call(inputs) {
     return tf.tidy(() => {
       const x = Array.isArray(inputs) ? inputs[0] : inputs;
-      const { mean, variance } = tf.moments(x, -1, true);
-      const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.epsilon)));
-      return tf.add(tf.mul(normed, this.gamma.read()), this.beta.read());
+      return layerNorm(x, this.gamma.read(), this.beta.read(), this.epsilon);
     });
   }
 }
 tf.serialization.registerClass(LayerNorm);
+
+/**
+ * A dense layer, `relu(x·kernel + bias)` or `x·kernel + bias` over the last axis, with tfjs-layers'
+ * weights (kernel (in, units), bias (units)). tfjs-layers' `dense` multiplies a 3-D input as a
+ * batched product, and tfjs's matMul gradient uses transposed products: tfjs-wasm runs both as a
+ * scalar loop, which made the MLP and the vocabulary projection most of a training step.
+ * `denseProduct` (the library's projection) flattens the input to rows and keeps the forward and the
+ * gradient on XNNPACK's 2-D products.
+ */
+export class Dense extends tfl.layers.Layer {
+  static className = 'DemoDense';
+
+  constructor(args) {
+    super(args);
+    this.units = args.units;
+    this.activation = args.activation ?? 'linear';
+  }
+
+  build(inputShape) {
+    const d = inputShape[inputShape.length - 1];
+    this.kernel = this.addWeight('kernel', [d, this.units], 'float32', tfl.initializers.glorotUniform({}));
+    this.bias = this.addWeight('bias', [this.units], 'float32', tfl.initializers.zeros());
+    this.built = true;
+  }
+
+  computeOutputShape(inputShape) {
+    return [...inputShape.slice(0, -1), this.units];
+  }
+
+  call(inputs) {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      const y = denseProduct(x, this.kernel.read(), this.bias.read()); // (B,T,D)·(D,N) + (N) -> (B,T,N)
+      return this.activation === 'relu' ? tf.relu(y) : y;
+    });
+  }
+}
+tf.serialization.registerClass(Dense);
+
+/**
+ * Token or position embedding: row `id` of a (count, width) table, computed as oneHot(ids)·table.
+ * tfjs-wasm's gather took about 20 ms for the 2,040 rows of 64 of a training batch here, the
+ * one-hot product (a plain 2-D matMul, `denseProduct`) about 2 ms, and its gradient is a 2-D product
+ * too. The rows are the same numbers (1·entry plus zeros). Weight `embeddings` (count, width), as
+ * tfjs-layers' and Keras's Embedding.
+ */
+export class Embedding extends tfl.layers.Layer {
+  static className = 'DemoEmbedding';
+
+  constructor(args) {
+    super(args);
+    this.inputDim = args.inputDim;
+    this.outputDim = args.outputDim;
+  }
+
+  build() {
+    this.embeddings = this.addWeight('embeddings', [this.inputDim, this.outputDim], 'float32',
+      tfl.initializers.randomUniform({ minval: -0.05, maxval: 0.05 }));
+    this.built = true;
+  }
+
+  computeOutputShape(inputShape) {
+    return [...inputShape, this.outputDim];
+  }
+
+  call(inputs) {
+    return tf.tidy(() => {
+      const ids = Array.isArray(inputs) ? inputs[0] : inputs;
+      // int32 then a cast: tfjs-wasm's OneHot ignores a float32 dtype and writes int32 bits.
+      const oneHot = tf.cast(tf.oneHot(tf.cast(ids, 'int32'), this.inputDim), 'float32'); // (B,T) -> (B,T,count)
+      return denseProduct(oneHot, this.embeddings.read(), null); // (B,T,count)·(count,width) -> (B,T,width)
+    });
+  }
+}
+tf.serialization.registerClass(Embedding);
 
 export const DEFAULT_CONFIG = {
   vocabSize: 29,
@@ -57,8 +160,8 @@ export class Decoder {
   constructor(config = {}) {
     this.config = { ...DEFAULT_CONFIG, ...config };
     const c = this.config;
-    this.tokenEmbedding = tfl.layers.embedding({ inputDim: c.vocabSize, outputDim: c.width });
-    this.positionEmbedding = tfl.layers.embedding({ inputDim: c.maxLength, outputDim: c.width });
+    this.tokenEmbedding = new Embedding({ inputDim: c.vocabSize, outputDim: c.width });
+    this.positionEmbedding = new Embedding({ inputDim: c.maxLength, outputDim: c.width });
     this.blocks = Array.from({ length: c.layers }, () => ({
       norm1: new LayerNorm({ epsilon: 1e-5 }),
       attention: new GroupedQueryAttention({
@@ -68,11 +171,11 @@ export class Decoder {
         flashAttention: c.flashAttention,
       }),
       norm2: new LayerNorm({ epsilon: 1e-5 }),
-      up: tfl.layers.dense({ units: c.mlpWidth, activation: 'relu' }),
-      down: tfl.layers.dense({ units: c.width }),
+      up: new Dense({ units: c.mlpWidth, activation: 'relu' }),
+      down: new Dense({ units: c.width }),
     }));
     this.finalNorm = new LayerNorm({ epsilon: 1e-5 });
-    this.head = tfl.layers.dense({ units: c.vocabSize });
+    this.head = new Dense({ units: c.vocabSize });
     // Build every layer with one call, then draw the weights from the seed.
     tf.tidy(() => this.forward(tf.zeros([1, 2], 'int32')));
   }
