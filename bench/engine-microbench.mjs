@@ -15,6 +15,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
+import { rand } from './lib/cases.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -37,15 +38,6 @@ await build({
 });
 const eng = await import(pathToFileURL(outFile).href);
 
-function rnd(n, seed) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296) * 2 - 1;
-  }
-  return a;
-}
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function time(fn, n) {
@@ -68,7 +60,7 @@ for (const threads of threadsList) {
     if (c.startsWith('prefill')) {
       T = S = Number(c.slice('prefill'.length));
       causal = true;
-      const q = rnd(B * T * U * H, 1), k = rnd(B * S * V * H, 2), v = rnd(B * S * V * H, 3);
+      const q = rand(B * T * U * H, 1), k = rand(B * S * V * H, 2), v = rand(B * S * V * H, 3);
       const p = { batch: B, queryLength: T, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key: k, value: v, causal };
       flops = (4 * B * U * T * S * H) / 2;
       run = () => engine.attention(p);
@@ -78,9 +70,9 @@ for (const threads of threadsList) {
       causal = false;
       const stagedInputs = c.endsWith('staged');
       const kb = engine.allocate(B * S * V * H), vb = engine.allocate(B * S * V * H);
-      kb.view().set(rnd(B * S * V * H, 2));
-      vb.view().set(rnd(B * S * V * H, 3));
-      const q = rnd(B * T * U * H, 1);
+      kb.view().set(rand(B * S * V * H, 2));
+      vb.view().set(rand(B * S * V * H, 3));
+      const q = rand(B * T * U * H, 1);
       const key = stagedInputs ? kb.view().slice() : kb, value = stagedInputs ? vb.view().slice() : vb;
       const p = { batch: B, queryLength: 1, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key, value, queryOffset: S - 1 };
       flops = 4 * B * U * T * S * H;

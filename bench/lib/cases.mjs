@@ -53,7 +53,8 @@ export const kvBytes = (c) => 2 * 4 * c.B * c.S * c.V * c.H;
 export const scoreBytes = (c) => 4 * c.B * c.U * c.T * c.S;
 export const inputBytes = (c) => 4 * (c.B * c.T * c.U * c.H + 2 * c.B * c.S * c.V * c.H);
 
-function rand(n, seed) {
+/** Uniform floats in [−1, 1) from a 32-bit LCG: the same inputs in every process. */
+export function rand(n, seed) {
   const a = new Float32Array(n);
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {
