@@ -3,7 +3,7 @@ import { gCallRows, gCallRowStart, gCausal, gChunksInJob, gDropoutKeepScale, gDr
 import { gH4, gHp, locateTile, outRow, sL, sM, sO, sS, tileBatch, tileFirstRow, tileGroup, tileHeight, tileKvHead, tileRowCount } from './job';
 import { expv, fillNaN, logPositive, SAFE_LOGIT } from './simd';
 import { dropTile } from './dropout';
-import { applyMasks, highAllowed, lowAllowed, setupRows } from './masks';
+import { applyMasks, boolTileState, highAllowed, lowAllowed, setupRows, TILE_ALL_ALLOWED, TILE_NONE_ALLOWED } from './masks';
 import { accumulatePV, computeLogits, packQuery, softmaxTile, touchRows } from './tiles';
 
 /** Runs forward task `task` of the job on thread `tid`'s scratch. */
@@ -52,11 +52,22 @@ export function runTask(task: i32, tid: i32): void {
 
   for (let kt = cStart; kt < cEnd; kt += gKeyTile) {
     const nk = min(gKeyTile, cEnd - kt);
+    // A bool-mask tile with no allowed key changes nothing (its weights are 0; the host recomputes
+    // rows where that differs from the composite, src/engine/exact-rows.ts): skipped whole.
+    let withMask = gMaskKind != 0;
+    if (gMaskKind == 1) {
+      const state = boolTileState(kt, nk, m4);
+      if (state == TILE_NONE_ALLOWED) {
+        atomic.add<i32>(progress, 1);
+        continue;
+      }
+      withMask = state != TILE_ALL_ALLOWED;
+    }
     touchRows(kBase, gKeyStrideRow, kt, nk);
     touchRows(vBase, gValueStrideRow, kt, nk);
     computeLogits(kBase, kt, nk, m4);
     const needBounds = hasBounds && (kt < rowLoMax || kt + nk - 1 > rowHiMin);
-    if (needBounds || gMaskKind != 0) applyMasks(kt, nk, m4, needBounds);
+    if (needBounds || withMask) applyMasks(kt, nk, m4, needBounds, withMask);
     softmaxTile(nk, m4);
     if (gDropoutThreshold != 0) dropTile(b, kvh, t0, kt, nk, m4);
     accumulatePV(vBase, kt, nk, m4);

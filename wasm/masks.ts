@@ -22,7 +22,7 @@ export function highAllowed(p: i32): i32 {
  * Applies causal/window bounds and the mask to the logits of keys kt..kt+nk-1: disallowed keys
  * become -inf, additive values are added (fround(s + a)).
  */
-export function applyMasks(kt: i32, nk: i32, m4: i32, needBounds: bool): void {
+export function applyMasks(kt: i32, nk: i32, m4: i32, needBounds: bool, withMask: bool = true): void {
   const m4b = <usize>m4 << 2;
   const ninf = f32x4.splat(-Infinity);
   for (let r = 0; r < m4; r += 4) {
@@ -37,6 +37,7 @@ export function applyMasks(kt: i32, nk: i32, m4: i32, needBounds: bool): void {
         v128.store(p, v128.bitselect(v128.load(p), ninf, ok));
       }
     }
+    if (!withMask) continue;
     if (gMaskKind == 1) {
       const m0 = gMask + <usize>load<i32>(sMR + rb);
       const m1 = gMask + <usize>load<i32>(sMR + rb + 4);
@@ -72,6 +73,46 @@ export function applyMasks(kt: i32, nk: i32, m4: i32, needBounds: bool): void {
 }
 
 
+
+/** {@link boolTileState}: no key of the tile allowed for any row, some, or all for every row. */
+export const TILE_NONE_ALLOWED: i32 = 0;
+export const TILE_SOME_ALLOWED: i32 = 1;
+export const TILE_ALL_ALLOWED: i32 = 2;
+
+/**
+ * Classifies the bool mask over keys kt..kt+nk-1 for the tile's rows 0..m4-1 (padded rows repeat
+ * the last row): a tile with no allowed key is skipped whole (a key padding mask skips its trailing
+ * key tiles), a tile where every key is allowed needs no masking. Rows sharing a mask row (a mask
+ * broadcast over heads or query rows) are read once; contiguous keys are read 16 bytes at a time.
+ */
+export function boolTileState(kt: i32, nk: i32, m4: i32): i32 {
+  const ss = <usize>gMaskStrideS;
+  let anyAllowed = false;
+  let anyMasked = false;
+  let prev: i32 = -1;
+  for (let r = 0; r < m4; r++) {
+    const row = load<i32>(sMR + (<usize>r << 2));
+    if (row == prev) continue;
+    prev = row;
+    let p = gMask + <usize>row + <usize>kt * ss;
+    let j = 0;
+    if (ss == 1) {
+      for (; j + 16 <= nk; j += 16) {
+        const zero = i8x16.eq(v128.load(p + <usize>j), i8x16.splat(0));
+        if (v128.any_true(zero)) anyMasked = true;
+        if (!i8x16.all_true(zero)) anyAllowed = true;
+      }
+      p += <usize>j;
+    }
+    for (; j < nk; j++) {
+      if (load<u8>(p) == 0) anyMasked = true;
+      else anyAllowed = true;
+      p += ss;
+    }
+    if (anyAllowed && anyMasked) return TILE_SOME_ALLOWED;
+  }
+  return anyAllowed ? TILE_ALL_ALLOWED : TILE_NONE_ALLOWED;
+}
 
 /** Per-row bounds (lo, hi) and mask row offsets for the tile's packed rows (padded rows copy the last). */
 export function setupRows(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32): void {

@@ -1,4 +1,17 @@
-// Vector math shared by the kernels: exp and horizontal sums on f32x4.
+// Vector math shared by the kernels: the multiply-add, exp and horizontal sums on f32x4.
+
+/**
+ * a * b + c on f32x4: the one switch between the two builds of the kernels
+ * (scripts/build-engine.mjs). With `--enable relaxed-simd` it is `f32x4.relaxed_madd` (a fused
+ * multiply-add where the hardware has one: one rounding instead of two, and one instruction);
+ * otherwise SIMD128's mul then add. The branch is decided at compile time.
+ */
+// @ts-ignore: decorator
+@inline
+export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
 
 /**
  * Largest row max logit the kernel trusts: beyond it float32 overflow depends on the order of
@@ -24,11 +37,11 @@ export function expv(x: v128): v128 {
   v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(0.693359375)));
   v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
   let y = f32x4.splat(1.9875691500e-4);
-  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(1.3981999507e-3));
-  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(8.3334519073e-3));
-  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(4.1665795894e-2));
-  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(1.6666665459e-1));
-  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(5.0000001201e-1));
+  y = madd(y, v, f32x4.splat(1.3981999507e-3));
+  y = madd(y, v, f32x4.splat(8.3334519073e-3));
+  y = madd(y, v, f32x4.splat(4.1665795894e-2));
+  y = madd(y, v, f32x4.splat(1.6666665459e-1));
+  y = madd(y, v, f32x4.splat(5.0000001201e-1));
   y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(y, v), v), v), f32x4.splat(1.0));
   const n = i32x4.trunc_sat_f32x4_s(fx);
   const pow2n = i32x4.shl(i32x4.add(n, i32x4.splat(127)), 23);

@@ -2,7 +2,7 @@
 // tile, online softmax over a key tile, and P·V accumulation.
 import { gG, gH, gKeyStrideRow, gQuery, gQueryStrideB, gQueryStrideGroup, gQueryStrideHead, gQueryStrideRow, gScale, gValueStrideRow } from './generated/params';
 import { gH4, gH8, gHp, sA, sL, sM, sO, sQ, sS } from './job';
-import { expv, hsum4 } from './simd';
+import { expv, hsum4, madd } from './simd';
 
 /** Q tile: Qs = fround(Q * scale), packed [M4][Hp], zero padded. */
 export function packQuery(b: i32, kvh: i32, gi: i32, t0: i32, nt: i32, m4: i32): void {
@@ -46,17 +46,17 @@ export function computeLogits(kBase: usize, kt: i32, nk: i32, m4: i32): void {
         const kv0 = v128.load(k0 + h);
         const kv1 = v128.load(k1 + h);
         let x = v128.load(q0 + h);
-        a00 = f32x4.add(a00, f32x4.mul(x, kv0));
-        a01 = f32x4.add(a01, f32x4.mul(x, kv1));
+        a00 = madd(x, kv0, a00);
+        a01 = madd(x, kv1, a01);
         x = v128.load(q1 + h);
-        a10 = f32x4.add(a10, f32x4.mul(x, kv0));
-        a11 = f32x4.add(a11, f32x4.mul(x, kv1));
+        a10 = madd(x, kv0, a10);
+        a11 = madd(x, kv1, a11);
         x = v128.load(q2 + h);
-        a20 = f32x4.add(a20, f32x4.mul(x, kv0));
-        a21 = f32x4.add(a21, f32x4.mul(x, kv1));
+        a20 = madd(x, kv0, a20);
+        a21 = madd(x, kv1, a21);
         x = v128.load(q3 + h);
-        a30 = f32x4.add(a30, f32x4.mul(x, kv0));
-        a31 = f32x4.add(a31, f32x4.mul(x, kv1));
+        a30 = madd(x, kv0, a30);
+        a31 = madd(x, kv1, a31);
       }
       let s0 = hsum4(a00, a10, a20, a30);
       let s1 = hsum4(a01, a11, a21, a31);
@@ -73,10 +73,10 @@ export function computeLogits(kBase: usize, kt: i32, nk: i32, m4: i32): void {
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
       for (let h: usize = 0; h < h4b; h += 16) {
         const kv0 = v128.load(k0 + h);
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(q0 + h), kv0));
-        a1 = f32x4.add(a1, f32x4.mul(v128.load(q1 + h), kv0));
-        a2 = f32x4.add(a2, f32x4.mul(v128.load(q2 + h), kv0));
-        a3 = f32x4.add(a3, f32x4.mul(v128.load(q3 + h), kv0));
+        a0 = madd(v128.load(q0 + h), kv0, a0);
+        a1 = madd(v128.load(q1 + h), kv0, a1);
+        a2 = madd(v128.load(q2 + h), kv0, a2);
+        a3 = madd(v128.load(q3 + h), kv0, a3);
       }
       let s0 = hsum4(a0, a1, a2, a3);
       if (tail) s0 = f32x4.add(s0, tailDots(q0, hp4, k0));
@@ -180,17 +180,17 @@ export function accumulatePV(vBase: usize, kt: i32, nk: i32, m4: i32): void {
         const v0 = v128.load(vp);
         const v1 = v128.load(vp + 16);
         let p = v128.load32_splat(pp);
-        c00 = f32x4.add(c00, f32x4.mul(p, v0));
-        c01 = f32x4.add(c01, f32x4.mul(p, v1));
+        c00 = madd(p, v0, c00);
+        c01 = madd(p, v1, c01);
         p = v128.load32_splat(pp + 4);
-        c10 = f32x4.add(c10, f32x4.mul(p, v0));
-        c11 = f32x4.add(c11, f32x4.mul(p, v1));
+        c10 = madd(p, v0, c10);
+        c11 = madd(p, v1, c11);
         p = v128.load32_splat(pp + 8);
-        c20 = f32x4.add(c20, f32x4.mul(p, v0));
-        c21 = f32x4.add(c21, f32x4.mul(p, v1));
+        c20 = madd(p, v0, c20);
+        c21 = madd(p, v1, c21);
         p = v128.load32_splat(pp + 12);
-        c30 = f32x4.add(c30, f32x4.mul(p, v0));
-        c31 = f32x4.add(c31, f32x4.mul(p, v1));
+        c30 = madd(p, v0, c30);
+        c31 = madd(p, v1, c31);
         vp += vStride;
         pp += m4b;
       }
@@ -208,10 +208,10 @@ export function accumulatePV(vBase: usize, kt: i32, nk: i32, m4: i32): void {
       let pp = pb;
       for (let j = 0; j < nk; j++) {
         const v0 = v128.load(vp);
-        c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(pp), v0));
-        c1 = f32x4.add(c1, f32x4.mul(v128.load32_splat(pp + 4), v0));
-        c2 = f32x4.add(c2, f32x4.mul(v128.load32_splat(pp + 8), v0));
-        c3 = f32x4.add(c3, f32x4.mul(v128.load32_splat(pp + 12), v0));
+        c0 = madd(v128.load32_splat(pp), v0, c0);
+        c1 = madd(v128.load32_splat(pp + 4), v0, c1);
+        c2 = madd(v128.load32_splat(pp + 8), v0, c2);
+        c3 = madd(v128.load32_splat(pp + 12), v0, c3);
         vp += vStride;
         pp += m4b;
       }

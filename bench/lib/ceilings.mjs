@@ -1,7 +1,11 @@
 // Machine ceilings measurable from Node: fp32 GEMM (native MLAS through onnxruntime-node MatMul, and
 // WebAssembly SIMD through onnxruntime-web and tfjs-wasm's XNNPACK 2-D matMul) and memory bandwidth
 // (a WebAssembly SIMD sum for streaming reads, TypedArray.set for copies).
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { matMulModel } from './onnx.mjs';
+
+const rootDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function rand(n) {
   const a = new Float32Array(n);
@@ -66,6 +70,44 @@ async function tfjsWasmGemm(sizes, reps) {
   }, sizes, reps);
 }
 
+/**
+ * This package's own WebAssembly GEMM (wasm/bench/gemm.ts: register blocks of 4 or 6 rows × 8
+ * columns over the kernels' `madd`), compiled plain SIMD128 or relaxed SIMD like the engine's
+ * kernels: the per-thread ceiling the engine's multiply-adds run against. Cache-resident sizes
+ * (A 96×256, B 256×256 fit in L2), best of both register blocks. Checked against a JS product.
+ */
+async function wasmGemm(relaxed, reps) {
+  const { compileAssemblyScript, RELAXED_SIMD_FLAGS } = await import(join(rootDir, 'scripts', 'lib', 'asc-compile.mjs'));
+  const flags = ['-O3', '--noAssert', '--runtime', 'stub', '--initialMemory', '16', '--enable', 'simd', '--use', 'abort=',
+    ...(relaxed ? RELAXED_SIMD_FLAGS : [])];
+  const bytes = await compileAssemblyScript(join(rootDir, 'wasm', 'bench', 'gemm.ts'), flags);
+  if (!WebAssembly.validate(bytes)) throw new Error(relaxed ? 'relaxed SIMD is not available in this runtime (Node 20: --experimental-wasm-relaxed-simd)' : 'WebAssembly SIMD is not available');
+  const { exports } = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+  const M = 96, N = 256, K = 256;
+  const a = 0, b = M * K * 4, c = b + K * N * 4;
+  const f = new Float32Array(exports.memory.buffer);
+  f.set(rand(M * K), a / 4);
+  f.set(rand(K * N), b / 4);
+  const calls = 20;
+  const detail = {};
+  let best = 0;
+  for (const R of [4, 6]) {
+    const fn = exports[`gemm${R}`];
+    f.fill(0, c / 4, c / 4 + M * N);
+    fn(a, b, c, M, N, K);
+    for (const [i, j] of [[0, 0], [M - 1, N - 1], [37, 101]]) {
+      let ref = 0;
+      for (let k = 0; k < K; k++) ref += f[a / 4 + i * K + k] * f[b / 4 + k * N + j];
+      if (Math.abs(f[c / 4 + i * N + j] - ref) > 1e-3) throw new Error(`wasm GEMM ${R}×8 gives ${f[c / 4 + i * N + j]} at (${i}, ${j}), expected ${ref}`);
+    }
+    const ms = await timeIt(() => { for (let r = 0; r < calls; r++) fn(a, b, c, M, N, K); }, reps) / calls;
+    const gf = (2 * M * N * K) / ms / 1e6;
+    detail[`${R}x8`] = +gf.toFixed(1);
+    best = Math.max(best, gf);
+  }
+  return { gflops: +best.toFixed(1), byBlock: detail };
+}
+
 /** A WebAssembly SIMD128 module: sum(p, nbytes) over f32x4 with 4 accumulators, and an exported memory. */
 function sumModule() {
   const leb = (n) => { const o = []; do { let b = n & 0x7f; n >>>= 7; if (n) b |= 0x80; o.push(b); } while (n); return o; };
@@ -126,13 +168,15 @@ function memoryBandwidth(mib, reps) {
   };
 }
 
-/** name: 'gemm-ort-node' | 'gemm-ort-web' | 'gemm-tfjs-wasm' | 'memory' */
+/** name: 'gemm-ort-node' | 'gemm-ort-web' | 'gemm-tfjs-wasm' | 'gemm-wasm-simd' | 'gemm-wasm-relaxed' | 'memory' */
 export async function measureCeiling(name, threads, quick) {
   const sizes = quick ? [1024] : [512, 1024, 2048];
   const reps = quick ? 5 : 12;
   if (name === 'gemm-ort-node') return ortGemm('node', threads, sizes, reps);
   if (name === 'gemm-ort-web') return ortGemm('web', threads, sizes, reps);
   if (name === 'gemm-tfjs-wasm') return tfjsWasmGemm(sizes, reps);
+  if (name === 'gemm-wasm-simd') return wasmGemm(false, reps * 2);
+  if (name === 'gemm-wasm-relaxed') return wasmGemm(true, reps * 2);
   if (name === 'memory') return memoryBandwidth(quick ? 128 : 512, quick ? 5 : 9);
   throw new Error(`unknown ceiling ${name}`);
 }

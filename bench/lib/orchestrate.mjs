@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { allCases, inputBytes, kvBytes, scoreBytes, usefulFlops } from './cases.mjs';
 import { caseHeader, svgChart, tableHeader, tableRow } from './report.mjs';
-import { ROWS } from './rows.mjs';
+import { ROWS, rowExecArgv } from './rows.mjs';
 
 const benchDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const rootDir = join(benchDir, '..');
@@ -64,10 +64,10 @@ function quantile(xs, q) {
   return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (pos - lo);
 }
 
-/** A child process with a one-message-at-a-time RPC. */
-function spawnChild() {
+/** A child process with a one-message-at-a-time RPC; `flags`: extra Node flags (relaxed SIMD). */
+function spawnChild(flags = []) {
   const child = fork(childPath, [], {
-    execArgv: ['--expose-gc', '--max-old-space-size=8192'],
+    execArgv: ['--expose-gc', '--max-old-space-size=8192', ...flags],
     serialization: 'advanced',
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
@@ -110,11 +110,12 @@ function meta(args) {
 
 async function measureCeilings(args) {
   const list = [
-    ['gemm-ort-node', 1], ['gemm-ort-node', 2], ['gemm-ort-web', 1], ['gemm-ort-web', 2], ['gemm-tfjs-wasm', 1], ['memory', 1],
+    ['gemm-ort-node', 1], ['gemm-ort-node', 2], ['gemm-ort-web', 1], ['gemm-ort-web', 2], ['gemm-tfjs-wasm', 1],
+    ['gemm-wasm-simd', 1], ['gemm-wasm-relaxed', 1], ['memory', 1],
   ];
   const res = {};
   for (const [name, threads] of list) {
-    const ch = spawnChild();
+    const ch = spawnChild(rowExecArgv({ relaxedSimd: name === 'gemm-wasm-relaxed' }));
     const r = await ch.rpc({ cmd: 'ceiling', name, threads, quick: args.quick }, 300000);
     ch.kill();
     res[`${name}${name === 'memory' ? '' : `-t${threads}`}`] = r.ok ? r.result : { error: r.error };
@@ -128,10 +129,12 @@ function printCeilings(ce) {
   console.log(`  native GEMM  (onnxruntime-node MatMul, MLAS):      1t ${g('gemm-ort-node-t1')}, 2t ${g('gemm-ort-node-t2')}`);
   console.log(`  WASM SIMD GEMM (onnxruntime-web MatMul):           1t ${g('gemm-ort-web-t1')}, 2t ${g('gemm-ort-web-t2')}`);
   console.log(`  WASM SIMD GEMM (tfjs-wasm 2-D matMul, XNNPACK):    1t ${g('gemm-tfjs-wasm-t1')}`);
+  console.log(`  WASM GEMM micro-kernel (this package's madd, L2):  1t SIMD128 ${g('gemm-wasm-simd-t1')}, relaxed SIMD ${g('gemm-wasm-relaxed-t1')}`);
   const m = ce.memory;
   console.log(m?.readGBs ? `  memory bandwidth (${m.mib} MiB): streaming read (WASM SIMD sum) ${m.readGBs} GB/s, copy (TypedArray.set, read+write) ${m.copyGBs} GB/s`
     : `  memory bandwidth: n/a (${m?.error ?? 'not measured'})`);
-  console.log('  %ceil below = GFLOP/s ÷ native GEMM at the row\'s thread count (prefill, masked) or K+V GB/s ÷ streaming read (decode).');
+  console.log('  %ceil below = GFLOP/s ÷ native GEMM at the row\'s thread count (prefill, masked) or K+V GB/s ÷ streaming read (decode);');
+  console.log('  %wasm = GFLOP/s per thread ÷ the WASM GEMM micro-kernel of the row\'s build (relaxed rows: relaxed SIMD), per thread.');
 }
 
 export async function main(argv) {
@@ -212,7 +215,7 @@ export async function main(argv) {
     await Promise.all([0, 1].map(async () => {
       while (next < runnable.length) {
         const p = runnable[next++];
-        const child = spawnChild();
+        const child = spawnChild(rowExecArgv(p.row));
         setups.set(p, { child, set: await child.rpc({ cmd: 'setup', row: p.row, case: c, distDir: args.dist, tmpDir }, 180000) });
       }
     }));
@@ -280,6 +283,9 @@ export async function main(argv) {
       };
       if (c.kind === 'decode') r.pctCeiling = ce.memory?.readGBs ? (100 * r.gbs) / ce.memory.readGBs : null;
       else r.pctCeiling = peakFor(a.row.threads) ? (100 * r.gflops) / peakFor(a.row.threads) : null;
+      // Engine rows: per-thread GFLOP/s against the WASM GEMM micro-kernel of the same build.
+      const wasmPeak = ce[a.row.relaxedSimd ? 'gemm-wasm-relaxed-t1' : 'gemm-wasm-simd-t1']?.gflops;
+      r.pctWasm = a.row.impl === 'engine' && c.kind !== 'decode' && wasmPeak ? (100 * r.gflops) / a.row.threads / wasmPeak : null;
       rates.set(`${a.row.id}/${family(c)}`, { gflops: r.gflops, at: c.id.replace(/^\S+ /, '') });
       entry.results.push(r);
     }

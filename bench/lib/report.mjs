@@ -16,7 +16,7 @@ export function caseHeader(c, flops) {
 
 const COLS = [
   ['implementation', 50, 'l'], ['thr', 3], ['median ms', 10], ['p10–p90 ms', 17], ['kernel ms', 10],
-  ['GFLOP/s', 8], ['GB/s', 6], ['%ceil', 6], ['extra MB', 9], ['max err', 8], ['×peer', 6],
+  ['GFLOP/s', 8], ['GB/s', 6], ['%ceil', 6], ['%wasm', 6], ['extra MB', 9], ['max err', 8], ['×peer', 6],
 ];
 export function tableHeader() {
   return COLS.map(([n, w, a]) => (a === 'l' ? pad(n, w) : lpad(n, w))).join(' ');
@@ -29,6 +29,7 @@ export function tableRow(r) {
     lpad(`${fmt(r.p10Ms)}–${fmt(r.p90Ms)}`, 17), lpad(fmt(r.kernelMedianMs), 10),
     lpad(fmt(r.gflops, 1), 8), lpad(r.gbs == null ? '' : fmt(r.gbs, 1), 6),
     lpad(r.pctCeiling == null ? '–' : `${r.pctCeiling.toFixed(0)}%`, 6),
+    lpad(r.pctWasm == null ? '–' : `${r.pctWasm.toFixed(0)}%`, 6),
     lpad(r.extraMB == null ? '–' : Math.max(0, r.extraMB).toFixed(0), 9),
     lpad(r.maxErr.toExponential(0) + (r.checkFailed ? '!' : ''), 8), lpad(r.ratio == null ? '–' : r.ratio.toFixed(2), 6),
   ];

@@ -4,14 +4,16 @@
  * Paths (same results within float rounding, all checked against {@link attentionReference}):
  * - `'wasm'`: a WebAssembly SIMD128 flash-attention kernel (online softmax over key tiles, the G
  *   query heads of a kv head packed in one tile, causal/window tiles skipped), on worker threads
- *   that share one WebAssembly.Memory when SharedArrayBuffer exists;
+ *   that share one WebAssembly.Memory when SharedArrayBuffer exists. Two builds of it: relaxed
+ *   SIMD (fused multiply-add, `engine.kernel === 'wasm-relaxed-simd'`) where the runtime has it,
+ *   else plain SIMD128 (`'wasm-simd'`);
  * - `'js'`: plain JS, for runtimes without WebAssembly SIMD.
  *
  * @module
  */
 import { ValueError, formatValue } from '../errors.js';
 import { JsEngine } from './js-engine.js';
-import { compileKernel, compileKernelSync, defaultThreads, sharedMemorySupported, wasmSimdSupported } from './kernel-module.js';
+import { compileKernel, compileKernelSync, defaultThreads, relaxedSimdSupported, sharedMemorySupported, wasmSimdSupported, type KernelBuild } from './kernel-module.js';
 import { WasmEngine } from './wasm-engine.js';
 import { MAX_THREADS } from './wasm/generated/interface.js';
 import type { AttentionEngine, AttentionEngineOptions } from './types.js';
@@ -46,7 +48,7 @@ export {
  * cores, at most MAX_THREADS (an explicit larger count is capped with a warning), 1 without shared
  * memory.
  */
-function plan(fn: string, options: AttentionEngineOptions): { simd: boolean; shared: boolean; threads: number } {
+function plan(fn: string, options: AttentionEngineOptions): { simd: boolean; shared: boolean; threads: number; build: KernelBuild } {
   const requested = options?.threads;
   if (requested !== undefined && !(typeof requested === 'number' && Number.isInteger(requested) && requested >= 1)) {
     throw new ValueError(`${fn}: argument \`options.threads\` must be a positive integer (threads including the calling thread); received ${formatValue(requested)}.`);
@@ -56,10 +58,11 @@ function plan(fn: string, options: AttentionEngineOptions): { simd: boolean; sha
   }
   const simd = options.simd !== false && wasmSimdSupported();
   const shared = simd && options.sharedMemory !== false && sharedMemorySupported();
+  const build: KernelBuild = simd && options.relaxedSimd !== false && relaxedSimdSupported() ? 'relaxed-simd' : 'simd';
   const cores = Math.floor(Number(defaultThreads()));
   const wanted = requested ?? (Number.isFinite(cores) && cores >= 1 ? cores : 1);
   const threads = shared ? Math.min(MAX_THREADS, wanted) : 1;
-  return { simd, shared, threads };
+  return { simd, shared, threads, build };
 }
 
 /**
@@ -72,13 +75,14 @@ function plan(fn: string, options: AttentionEngineOptions): { simd: boolean; sha
  * import { createAttentionEngineSync } from 'grouped-query-attention/engine';
  * const engine = createAttentionEngineSync({ threads: 2 });
  * console.log(engine.kind, engine.threads); // 'wasm' 2
+ * console.log(engine.kernel); // 'wasm-relaxed-simd' where the runtime has relaxed SIMD, else 'wasm-simd'
  * engine.dispose();
  * ```
  */
 export function createAttentionEngineSync(options: AttentionEngineOptions = {}): AttentionEngine {
-  const { simd, shared, threads } = plan('createAttentionEngineSync', options);
+  const { simd, shared, threads, build } = plan('createAttentionEngineSync', options);
   if (!simd) return new JsEngine();
-  return new WasmEngine(compileKernelSync(shared), shared, threads, options);
+  return new WasmEngine(compileKernelSync(shared, build), build, shared, threads, options);
 }
 
 /**
@@ -99,10 +103,10 @@ export function createAttentionEngineSync(options: AttentionEngineOptions = {}):
  * ```
  */
 export async function createAttentionEngine(options: AttentionEngineOptions = {}): Promise<AttentionEngine> {
-  const { simd, shared, threads } = plan('createAttentionEngine', options);
+  const { simd, shared, threads, build } = plan('createAttentionEngine', options);
   if (!simd) return new JsEngine();
-  const module = await compileKernel(shared);
-  return new WasmEngine(module, shared, threads, options);
+  const module = await compileKernel(shared, build);
+  return new WasmEngine(module, build, shared, threads, options);
 }
 
 let defaultEngine: AttentionEngine | null = null;

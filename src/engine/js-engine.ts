@@ -30,6 +30,7 @@ class JsBuffer implements EngineBuffer {
 
 export class JsEngine implements AttentionEngine {
   readonly kind = 'js' as const;
+  readonly kernel = 'js' as const;
   readonly threads = 1;
   readonly sharedMemory = false;
   readonly ready = Promise.resolve();

@@ -2,7 +2,13 @@
  * Loading the engine's WebAssembly kernel and detecting what the runtime offers (SIMD, shared
  * memory, cores, Node's worker_threads, blocking waits).
  */
-import { KERNEL_SHARED_BASE64, KERNEL_SINGLE_BASE64 } from './wasm/generated/kernel.js';
+import {
+  KERNEL_RELAXED_SHARED_BASE64,
+  KERNEL_RELAXED_SINGLE_BASE64,
+  KERNEL_SHARED_BASE64,
+  KERNEL_SINGLE_BASE64,
+  RELAXED_SIMD_PROBE_BASE64,
+} from './wasm/generated/kernel.js';
 
 /** The kernel's exports (wasm/flash.ts). */
 export interface KernelExports {
@@ -15,6 +21,13 @@ export interface KernelExports {
   maxAbsSegments(src: number, segments: number, len: number, out: number): void;
 }
 
+/**
+ * The two builds of the same kernel sources (scripts/build-engine.mjs): `'relaxed-simd'` uses
+ * `f32x4.relaxed_madd` for every multiply-add of the tiles (wasm/simd.ts `madd`), `'simd'` is plain
+ * SIMD128 (mul then add).
+ */
+export type KernelBuild = 'relaxed-simd' | 'simd';
+
 function decodeBase64(b64: string): Uint8Array {
   const bin = atob(b64);
   const out = new Uint8Array(bin.length);
@@ -22,10 +35,11 @@ function decodeBase64(b64: string): Uint8Array {
   return out;
 }
 
-let kernelCache: { shared?: WebAssembly.Module; single?: WebAssembly.Module } = {};
+let kernelCache = new Map<string, WebAssembly.Module>();
 
-/** Kernel bytes for the given memory kind. */
-export function kernelBytes(shared: boolean): Uint8Array {
+/** Kernel bytes of the given build for the given memory kind. */
+export function kernelBytes(shared: boolean, build: KernelBuild = 'simd'): Uint8Array {
+  if (build === 'relaxed-simd') return decodeBase64(shared ? KERNEL_RELAXED_SHARED_BASE64 : KERNEL_RELAXED_SINGLE_BASE64);
   return decodeBase64(shared ? KERNEL_SHARED_BASE64 : KERNEL_SINGLE_BASE64);
 }
 
@@ -38,31 +52,49 @@ export function wasmSimdSupported(): boolean {
   }
 }
 
-/** Compiles (synchronously) and caches the kernel module. */
-export function compileKernelSync(shared: boolean): WebAssembly.Module {
-  const key = shared ? 'shared' : 'single';
-  let m = kernelCache[key];
+let relaxedKnown: boolean | null = null;
+
+/**
+ * Whether this runtime has relaxed SIMD: `WebAssembly.validate` of a tiny module using
+ * `f32x4.relaxed_madd` (on by default in Node >= 22 and Chromium; Node 20 needs
+ * `--experimental-wasm-relaxed-simd`). Checked once.
+ */
+export function relaxedSimdSupported(): boolean {
+  if (relaxedKnown === null) {
+    try {
+      relaxedKnown = typeof WebAssembly === 'object' && WebAssembly.validate(decodeBase64(RELAXED_SIMD_PROBE_BASE64) as BufferSource);
+    } catch {
+      relaxedKnown = false;
+    }
+  }
+  return relaxedKnown;
+}
+
+/** Compiles (synchronously) and caches the kernel module of `build`. */
+export function compileKernelSync(shared: boolean, build: KernelBuild = 'simd'): WebAssembly.Module {
+  const key = `${build}/${shared ? 'shared' : 'single'}`;
+  let m = kernelCache.get(key);
   if (!m) {
-    m = new WebAssembly.Module(kernelBytes(shared) as BufferSource);
-    kernelCache[key] = m;
+    m = new WebAssembly.Module(kernelBytes(shared, build) as BufferSource);
+    kernelCache.set(key, m);
   }
   return m;
 }
 
-/** Compiles (asynchronously) and caches the kernel module. */
-export async function compileKernel(shared: boolean): Promise<WebAssembly.Module> {
-  const key = shared ? 'shared' : 'single';
-  let m = kernelCache[key];
+/** Compiles (asynchronously) and caches the kernel module of `build`. */
+export async function compileKernel(shared: boolean, build: KernelBuild = 'simd'): Promise<WebAssembly.Module> {
+  const key = `${build}/${shared ? 'shared' : 'single'}`;
+  let m = kernelCache.get(key);
   if (!m) {
-    m = await WebAssembly.compile(kernelBytes(shared) as BufferSource);
-    kernelCache[key] = m;
+    m = await WebAssembly.compile(kernelBytes(shared, build) as BufferSource);
+    kernelCache.set(key, m);
   }
   return m;
 }
 
 /** For tests: drop cached modules. */
 export function clearKernelCache(): void {
-  kernelCache = {};
+  kernelCache = new Map();
 }
 
 /** A 1 MiB memory that may grow to 4 GiB (or less where the address space is tight). */

@@ -245,6 +245,12 @@ export interface AttentionEngineOptions {
   readonly threads?: number;
   /** `false` forces the plain-JS path. Default: WebAssembly SIMD when the runtime supports it. */
   readonly simd?: boolean;
+  /**
+   * `false` forces the plain SIMD128 build of the kernel. Default: the relaxed-SIMD build (fused
+   * multiply-add) when the runtime validates it (Node >= 22, Chromium; Node 20 with
+   * `--experimental-wasm-relaxed-simd`). `engine.kernel` says which build runs.
+   */
+  readonly relaxedSimd?: boolean;
   /** `false` forces a non-shared memory (single thread), as without SharedArrayBuffer. */
   readonly sharedMemory?: boolean;
   /**
@@ -289,6 +295,23 @@ export interface AttentionEngineOptions {
 export interface AttentionEngine {
   /** `'wasm'` (SIMD kernel) or `'js'` (plain JS). */
   readonly kind: 'wasm' | 'js';
+  /**
+   * Which code runs: `'wasm-relaxed-simd'` (the kernel's relaxed-SIMD build, fused multiply-add),
+   * `'wasm-simd'` (its plain SIMD128 build) or `'js'` (plain JS). The calling thread and every
+   * worker run the same build.
+   *
+   * @example
+   * ```ts
+   * import { createAttentionEngineSync } from 'grouped-query-attention/engine';
+   * const engine = createAttentionEngineSync({ threads: 1 });
+   * console.log(engine.kernel); // 'wasm-relaxed-simd' (e.g. Node 22), or 'wasm-simd' (Node 20 without the flag)
+   * const plain = createAttentionEngineSync({ threads: 1, relaxedSimd: false });
+   * console.log(plain.kernel); // 'wasm-simd'
+   * engine.dispose();
+   * plain.dispose();
+   * ```
+   */
+  readonly kernel: 'wasm-relaxed-simd' | 'wasm-simd' | 'js';
   /** Threads currently used, the calling thread included (workers that failed are not counted). */
   readonly threads: number;
   /** Whether the engine memory is a shared WebAssembly.Memory (needed for threads). */

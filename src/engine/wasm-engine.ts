@@ -21,7 +21,7 @@ import { planJobs, STAGING_BYTES } from './job-plan.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold } from './dropout_hash.js';
 import { everyRowSeesEveryKey, findExactRows, findNonFiniteOutputRows, scanSegmentsJs } from './exact-rows.js';
 import { writeExactRows } from './js-path.js';
-import { createMemory, type KernelExports } from './kernel-module.js';
+import { createMemory, type KernelBuild, type KernelExports } from './kernel-module.js';
 import { normalizeProblem, type NormalizedProblem } from './problem.js';
 import { gather, scatter } from './staging.js';
 import type {
@@ -65,6 +65,7 @@ const FORWARD_ONLY = {
 
 export class WasmEngine implements AttentionEngine {
   readonly kind = 'wasm' as const;
+  readonly kernel: 'wasm-relaxed-simd' | 'wasm-simd';
   readonly memory: WebAssembly.Memory;
   readonly sharedMemory: boolean;
   private readonly exports: KernelExports;
@@ -80,7 +81,12 @@ export class WasmEngine implements AttentionEngine {
   private readonly scanOffset: number;
   private disposed = false;
 
-  constructor(module: WebAssembly.Module, shared: boolean, threads: number, options: AttentionEngineOptions) {
+  /**
+   * `module` is the kernel compiled as `build` for this memory kind; the workers instantiate the
+   * same module, so every thread runs the same build.
+   */
+  constructor(module: WebAssembly.Module, build: KernelBuild, shared: boolean, threads: number, options: AttentionEngineOptions) {
+    this.kernel = build === 'relaxed-simd' ? 'wasm-relaxed-simd' : 'wasm-simd';
     this.sharedMemory = shared;
     this.memory = createMemory(shared);
     const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
@@ -249,6 +255,8 @@ export class WasmEngine implements AttentionEngine {
     const headsRow = G * H; // floats of one query row of one kv head's G query heads
     const queryRow = U * H; // floats of one query (and output) row in (B, T, U, H)
     const keyRow = V * H; // floats of one key (and value) row in (B, C, V, H)
+    // Every job holds all B·V groups: staged query and output rows keep the (B, rows, U, H) layout.
+    const wholeBatches = groupsPerJob === groups;
     this.ensureScratch(plan.scratchStride * (1 + this.pool.workerSlots));
 
     const { alloc, releaseAll } = this.callAllocator();
@@ -281,7 +289,11 @@ export class WasmEngine implements AttentionEngine {
         for (let rowStart = 0; rowStart < T; rowStart += rowsPerJob) {
           const rows = Math.min(rowsPerJob, T - rowStart);
           const queryTiles = Math.ceil(rows / tileRows);
-          if (!queryInPlace) {
+          if (!queryInPlace && wholeBatches) {
+            // Rows [rowStart, rowStart + rows) of every batch: contiguous in (B, T, U, H), one bulk copy per batch.
+            const staged = new Float32Array(this.memory.buffer, queryOffset, B * rows * queryRow);
+            for (let b = 0; b < B; b++) staged.set(p.query.subarray((b * T + rowStart) * queryRow, (b * T + rowStart + rows) * queryRow), b * rows * queryRow);
+          } else if (!queryInPlace) {
             const staged = new Float32Array(this.memory.buffer, queryOffset, groupCount * rows * headsRow);
             for (let gi = 0; gi < groupCount; gi++) {
               const b = Math.floor((groupStart + gi) / V);
@@ -313,8 +325,11 @@ export class WasmEngine implements AttentionEngine {
             const stagedKeyStrides = stageKeyRows ? { b: keysPerJob * keyRow, head: H, group: 0, row: keyRow } : { b: 0, head: 0, group: S * H, row: H };
             const keyStrides = keyInPlace ? inPlaceKeyStrides : stagedKeyStrides;
             const valueStrides = valueInPlace ? inPlaceKeyStrides : stagedKeyStrides;
-            // Query / output strides: in place (B, T, U, H) or staged (groupCount, rows, G, H).
-            const stagedRowStrides = { b: 0, head: 0, group: rows * headsRow, row: headsRow };
+            // Query / output strides: in place (B, T, U, H), or staged as (B, rows, U, H) when the job
+            // holds every group (bulk copies), else as (groupCount, rows, G, H).
+            const stagedRowStrides = wholeBatches
+              ? { b: rows * queryRow, head: headsRow, group: 0, row: queryRow }
+              : { b: 0, head: 0, group: rows * headsRow, row: headsRow };
             const queryStrides = queryInPlace ? { b: T * queryRow, head: headsRow, group: 0, row: queryRow } : stagedRowStrides;
             const params: KernelParams = {
               B, T: rows, S, C, U, V, H, G,
@@ -382,6 +397,11 @@ export class WasmEngine implements AttentionEngine {
               writeParams(this.memory.buffer, { ...params, tasks: queryTiles * groupCount * keyChunks, firstChunk: 0, chunksInJob: keyChunks });
               this.exports.reduce(PARAMS_OFFSET);
             }
+          }
+          if (wholeBatches) {
+            const staged = new Float32Array(this.memory.buffer, outputOffset, B * rows * queryRow);
+            for (let b = 0; b < B; b++) output.set(staged.subarray(b * rows * queryRow, (b + 1) * rows * queryRow), (b * T + rowStart) * queryRow);
+            continue;
           }
           const staged = new Float32Array(this.memory.buffer, outputOffset, groupCount * rows * headsRow);
           for (let gi = 0; gi < groupCount; gi++) {

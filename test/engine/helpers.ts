@@ -40,14 +40,30 @@ export function disposedAfterAll(): (options?: Parameters<typeof createAttention
   };
 }
 
-/** The engine paths every test runs: wasm + threads, wasm on one thread, wasm without shared memory, JS. */
+/**
+ * The engine paths every test runs: wasm + threads, wasm on one thread, wasm without shared memory,
+ * JS; these take the kernel build the runtime offers (relaxed SIMD where it validates). Where that is
+ * the relaxed-SIMD build, the plain SIMD128 build on threads is added, so both builds are checked.
+ */
 export function makeEngines(): Array<{ name: string; engine: AttentionEngine }> {
-  return [
+  const engines = [
     { name: 'wasm-threads', engine: createAttentionEngineSync({ threads: 2 }) },
     { name: 'wasm-1-thread', engine: createAttentionEngineSync({ threads: 1 }) },
     { name: 'wasm-unshared', engine: createAttentionEngineSync({ sharedMemory: false }) },
     { name: 'js', engine: createJsEngine() },
   ];
+  if (engines[0]!.engine.kernel === 'wasm-relaxed-simd') {
+    engines.push({ name: 'wasm-simd-threads', engine: createAttentionEngineSync({ threads: 2, relaxedSimd: false }) });
+  }
+  return engines;
+}
+
+/**
+ * The kernel build this test run must get: `GQA_EXPECT_KERNEL` when the run sets it (the
+ * relaxed-SIMD project of vitest.config.ts), else whatever the runtime offers.
+ */
+export function expectedKernel(): string | undefined {
+  return process.env['GQA_EXPECT_KERNEL'];
 }
 
 /**

@@ -2,19 +2,50 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, test } from 'vitest';
 import { expectClose } from '../helpers/close.js';
-import { attentionReference, buildProblem, expectMatchesReference, float64Attention, makeEngines, problemSpec } from './helpers.js';
+import { createAttentionEngineSync, createJsEngine } from '../../src/engine/index.js';
+import { relaxedSimdSupported } from '../../src/engine/kernel-module.js';
+import { attentionReference, buildProblem, expectedKernel, expectMatchesReference, float64Attention, makeEngines, problemSpec } from './helpers.js';
 
 const engines = makeEngines();
 afterAll(() => engines.forEach(({ engine }) => engine.dispose()));
 
 describe('engine paths match the reference', () => {
   test('engines report their path', () => {
-    expect(engines.map(({ engine }) => [engine.kind, engine.threads, engine.sharedMemory])).toEqual([
+    expect(engines.slice(0, 4).map(({ engine }) => [engine.kind, engine.threads, engine.sharedMemory])).toEqual([
       ['wasm', 2, true],
       ['wasm', 1, true],
       ['wasm', 1, false],
       ['js', 1, false],
     ]);
+  });
+
+  test('engines report their kernel build: relaxed SIMD exactly where the runtime validates it', () => {
+    const build = relaxedSimdSupported() ? 'wasm-relaxed-simd' : 'wasm-simd';
+    const expected = expectedKernel();
+    if (expected !== undefined) expect(build).toBe(expected);
+    expect(engines.map(({ engine }) => engine.kernel)).toEqual([
+      build, build, build, 'js', ...(build === 'wasm-relaxed-simd' ? ['wasm-simd'] : []),
+    ]);
+    const plain = createAttentionEngineSync({ threads: 1, relaxedSimd: false });
+    expect(plain.kernel).toBe('wasm-simd');
+    plain.dispose();
+    expect(createJsEngine().kernel).toBe('js');
+  });
+
+  test.runIf(relaxedSimdSupported())('workers run the same build as the calling thread', () => {
+    // Enough query tiles that no key chunking happens: every tile is computed the same way whichever
+    // thread runs it, so a threaded relaxed engine equals a one-thread relaxed engine bit for bit,
+    // while the plain build (two roundings per multiply-add) differs.
+    const problem = buildProblem({
+      B: 1, T: 256, S: 256, V: 2, G: 4, H: 128, extraCapacity: 0, causal: true, offset: 0, window: 0,
+      maskKind: 'none', maskDims: [false, false, false, false], density: 1, magnitude: 1, probs: false, seed: 16,
+    });
+    const made = [engines[0]!.engine, engines[1]!.engine, engines[4]!.engine];
+    const [threaded, single, plain] = made.map((e) => e.attention(problem).output);
+    expect(made.map((e) => [e.kernel, e.threads])).toEqual([['wasm-relaxed-simd', 2], ['wasm-relaxed-simd', 1], ['wasm-simd', 2]]);
+    expect(threaded).toEqual(single);
+    expect(plain).not.toEqual(single);
+    expectMatchesReference({ output: plain! }, attentionReference(problem), 'plain build');
   });
 
   test('random problems: every path ≈ reference, reference ≈ float64 oracle', () => {

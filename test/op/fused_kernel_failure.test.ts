@@ -13,7 +13,7 @@ import { BACKENDS, useBackend } from '../helpers/backends.js';
 const realDefault = getDefaultEngine();
 /** An engine whose every call fails the way an engine failure inside the kernel does. */
 const failing: AttentionEngine = {
-  kind: 'wasm', threads: 1, sharedMemory: false, ready: Promise.resolve(),
+  kind: 'wasm', kernel: 'wasm-simd', threads: 1, sharedMemory: false, ready: Promise.resolve(),
   attention: () => {
     throw new Error('engine failure inside the kernel');
   },

@@ -5,13 +5,17 @@ import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { paddingMask } from '../cases.mjs';
 
-/** opts: { threads, distDir } */
+/** opts: { threads, relaxed, distDir } (relaxed: the relaxed-SIMD kernel build, else plain SIMD128) */
 export async function setup(c, inp, opts) {
   const mod = await import(pathToFileURL(join(opts.distDir, 'engine', 'index.js')).href);
-  const engine = await mod.createAttentionEngine({ threads: opts.threads });
+  const engine = await mod.createAttentionEngine({ threads: opts.threads, relaxedSimd: opts.relaxed });
   await engine.ready;
+  if (opts.relaxed && engine.kernel !== 'wasm-relaxed-simd') {
+    engine.dispose();
+    throw new Error(`relaxed SIMD is not available here (engine kernel ${engine.kernel ?? engine.kind})`);
+  }
   const { B, T, S, U, V, H } = c;
-  const notes = [`engine path ${engine.kind}`];
+  const notes = [`engine path ${engine.kernel ?? engine.kind}`];
   if (engine.threads !== opts.threads) notes.push(`asked for ${opts.threads} threads, got ${engine.threads}`);
   let key = inp.k;
   let value = inp.v;

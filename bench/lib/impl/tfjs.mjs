@@ -8,17 +8,28 @@ import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { paddingMask } from '../cases.mjs';
 
-/** opts: { backend: 'cpu' | 'wasm', variant: 'keras' | 'package', distDir } */
+/** opts: { backend: 'cpu' | 'wasm', variant: 'keras' | 'package', relaxed (package: the kernel build), distDir } */
 export async function setup(c, inp, opts) {
   const tf = await import('@tensorflow/tfjs-core');
   if (opts.backend === 'cpu') await import('@tensorflow/tfjs-backend-cpu');
   else await import('@tensorflow/tfjs-backend-wasm');
   let op = null;
+  let engineNote = null;
   if (opts.variant === 'package') {
     // Imported before setBackend so its kernels are registered when the backend initialises.
     const mod = await import(pathToFileURL(join(opts.distDir, 'index.js')).href);
     op = mod.groupedQueryAttention;
     if (typeof op !== 'function') throw new Error('dist/index.js exports no groupedQueryAttention');
+    // The op's engine: the relaxed-SIMD kernel build or the plain SIMD128 one (opts.relaxed).
+    const eng = await import(pathToFileURL(join(opts.distDir, 'engine', 'index.js')).href);
+    const engine = await eng.createAttentionEngine({ relaxedSimd: opts.relaxed });
+    await engine.ready;
+    if (opts.relaxed && engine.kernel !== 'wasm-relaxed-simd') {
+      engine.dispose();
+      throw new Error(`relaxed SIMD is not available here (engine kernel ${engine.kernel ?? engine.kind})`);
+    }
+    eng.setDefaultEngine(engine);
+    engineNote = `engine ${engine.kernel ?? engine.kind}, ${engine.threads} thread(s)`;
   }
   if (!(await tf.setBackend(opts.backend))) throw new Error(`tfjs backend ${opts.backend} failed to initialise`);
   await tf.ready();
@@ -35,7 +46,7 @@ export async function setup(c, inp, opts) {
     for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) m.set(pm.subarray(b * S, (b + 1) * S), (b * T + t) * S);
     maskBTS = tf.tensor3d(m, [B, T, S], 'bool');
   }
-  const notes = [];
+  const notes = engineNote ? [engineNote] : [];
   const scale = Math.fround(1 / Math.fround(Math.sqrt(H)));
 
   const keras = () =>
