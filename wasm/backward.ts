@@ -233,8 +233,9 @@ function tailDots4(x: usize, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
 // @ts-ignore: decorator
 @inline
 function maskedLogits2(r: i32, jv: v128, jEnd: i32, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
-  const q0 = bQ + <usize>r * (<usize>gHp << 2);
-  const s0 = dots2(q0, q0 + (<usize>gHp << 2), k0, k1, k2, k3);
+  const hp4 = <usize>gHp << 2;
+  const q0 = bQ + <usize>r * hp4;
+  const s0 = dots2(q0, q0 + hp4, k0, k1, k2, k3);
   gDot1 = maskedLogits(gDot1, r + 1, jv, jEnd);
   return maskedLogits(s0, r, jv, jEnd);
 }
@@ -394,7 +395,6 @@ function accumulateKeys(acc: usize, w: usize, x: usize, nk: i32, m4: i32): void 
  * non-finite row stays non-finite and the host computes it exactly) and one online update.
  */
 function rowStatistics(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32, kLo: i32, kHi: i32): void {
-  const hp4 = <usize>gHp << 2;
   const bcb = <usize>gKeyTile << 2;
   for (let r = 0; r < m4; r++) {
     store<f32>(bM + (<usize>r << 2), -Infinity);
