@@ -12,6 +12,8 @@
 //   pass 3, a task per (query tile, group): dQ = scale · Σ over the group's chunks of the partials.
 // The G heads share every key/value row; nothing is copied per head. A chunk takes key tiles
 // c, c + chunks, ... so that under a causal mask the chunks of a group carry similar work.
+// Every multiply-add of the tile products goes through `madd` (wasm/simd.ts), so the relaxed-SIMD
+// build fuses them as it does the forward's.
 // Dropout decisions come from the shared hash (src/engine/dropout_hash.ts), regenerated per tile:
 // kept P and dP are scaled by keepScale, dropped ones are 0.
 //
@@ -27,7 +29,7 @@ import {
 } from './generated/params';
 import { gH4, gHp } from './job';
 import { highAllowed, lowAllowed } from './masks';
-import { expv, hsum4, logPositive, mix32, mix32v } from './simd';
+import { expv, hsum4, logPositive, madd, mix32, mix32v } from './simd';
 
 // ---- per-thread scratch (M4 = maxTileHeight, Bc = keyTile, Hp = H rounded up to 4) -------------
 let bQ: usize = 0; // scaled query rows [M4][Hp]
@@ -169,45 +171,13 @@ function kvRow(base: usize, b: i32, j: i32, kvh: i32): usize {
   return base + ((<usize>((b * gS + min(j, gS - 1)) * gV + kvh) * <usize>gH) << 2);
 }
 
-/** Dot products of packed row `x` (Hp floats, zero padded) with 4 rows of H floats. */
-// @ts-ignore: decorator
-@inline
-function dot4(x: usize, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  const h4b = <usize>gH4 << 2;
-  for (let o: usize = 0; o < h4b; o += 16) {
-    const xv = v128.load(x + o);
-    a0 = f32x4.add(a0, f32x4.mul(xv, v128.load(k0 + o)));
-    a1 = f32x4.add(a1, f32x4.mul(xv, v128.load(k1 + o)));
-    a2 = f32x4.add(a2, f32x4.mul(xv, v128.load(k2 + o)));
-    a3 = f32x4.add(a3, f32x4.mul(xv, v128.load(k3 + o)));
-  }
-  let s = hsum4(a0, a1, a2, a3);
-  if (gH4 < gH) {
-    let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
-    for (let h = gH4; h < gH; h++) {
-      const o = <usize>h << 2;
-      const xv = load<f32>(x + o);
-      s0 += xv * load<f32>(k0 + o);
-      s1 += xv * load<f32>(k1 + o);
-      s2 += xv * load<f32>(k2 + o);
-      s3 += xv * load<f32>(k3 + o);
-    }
-    let t = f32x4.splat(s0);
-    t = f32x4.replace_lane(t, 1, s1);
-    t = f32x4.replace_lane(t, 2, s2);
-    t = f32x4.replace_lane(t, 3, s3);
-    s = f32x4.add(s, t);
-  }
-  return s;
-}
-
 /** Second result of dots2 (row x1). */
 let gDot1: v128 = f32x4.splat(0);
 
 /**
- * dot4 for two packed rows at once (x0 and x1 = x0 + one row): the key loads are shared, 8
- * accumulators. Returns row x0's dots; row x1's are left in gDot1. Same sums, same order as dot4.
+ * Dot products of two packed rows x0, x1 (Hp floats, zero padded) with 4 rows of H floats, the 4
+ * row loads shared: 8 accumulators over h in [0, H4), then the scalar tail. Returns row x0's
+ * dots; row x1's are left in gDot1.
  */
 // @ts-ignore: decorator
 @inline
@@ -218,15 +188,15 @@ function dots2(x0: usize, x1: usize, k0: usize, k1: usize, k2: usize, k3: usize)
   for (let o: usize = 0; o < h4b; o += 16) {
     const y0 = v128.load(k0 + o), y1 = v128.load(k1 + o), y2 = v128.load(k2 + o), y3 = v128.load(k3 + o);
     const xa = v128.load(x0 + o);
-    a0 = f32x4.add(a0, f32x4.mul(xa, y0));
-    a1 = f32x4.add(a1, f32x4.mul(xa, y1));
-    a2 = f32x4.add(a2, f32x4.mul(xa, y2));
-    a3 = f32x4.add(a3, f32x4.mul(xa, y3));
+    a0 = madd(xa, y0, a0);
+    a1 = madd(xa, y1, a1);
+    a2 = madd(xa, y2, a2);
+    a3 = madd(xa, y3, a3);
     const xb = v128.load(x1 + o);
-    b0 = f32x4.add(b0, f32x4.mul(xb, y0));
-    b1 = f32x4.add(b1, f32x4.mul(xb, y1));
-    b2 = f32x4.add(b2, f32x4.mul(xb, y2));
-    b3 = f32x4.add(b3, f32x4.mul(xb, y3));
+    b0 = madd(xb, y0, b0);
+    b1 = madd(xb, y1, b1);
+    b2 = madd(xb, y2, b2);
+    b3 = madd(xb, y3, b3);
   }
   let s0 = hsum4(a0, a1, a2, a3);
   let s1 = hsum4(b0, b1, b2, b3);
@@ -257,6 +227,20 @@ function tailDots4(x: usize, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
 }
 
 /**
+ * Masked logits of packed query rows r and r + 1 against the 4 keys at k0..k3 (positions jv, keys
+ * from jEnd on masked): row r's are returned, row r + 1's left in gDot1.
+ */
+// @ts-ignore: decorator
+@inline
+function maskedLogits2(r: i32, jv: v128, jEnd: i32, k0: usize, k1: usize, k2: usize, k3: usize): v128 {
+  const hp4 = <usize>gHp << 2;
+  const q0 = bQ + <usize>r * hp4;
+  const s0 = dots2(q0, q0 + hp4, k0, k1, k2, k3);
+  gDot1 = maskedLogits(gDot1, r + 1, jv, jEnd);
+  return maskedLogits(s0, r, jv, jEnd);
+}
+
+/**
  * For keys kt..kt+nk-1 of group (b, kvh) and the packed rows: P (after dropout) into bP and
  * dS = P ∘ (dP − D) into bDS, both [M4][Bc] (keys padded to 4 give 0).
  */
@@ -275,15 +259,14 @@ function blockGradients(b: i32, kvh: i32, kt: i32, nk: i32, m4: i32): void {
     const v2 = kvRow(gValue, b, kt + j + 2, kvh), v3 = kvRow(gValue, b, kt + j + 3, kvh);
     for (let r = 0; r < m4; r += 2) {
       // Two rows at a time (m4 is a multiple of 4): the key and value loads are shared.
-      const q0 = bQ + <usize>r * hp4;
-      const s0 = dots2(q0, q0 + hp4, k0, k1, k2, k3);
+      const s0 = maskedLogits2(r, jv, jEnd, k0, k1, k2, k3);
       const s1 = gDot1;
       const d0 = bDO + <usize>r * hp4;
       const dp0 = dots2(d0, d0 + hp4, v0, v1, v2, v3);
       const dp1 = gDot1;
       const o = <usize>r * bcb + (<usize>j << 2);
-      blockRow(r, maskedLogits(s0, r, jv, jEnd), dp0, jv, o, dropping, threshold, keep);
-      blockRow(r + 1, maskedLogits(s1, r + 1, jv, jEnd), dp1, jv, o + bcb, dropping, threshold, keep);
+      blockRow(r, s0, dp0, jv, o, dropping, threshold, keep);
+      blockRow(r + 1, s1, dp1, jv, o + bcb, dropping, threshold, keep);
     }
   }
 }
@@ -307,132 +290,100 @@ function blockRow(r: i32, s: v128, dp: v128, jv: v128, o: usize, dropping: bool,
   v128.store(bDS + o, ds);
 }
 
-// ---- accumulation micro-kernels -------------------------------------------------------------------
+// ---- accumulation micro-kernel --------------------------------------------------------------------
+
+/**
+ * The one tile product of the backward's accumulations: for the 4 accumulator rows c0..c3 (Hp
+ * floats each), c_i += Σ_{n < count} w[i][n] · x[n], where weight w[i][n] is the float at byte
+ * `w + i·wRow + n·wStep` and x[n] the row at byte `x + n·xStep`. 8 floats of Hp per step: 8
+ * accumulators, per n 2 row loads and 4 broadcasts; then 4 floats at a time up to Hp. The
+ * summation order over n is the loop order, one multiply-add (`madd`) per term.
+ */
+// @ts-ignore: decorator
+@inline
+function accumulate4(c0: usize, c1: usize, c2: usize, c3: usize, w: usize, wRow: usize, wStep: usize, x: usize, xStep: usize, count: i32): void {
+  const hp8 = <usize>(gHp & ~7) << 2;
+  const hpb = <usize>gHp << 2;
+  const w2 = 2 * wRow;
+  const w3 = 3 * wRow;
+  let o: usize = 0;
+  for (; o < hp8; o += 32) {
+    let c00 = v128.load(c0 + o), c01 = v128.load(c0 + o + 16);
+    let c10 = v128.load(c1 + o), c11 = v128.load(c1 + o + 16);
+    let c20 = v128.load(c2 + o), c21 = v128.load(c2 + o + 16);
+    let c30 = v128.load(c3 + o), c31 = v128.load(c3 + o + 16);
+    let xn = x + o;
+    let wn = w;
+    for (let n = 0; n < count; n++) {
+      const x0 = v128.load(xn), x1 = v128.load(xn + 16);
+      let s = v128.load32_splat(wn);
+      c00 = madd(s, x0, c00);
+      c01 = madd(s, x1, c01);
+      s = v128.load32_splat(wn + wRow);
+      c10 = madd(s, x0, c10);
+      c11 = madd(s, x1, c11);
+      s = v128.load32_splat(wn + w2);
+      c20 = madd(s, x0, c20);
+      c21 = madd(s, x1, c21);
+      s = v128.load32_splat(wn + w3);
+      c30 = madd(s, x0, c30);
+      c31 = madd(s, x1, c31);
+      xn += xStep;
+      wn += wStep;
+    }
+    v128.store(c0 + o, c00); v128.store(c0 + o + 16, c01);
+    v128.store(c1 + o, c10); v128.store(c1 + o + 16, c11);
+    v128.store(c2 + o, c20); v128.store(c2 + o + 16, c21);
+    v128.store(c3 + o, c30); v128.store(c3 + o + 16, c31);
+  }
+  for (; o < hpb; o += 16) {
+    let d0 = v128.load(c0 + o), d1 = v128.load(c1 + o), d2 = v128.load(c2 + o), d3 = v128.load(c3 + o);
+    let xn = x + o;
+    let wn = w;
+    for (let n = 0; n < count; n++) {
+      const xv = v128.load(xn);
+      d0 = madd(v128.load32_splat(wn), xv, d0);
+      d1 = madd(v128.load32_splat(wn + wRow), xv, d1);
+      d2 = madd(v128.load32_splat(wn + w2), xv, d2);
+      d3 = madd(v128.load32_splat(wn + w3), xv, d3);
+      xn += xStep;
+      wn += wStep;
+    }
+    v128.store(c0 + o, d0); v128.store(c1 + o, d1); v128.store(c2 + o, d2); v128.store(c3 + o, d3);
+  }
+}
 
 /**
  * acc[r] += Σ_j bDS[r][j] K[j] for keys j < nk (K rows from `k0`, V·H floats apart), rows 0..m4-1
- * four at a time, 8 floats of Hp per step: 8 accumulators, per key 2 key loads and 4 broadcasts.
- * acc holds packed rows of Hp floats; rows M..m4-1 (tile padding, dS = 0) go to the sink instead,
- * so that they never touch another tile's rows.
+ * four at a time. acc holds packed rows of Hp floats; rows M..m4-1 (tile padding, dS = 0) go to
+ * the sink instead, so that they never touch another tile's rows.
  */
 function accumulateDQ(acc: usize, k0: usize, nk: i32, M: i32, m4: i32): void {
   const hp4 = <usize>gHp << 2;
   const bcb = <usize>gKeyTile << 2;
   const kStride = <usize>(gV * gH) << 2;
-  const hp8 = <usize>(gHp & ~7) << 2;
-  const hpb = <usize>gHp << 2;
-  const nkb = <usize>nk << 2;
   for (let r = 0; r < m4; r += 4) {
     const a0 = r < M ? acc + <usize>r * hp4 : bSink;
     const a1 = r + 1 < M ? a0 + hp4 : bSink + hp4;
     const a2 = r + 2 < M ? a1 + hp4 : bSink + 2 * hp4;
     const a3 = r + 3 < M ? a2 + hp4 : bSink + 3 * hp4;
-    const d0 = bDS + <usize>r * bcb;
-    const d1 = d0 + bcb, d2 = d1 + bcb, d3 = d2 + bcb;
-    let o: usize = 0;
-    for (; o < hp8; o += 32) {
-      let c00 = v128.load(a0 + o), c01 = v128.load(a0 + o + 16);
-      let c10 = v128.load(a1 + o), c11 = v128.load(a1 + o + 16);
-      let c20 = v128.load(a2 + o), c21 = v128.load(a2 + o + 16);
-      let c30 = v128.load(a3 + o), c31 = v128.load(a3 + o + 16);
-      let k = k0 + o;
-      for (let jb: usize = 0; jb < nkb; jb += 4) {
-        const x0 = v128.load(k), x1 = v128.load(k + 16);
-        let w = v128.load32_splat(d0 + jb);
-        c00 = f32x4.add(c00, f32x4.mul(w, x0));
-        c01 = f32x4.add(c01, f32x4.mul(w, x1));
-        w = v128.load32_splat(d1 + jb);
-        c10 = f32x4.add(c10, f32x4.mul(w, x0));
-        c11 = f32x4.add(c11, f32x4.mul(w, x1));
-        w = v128.load32_splat(d2 + jb);
-        c20 = f32x4.add(c20, f32x4.mul(w, x0));
-        c21 = f32x4.add(c21, f32x4.mul(w, x1));
-        w = v128.load32_splat(d3 + jb);
-        c30 = f32x4.add(c30, f32x4.mul(w, x0));
-        c31 = f32x4.add(c31, f32x4.mul(w, x1));
-        k += kStride;
-      }
-      v128.store(a0 + o, c00); v128.store(a0 + o + 16, c01);
-      v128.store(a1 + o, c10); v128.store(a1 + o + 16, c11);
-      v128.store(a2 + o, c20); v128.store(a2 + o + 16, c21);
-      v128.store(a3 + o, c30); v128.store(a3 + o + 16, c31);
-    }
-    for (; o < hpb; o += 16) {
-      let c0 = v128.load(a0 + o), c1 = v128.load(a1 + o), c2 = v128.load(a2 + o), c3 = v128.load(a3 + o);
-      let k = k0 + o;
-      for (let jb: usize = 0; jb < nkb; jb += 4) {
-        const x = v128.load(k);
-        c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(d0 + jb), x));
-        c1 = f32x4.add(c1, f32x4.mul(v128.load32_splat(d1 + jb), x));
-        c2 = f32x4.add(c2, f32x4.mul(v128.load32_splat(d2 + jb), x));
-        c3 = f32x4.add(c3, f32x4.mul(v128.load32_splat(d3 + jb), x));
-        k += kStride;
-      }
-      v128.store(a0 + o, c0); v128.store(a1 + o, c1); v128.store(a2 + o, c2); v128.store(a3 + o, c3);
-    }
+    // w[i][j] = dS[r + i][j]: rows Bc floats apart, keys consecutive.
+    accumulate4(a0, a1, a2, a3, bDS + <usize>r * bcb, bcb, 4, k0, kStride, nk);
   }
 }
 
 /**
  * acc[j] += Σ_r w[r][j] x[r] for keys j < nk rounded up to 4 (w is [M4][Bc] with padded keys 0,
- * acc [Bc][Hp]), x packed rows [M4][Hp], rows 0..m4-1: 4 keys × 8 floats per step, 8
- * accumulators, per row 2 loads and 4 broadcasts.
+ * acc [Bc][Hp]), x packed rows [M4][Hp], rows 0..m4-1.
  */
 function accumulateKeys(acc: usize, w: usize, x: usize, nk: i32, m4: i32): void {
   const hp4 = <usize>gHp << 2;
   const bcb = <usize>gKeyTile << 2;
-  const hp8 = <usize>(gHp & ~7) << 2;
-  const hpb = <usize>gHp << 2;
   const n4 = (nk + 3) & ~3;
   for (let j = 0; j < n4; j += 4) {
     const a0 = acc + <usize>j * hp4;
-    const a1 = a0 + hp4, a2 = a1 + hp4, a3 = a2 + hp4;
-    const wj = w + (<usize>j << 2);
-    let o: usize = 0;
-    for (; o < hp8; o += 32) {
-      let c00 = v128.load(a0 + o), c01 = v128.load(a0 + o + 16);
-      let c10 = v128.load(a1 + o), c11 = v128.load(a1 + o + 16);
-      let c20 = v128.load(a2 + o), c21 = v128.load(a2 + o + 16);
-      let c30 = v128.load(a3 + o), c31 = v128.load(a3 + o + 16);
-      let xr = x + o;
-      let wr = wj;
-      for (let r = 0; r < m4; r++) {
-        const x0 = v128.load(xr), x1 = v128.load(xr + 16);
-        let s = v128.load32_splat(wr);
-        c00 = f32x4.add(c00, f32x4.mul(s, x0));
-        c01 = f32x4.add(c01, f32x4.mul(s, x1));
-        s = v128.load32_splat(wr + 4);
-        c10 = f32x4.add(c10, f32x4.mul(s, x0));
-        c11 = f32x4.add(c11, f32x4.mul(s, x1));
-        s = v128.load32_splat(wr + 8);
-        c20 = f32x4.add(c20, f32x4.mul(s, x0));
-        c21 = f32x4.add(c21, f32x4.mul(s, x1));
-        s = v128.load32_splat(wr + 12);
-        c30 = f32x4.add(c30, f32x4.mul(s, x0));
-        c31 = f32x4.add(c31, f32x4.mul(s, x1));
-        xr += hp4;
-        wr += bcb;
-      }
-      v128.store(a0 + o, c00); v128.store(a0 + o + 16, c01);
-      v128.store(a1 + o, c10); v128.store(a1 + o + 16, c11);
-      v128.store(a2 + o, c20); v128.store(a2 + o + 16, c21);
-      v128.store(a3 + o, c30); v128.store(a3 + o + 16, c31);
-    }
-    for (; o < hpb; o += 16) {
-      let c0 = v128.load(a0 + o), c1 = v128.load(a1 + o), c2 = v128.load(a2 + o), c3 = v128.load(a3 + o);
-      let xr = x + o;
-      let wr = wj;
-      for (let r = 0; r < m4; r++) {
-        const xv = v128.load(xr);
-        c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(wr), xv));
-        c1 = f32x4.add(c1, f32x4.mul(v128.load32_splat(wr + 4), xv));
-        c2 = f32x4.add(c2, f32x4.mul(v128.load32_splat(wr + 8), xv));
-        c3 = f32x4.add(c3, f32x4.mul(v128.load32_splat(wr + 12), xv));
-        xr += hp4;
-        wr += bcb;
-      }
-      v128.store(a0 + o, c0); v128.store(a1 + o, c1); v128.store(a2 + o, c2); v128.store(a3 + o, c3);
-    }
+    // w[i][r] = w[r][j + i]: keys consecutive, rows Bc floats apart.
+    accumulate4(a0, a0 + hp4, a0 + 2 * hp4, a0 + 3 * hp4, w + (<usize>j << 2), 4, bcb, x, hp4, m4);
   }
 }
 
@@ -444,7 +395,6 @@ function accumulateKeys(acc: usize, w: usize, x: usize, nk: i32, m4: i32): void 
  * non-finite row stays non-finite and the host computes it exactly) and one online update.
  */
 function rowStatistics(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32, kLo: i32, kHi: i32): void {
-  const hp4 = <usize>gHp << 2;
   const bcb = <usize>gKeyTile << 2;
   for (let r = 0; r < m4; r++) {
     store<f32>(bM + (<usize>r << 2), -Infinity);
@@ -458,12 +408,9 @@ function rowStatistics(b: i32, kvh: i32, t0: i32, nt: i32, m4: i32, kLo: i32, kH
       const k0 = kvRow(gKey, b, kt + j, kvh), k1 = kvRow(gKey, b, kt + j + 1, kvh);
       const k2 = kvRow(gKey, b, kt + j + 2, kvh), k3 = kvRow(gKey, b, kt + j + 3, kvh);
       for (let r = 0; r < m4; r += 2) {
-        const q0 = bQ + <usize>r * hp4;
-        const s0 = dots2(q0, q0 + hp4, k0, k1, k2, k3);
-        const s1 = gDot1;
         const o = bP + <usize>r * bcb + (<usize>j << 2);
-        v128.store(o, maskedLogits(s0, r, jv, kHi + 1));
-        v128.store(o + bcb, maskedLogits(s1, r + 1, jv, kHi + 1));
+        v128.store(o, maskedLogits2(r, jv, kHi + 1, k0, k1, k2, k3));
+        v128.store(o + bcb, gDot1);
       }
     }
     for (let r = 0; r < m4; r++) {
