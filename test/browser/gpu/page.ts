@@ -633,6 +633,8 @@ const HUGE_PROBES: HugeProbe[] = (() => {
   probes.push({ name: 'mask term -1e38 everywhere', c: add, set: (d) => d.mask!.fill(-1e29) });
   probes.push({ name: 'mask term 1e30 at one key', c: add, set: (d) => { d.mask!.fill(1); d.mask![7] = 1e21; } });
   probes.push({ name: 'mask term -3e38 except one key -1e38', c: add, set: (d) => { d.mask!.fill(-3e29); d.mask![5] = -1e29; } });
+  // m = −3.4028233e29 adds −3.40282326e38: every logit below −3.402823e38 (yet finite).
+  probes.push({ name: 'mask term -3.40282326e38 everywhere', c: add, set: (d) => d.mask!.fill(-3.4028233e29) });
   probes.push({ name: 'mask term -3e38 everywhere, V = 3e37', c: add, set: (d) => { d.mask!.fill(-3e29); d.v.fill(3e37); } });
   return probes;
 })();

@@ -59,6 +59,13 @@ export const VALUE_UNSCALE = 2 ** 32;
 export const VALUE_SCALE_LITERAL = '2.3283064365386963e-10';
 export const VALUE_UNSCALE_LITERAL = '4294967296.0';
 
+/**
+ * The float32 bits of −3.4028235e38, the lowest finite float: the running max starts there, so a
+ * row whose finite logits all lie below −3.402823e38 (a huge negative additive mask) still gets
+ * weights exp(x − m) = 1 at its max, as in the composite's softmax, not 0/0.
+ */
+export const LOWEST_FLOAT_BITS = 0xff7fffff;
+
 /** Bit patterns the shaders test: +Inf, −Inf, and the quiet NaN they write. */
 export const POS_INF_BITS = 0x7f800000;
 export const NEG_INF_BITS = 0xff800000;

@@ -23,7 +23,7 @@
  * ~1e-6 relative).
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { ROW_NAN, VALUE_UNSCALE_LITERAL, bandMaySkipKeys } from '../shared/mask_rule.js';
+import { LOWEST_FLOAT_BITS, ROW_NAN, VALUE_UNSCALE_LITERAL, bandMaySkipKeys, u32Literal } from '../shared/mask_rule.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
 import { UNIFORMS, attrsKey, flatCoords, maskSnippet, splitCount, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
@@ -109,7 +109,7 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
       let r = (t - tb * TQ) * GC + (gi - gcIdx * GC);
       let block = ((b * uniforms.V + g) * uniforms.nGc + gcIdx) * uniforms.nTb + tb;
       let stride = H + 3;
-      var mMax = -3.402823e+38f;
+      var mMax = bitcast<f32>(${u32Literal(LOWEST_FLOAT_BITS)});
       for (var c = 0; c < uniforms.nSplit; c++) {
         let o = ((block * uniforms.nSplit + c) * R + r) * stride;
         if (Part[o + 1] > 0.0) { mMax = max(mMax, Part[o]); }

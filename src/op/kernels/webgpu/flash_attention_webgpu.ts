@@ -53,7 +53,7 @@
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import {
-  ROW_FULL, ROW_NAN, ROW_NORMAL, VALUE_SCALE_LITERAL, VALUE_UNSCALE_LITERAL, bandMaySkipKeys, rowsMayHaveNoAllowedKey,
+  LOWEST_FLOAT_BITS, ROW_FULL, ROW_NAN, ROW_NORMAL, VALUE_SCALE_LITERAL, u32Literal, VALUE_UNSCALE_LITERAL, bandMaySkipKeys, rowsMayHaveNoAllowedKey,
 } from '../shared/mask_rule.js';
 import {
   SPLIT_CHUNK, UNIFORMS, attrsKey, dropoutSnippet, maskSnippet, splitCount, type Dims, type GpuProgram,
@@ -335,7 +335,7 @@ export function flashProgram(
       }
 
       // Per-row state, held by invocation r < R.
-      var m = -3.402823e+38f;
+      var m = bitcast<f32>(${u32Literal(LOWEST_FLOAT_BITS)});
       var l = 0.0;
       var rowT = 0;
       var rowU = 0;
