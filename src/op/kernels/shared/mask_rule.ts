@@ -46,16 +46,14 @@ export const SAFE_MAGNITUDE_BITS = new Uint32Array(new Float32Array([SAFE_MAGNIT
  * up to S of them, times the dropout keep scale), which overflow float32 where the composite's
  * normalised P·V does not (its weights sum to 1). As in the engine (src/engine/exact-rows.ts, the
  * S·max|V| bound), a group whose values reach `valueLimit` (S·|v|·keepScale ≥ 1e37) is summed with
- * its values scaled by VALUE_SCALE = 2⁻³² and the output scaled back by VALUE_UNSCALE: powers of two,
+ * its values scaled by 2⁻³² (VALUE_SCALE_LITERAL) and the output scaled back by 2³²: powers of two,
  * exact except for values below ~1e-28 (then negligible next to the group's ≥ 1e37/S), and finite
  * inputs below the limit keep their exact bits.
  */
 export function valueLimit(s: number, keepScale: number): number {
   return Math.fround(OUTPUT_SAFE_MAGNITUDE / (Math.max(1, s) * Math.max(1, keepScale)));
 }
-export const VALUE_SCALE = 2 ** -32;
-export const VALUE_UNSCALE = 2 ** 32;
-/** WGSL / GLSL literals of VALUE_SCALE and VALUE_UNSCALE (exact in float32 decimal form). */
+/** WGSL / GLSL literals of 2⁻³² and 2³² (powers of two: exact in float32). */
 export const VALUE_SCALE_LITERAL = '2.3283064365386963e-10';
 export const VALUE_UNSCALE_LITERAL = '4294967296.0';
 

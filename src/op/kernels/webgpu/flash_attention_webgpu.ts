@@ -43,6 +43,9 @@
  *      Tiles outside every row's causal/window band are skipped (unless a row of the block is fully
  *      masked, which needs all keys). Disallowed keys contribute exactly 0.
  *   4. Output = acc / l, written to (B,T,U,H) (or m, l, flag in 'stats' mode).
+ * Huge values (../shared/mask_rule.ts valueLimit): when a value of head g reaches S·|v|·keepScale ≥
+ * 1e37, the block sums V·2⁻³² and multiplies the output by 2³², so the unnormalised acc cannot
+ * overflow where the composite's normalised P·V stays finite.
  * Additive masks: logit fround(L + a) and a plain softmax over all keys, no special rows.
  * Dropout (mode 'out', `dropoutRate` > 0): each weight exp(x − m) is multiplied by the keep factor of
  * the shared hash (src/engine/dropout_hash.ts, WGSL copy in gqa_shader_util_webgpu.ts) after it
