@@ -463,10 +463,16 @@ const NONFINITE_CACHE_CASES: Case[] = NONFINITE_CASES.filter((c) => c.t < c.s &&
 /**
  * Puts NaN / ±Inf (and 1e30 or a row of −Inf in a numeric mask) at 1–3 random places of the query,
  * key, value (or mask), and half of the time one more into the values (most of their positions lie
- * outside some row's band: keys a kernel may skip).
+ * outside some row's band: keys a kernel may skip); 30% of the time first makes all values huge (≈1e38).
  */
 function injectNonFinite(c: Case, d: CaseData, rand: () => number): string[] {
   const done: string[] = [];
+  if (rand() < 0.3) {
+    // Huge finite values near 1e38, one sign: Σ exp(x − m)·v over the keys overflows float32 (once
+    // the weights sum past ~3) where the composite's normalised P·V does not.
+    for (let i = 0; i < d.v.length; i++) d.v[i] = 1e38 * (1 + 0.1 * d.v[i]!);
+    done.push('v = 1e38·(1 + 0.1·v)');
+  }
   if (rand() < 0.5) {
     const at = Math.floor(rand() * d.v.length);
     const x = [NaN, Infinity, -Infinity][Math.floor(rand() * 3)]!;
@@ -568,7 +574,10 @@ async function nonFiniteTest(backend: GpuBackend, c: Case, seed: number, cached 
     const calls = kernelCalls[backend] ?? 0;
     const fused = cached ? await runCachedOp(c, d) : await runOp(c, d, groupedQueryAttention);
     if ((kernelCalls[backend] ?? 0) !== calls + 1) return { ok: false, msg: 'the fused kernel did not run' };
-    const bad = compareNonFinite(fused.out, cpu.out, TOL_CPU) ??
+    // Absolute tolerance relative to the values' magnitude (1e38 when huge): float32 rounding.
+    const vMax = d.v.reduce((a, x) => (Number.isFinite(x) ? Math.max(a, Math.abs(x)) : a), 0);
+    const tol = { atol: TOL_CPU.atol * Math.max(1, vMax), rtol: TOL_CPU.rtol };
+    const bad = compareNonFinite(fused.out, cpu.out, tol) ??
       (c.returnScores ? compareNonFinite(fused.scores!, cpu.scores!, TOL_CPU) : null);
     if (bad != null) return { ok: false, msg: `trial ${trial} (${injected.join(', ')}): ${bad}` };
     nanRows += cpu.out.filter((x) => Number.isNaN(x)).length;
@@ -577,6 +586,79 @@ async function nonFiniteTest(backend: GpuBackend, c: Case, seed: number, cached 
   // The test must see NaN and finite outputs both, or it proves nothing.
   if (nanRows === 0 || nanRows === total) return { ok: false, msg: `degenerate: ${nanRows} of ${total} outputs NaN` };
   return { ok: true, msg: `${trials} trials, ${nanRows} of ${total} outputs NaN, same places as the composite` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Huge finite values: the fused kernels give the composite's class of result (NaN / ±Inf / finite)
+// for values near float32's limits, as the engine does (src/engine/exact-rows.ts): flash
+// accumulators hold unnormalised sums Σ exp(s − m)·v that can overflow where the composite's
+// normalised P·V does not, and logits near −3.4e38 must still enter the softmax.
+
+interface HugeProbe {
+  name: string;
+  c: Case;
+  /** Changes the case's random data in place. */
+  set: (d: CaseData, c: Case) => void;
+  /**
+   * Compare the class of every result only: with causal/bool masks and logits this large, Keras
+   * gives a disallowed key the logit fround(s − 1e9) = s, which the kernels drop (a known value
+   * difference, not a class difference; the engine computes such rows exactly).
+   */
+  classOnly?: boolean;
+}
+
+const HUGE_PROBES: HugeProbe[] = (() => {
+  const fillV = (x: number) => (d: CaseData) => d.v.fill(x);
+  const probes: HugeProbe[] = [];
+  const shapes: Case[] = [
+    { name: 'T4 S300 G=2 no mask', b: 1, t: 4, s: 300, u: 4, v: 2, h: 8, qScale: 0.01 },
+    { name: 'T4 S300 G=2 causal offset 296', b: 1, t: 4, s: 300, u: 4, v: 2, h: 8, qScale: 0.01, causal: true, queryOffset: 296 },
+    { name: 'decode T1 S300 G=2 causal offset 299', b: 1, t: 1, s: 300, u: 4, v: 2, h: 8, qScale: 0.01, causal: true, queryOffset: 299 },
+    {
+      name: 'decode T1 S300 additive mask, scores', b: 1, t: 1, s: 300, u: 2, v: 1, h: 8, qScale: 0.01, queryOffset: 299,
+      mask: { kind: 'numeric', shape: [1, 1, 1, 300] }, returnScores: true,
+    },
+  ];
+  for (const c of shapes) {
+    probes.push({ name: `V = 3e37 everywhere, ${c.name}`, c, set: fillV(3e37) });
+    probes.push({ name: `V = 1e37 everywhere, ${c.name}`, c, set: fillV(1e37) });
+    probes.push({
+      name: `V = ±3e38 at alternate keys, ${c.name}`, c,
+      set: (d) => { for (let i = 0; i < d.v.length; i++) d.v[i] = (Math.floor(i / (c.v * c.h)) % 2 === 0 ? 3e38 : -3e38); },
+    });
+    probes.push({ name: `K with logits near 3e38 (q·k ≈ 1e19·1e19), ${c.name}`, c, classOnly: c.causal === true, set: (d) => { d.q.fill(0); d.k.fill(0); for (let i = 0; i < d.q.length; i += c.h) d.q[i] = 1e19 * Math.sqrt(c.h); for (let i = 0; i < d.k.length; i += c.h) d.k[i] = (i / c.h) % 3 === 0 ? 3e19 : 1e19; } });
+  }
+  const add = shapes[3]!;
+  // A numeric mask m adds (1 − m)·(−1e9): m = −1e29 adds ≈ −1e38, m = 1e21 adds ≈ 1e30.
+  probes.push({ name: 'mask term -1e38 everywhere', c: add, set: (d) => d.mask!.fill(-1e29) });
+  probes.push({ name: 'mask term 1e30 at one key', c: add, set: (d) => { d.mask!.fill(1); d.mask![7] = 1e21; } });
+  probes.push({ name: 'mask term -3e38 except one key -1e38', c: add, set: (d) => { d.mask!.fill(-3e29); d.mask![5] = -1e29; } });
+  // m = −3.4028233e29 adds −3.40282326e38: every logit below −3.402823e38 (yet finite).
+  probes.push({ name: 'mask term -3.40282326e38 everywhere', c: add, set: (d) => d.mask!.fill(-3.4028233e29) });
+  probes.push({ name: 'mask term -3e38 everywhere, V = 3e37', c: add, set: (d) => { d.mask!.fill(-3e29); d.v.fill(3e37); } });
+  return probes;
+})();
+
+/** One probe against the cpu composite: same NaN places, same infinities, finite values within tol. */
+async function hugeTest(backend: GpuBackend, probe: HugeProbe, seed: number, cached: boolean): Promise<Result> {
+  const { c } = probe;
+  const d = caseData(c, seed);
+  probe.set(d, c);
+  await useBackend('cpu');
+  const cpu = await runOp(c, d, groupedQueryAttentionReference);
+  await useBackend(backend);
+  const calls = kernelCalls[backend] ?? 0;
+  const fused = cached ? await runCachedOp(c, d) : await runOp(c, d, groupedQueryAttention);
+  if ((kernelCalls[backend] ?? 0) !== calls + 1) return { ok: false, msg: 'the fused kernel did not run' };
+  // Finite outputs within 1e-4 of max|V| as well as of themselves: sums of ±3e38 values cancel, and
+  // float32 rounding of the order of 1e-7·max|V| differs between summation orders.
+  const vMax = d.v.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
+  const tol = probe.classOnly ? { atol: Infinity, rtol: 0 } : { atol: TOL_CPU.atol * Math.max(1, vMax), rtol: TOL_CPU.rtol };
+  const bad = compareNonFinite(fused.out, cpu.out, tol) ??
+    (c.returnScores ? compareNonFinite(fused.scores!, cpu.scores!, probe.classOnly ? tol : TOL_CPU) : null);
+  if (bad != null) return { ok: false, msg: bad };
+  const classes = new Set(Array.from(cpu.out, (x) => (Number.isNaN(x) ? 'NaN' : Number.isFinite(x) ? 'finite' : 'Inf')));
+  return { ok: true, msg: `same class as the composite (${[...classes].join(', ')})` };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,6 +749,12 @@ async function register(): Promise<void> {
     NONFINITE_CACHE_CASES.forEach((c, i) =>
       tests.set(`${backend}: non-finite property, kv cache ${c.name}`, () => nonFiniteTest(backend, c, 5500 + i, true)),
     );
+    HUGE_PROBES.forEach((p, i) => {
+      tests.set(`${backend}: huge values ${p.name}`, () => hugeTest(backend, p, 8000 + i, false));
+      if (p.c.t < p.c.s && (p.c.queryOffset ?? 0) === p.c.s - p.c.t) {
+        tests.set(`${backend}: huge values, kv cache ${p.name}`, () => hugeTest(backend, p, 8000 + i, true));
+      }
+    });
     DROPOUT_CASES.forEach((c, i) =>
       tests.set(`${backend}: dropout (shared hash) ${c.name}`, () => dropoutTest(backend, c, 7000 + i)),
     );

@@ -19,6 +19,7 @@
 /** Which calls can have rows with no allowed key: the op's rule, re-exported for the shader hosts. */
 export { rowsMayHaveNoAllowedKey } from '../../mask_rule.js';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
+import { SAFE_MAGNITUDE as OUTPUT_SAFE_MAGNITUDE } from '../../../engine/exact-rows.js';
 
 /**
  * Whether the kernels may skip keys outside the rows' causal/window bands. The composite multiplies
@@ -39,6 +40,29 @@ export const SAFE_MAGNITUDE = 1e15;
 
 /** The float32 bit pattern of SAFE_MAGNITUDE (a float's magnitude bits order like the float). */
 export const SAFE_MAGNITUDE_BITS = new Uint32Array(new Float32Array([SAFE_MAGNITUDE]).buffer)[0]!;
+
+/**
+ * Huge values. The kernels' accumulators hold unnormalised sums Σ exp(x − m)·v (each weight ≤ 1,
+ * up to S of them, times the dropout keep scale), which overflow float32 where the composite's
+ * normalised P·V does not (its weights sum to 1). As in the engine (src/engine/exact-rows.ts, the
+ * S·max|V| bound), a group whose values reach `valueLimit` (S·|v|·keepScale ≥ 1e37) is summed with
+ * its values scaled by 2⁻³² (VALUE_SCALE_LITERAL) and the output scaled back by 2³²: powers of two,
+ * exact except for values below ~1e-28 (then negligible next to the group's ≥ 1e37/S), and finite
+ * inputs below the limit keep their exact bits.
+ */
+export function valueLimit(s: number, keepScale: number): number {
+  return Math.fround(OUTPUT_SAFE_MAGNITUDE / (Math.max(1, s) * Math.max(1, keepScale)));
+}
+/** WGSL / GLSL literals of 2⁻³² and 2³² (powers of two: exact in float32). */
+export const VALUE_SCALE_LITERAL = '2.3283064365386963e-10';
+export const VALUE_UNSCALE_LITERAL = '4294967296.0';
+
+/**
+ * The float32 bits of −3.4028235e38, the lowest finite float: the running max starts there, so a
+ * row whose finite logits all lie below −3.402823e38 (a huge negative additive mask) still gets
+ * weights exp(x − m) = 1 at its max, as in the composite's softmax, not 0/0.
+ */
+export const LOWEST_FLOAT_BITS = 0xff7fffff;
 
 /** Bit patterns the shaders test: +Inf, −Inf, and the quiet NaN they write. */
 export const POS_INF_BITS = 0x7f800000;

@@ -106,8 +106,9 @@ const groupedQueryAttentionWebGL: KernelFunc = ({ inputs, backend, attrs }) => {
     values,
   );
   // With causal or window the output pass skips keys outside the bands: the value scan flags the
-  // columns where a NaN/±Inf value must reach the rows anyway (../shared/mask_rule.ts).
-  const vbad = bandMaySkipKeys(a) ? gl.compileAndRun(valueScanProgram(d), [value], 'float32', values) : null;
+  // columns where a NaN/±Inf value must reach the rows anyway (../shared/mask_rule.ts). Without
+  // returnScores the output pass sums unnormalised weights: the scan also flags huge values.
+  const vbad = bandMaySkipKeys(a) || !a.returnScores ? gl.compileAndRun(valueScanProgram(d), [value], 'float32', values) : null;
   const scanNames = vbad != null ? ['Vbad'] : [];
   const scanIns = vbad != null ? [vbad] : [];
   if (!a.returnScores) {

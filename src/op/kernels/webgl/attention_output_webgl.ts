@@ -17,7 +17,8 @@
  * belong to different groups) for 4 outputs, instead of one weight and one value per output. It
  * walks the union of the two rows' causal/window bands (all keys for a fully-masked row and for
  * additive masks, and for columns where the value scan found a NaN/±Inf value); each row only takes
- * keys of its own band.
+ * keys of its own band. In mode 'scores', columns where the scan found huge values are summed
+ * times 2⁻³² and the output scaled back (Σ e·v is unnormalised: ../shared/mask_rule.ts valueLimit).
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
@@ -25,6 +26,7 @@ import {
   common, dropoutGlsl, kernelProgram, keyBand, outputCoords, rowFlags, sizes, type Dims, type GlProgram,
 } from './gqa_shader_util_webgl.js';
 import { hasDropout } from '../shared/dropout_hash_shader.js';
+import { VALUE_SCALE_LITERAL, VALUE_UNSCALE_LITERAL } from '../shared/mask_rule.js';
 
 /**
  * Inputs: mode 'scores' ['Scores', 'Vin', 'Stats'] (+ 'Min' with a mask); mode 'weights' ['W', 'Vin',
@@ -80,12 +82,17 @@ export function outputProgram(
       float m0 = ${fromScores ? 'getStats(b, u0, t, 0)' : '0.0'};
       float m1 = ${fromScores ? 'getStats(b, u1, t, 0)' : '0.0'};
       ivec2 band0 = rowBand(t, full0);
-      ivec2 band1 = rowBand(t, full1);${scanned ? `
+      ivec2 band1 = rowBand(t, full1);
+      float vScale = 1.0;${scanned ? `
+      // The value scan's flags of these columns: bit 1 NaN/±Inf, bit 2 huge (value_scan_webgl.ts).
+      vec4 flags = vec4(getVbad(b, g0, h0), getVbad(b, g0, h1), getVbad(b, g1, h0), getVbad(b, g1, h1));
       // A NaN/±Inf value in these columns reaches the rows at every key (weight 0 outside the band).
-      if (getVbad(b, g0, h0) + getVbad(b, g0, h1) + getVbad(b, g1, h0) + getVbad(b, g1, h1) > 0.0) {
+      if (any(equal(mod(flags, 2.0), vec4(1.0)))) {
         band0 = ivec2(0, S);
         band1 = ivec2(0, S);
-      }` : ''}
+      }
+      // Huge values: Σ e·v would overflow where the composite's P·V does not; summed times 2^-32.
+      if (${fromScores ? 'any(greaterThanEqual(flags, vec4(2.0)))' : 'false'}) { vScale = ${VALUE_SCALE_LITERAL}; }` : ''}
       int lo = min(band0.x, band1.x);
       int end = max(band0.y, band1.y);
       vec2 acc0 = vec2(0.0);
@@ -94,21 +101,22 @@ export function outputProgram(
       float den1 = 0.0;
       for (int j = 0; j < S; j++) {
         if (j < lo || j >= end) { continue; }
-        vec2 v0 = vec2(getVin(b, j, g0, h0), getVin(b, j, g0, h1));
+        vec2 v0 = vec2(getVin(b, j, g0, h0), getVin(b, j, g0, h1)) * vScale;
         if (j >= band0.x && j < band0.y) {
           float e = weightOf(b, u0, t, j, full0, m0);
           acc0 += (e * keep(b, u0, t, j)) * v0;
           den0 += e;
         }
         if (j >= band1.x && j < band1.y) {
-          vec2 v1 = g1 == g0 ? v0 : vec2(getVin(b, j, g1, h0), getVin(b, j, g1, h1));
+          vec2 v1 = g1 == g0 ? v0 : vec2(getVin(b, j, g1, h0), getVin(b, j, g1, h1)) * vScale;
           float e = weightOf(b, u1, t, j, full1, m1);
           acc1 += (e * keep(b, u1, t, j)) * v1;
           den1 += e;
         }
       }
-      vec2 y0 = ${fromScores ? 'acc0 / den0' : 'acc0'};
-      vec2 y1 = ${fromScores ? 'acc1 / den1' : 'acc1'};
+      float vUnscale = vScale == 1.0 ? 1.0 : ${VALUE_UNSCALE_LITERAL};
+      vec2 y0 = ${fromScores ? 'acc0 / den0' : 'acc0'} * vUnscale;
+      vec2 y1 = ${fromScores ? 'acc1 / den1' : 'acc1'} * vUnscale;
       if (isNanRow(flag0)) { y0 = vec2(nanValue()); }
       if (isNanRow(flag1)) { y1 = vec2(nanValue()); }
       setOutput(vec4(y0, y1));

@@ -14,7 +14,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { ROW_FULL, ROW_NAN, ROW_NORMAL, rowsMayHaveNoAllowedKey } from '../shared/mask_rule.js';
+import { LOWEST_FLOAT_BITS, ROW_FULL, ROW_NAN, ROW_NORMAL, rowsMayHaveNoAllowedKey, u32Literal } from '../shared/mask_rule.js';
 import { common, kernelProgram, outputCoords, type Dims, type GlProgram } from './gqa_shader_util_webgl.js';
 
 export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: string[], mask: TensorInfo | null): GlProgram {
@@ -46,7 +46,7 @@ export function statsProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, names: 
         return;
       }
       ivec2 band = keyBand(t, full);
-      float m = -3.402823e38;
+      float m = uintBitsToFloat(${u32Literal(LOWEST_FLOAT_BITS)});
       float l = 0.0;
       for (int j = 0; j < S; j++) {
         if (j < band.x || j >= band.y || !contributes(full, b, u, t, j)) { continue; }

@@ -18,7 +18,9 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { MIX32_STATEMENTS, dropoutUniformValues } from '../shared/dropout_hash_shader.js';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { NAN_BITS, NEG_INF_BITS, POS_INF_BITS, ROW_FULL, ROW_NAN, rowsMayHaveNoAllowedKey, u32Literal } from '../shared/mask_rule.js';
+import {
+  NAN_BITS, NEG_INF_BITS, POS_INF_BITS, ROW_FULL, ROW_NAN, rowsMayHaveNoAllowedKey, u32Literal, valueLimit,
+} from '../shared/mask_rule.js';
 
 /** A uniform tfjs declares for a program (GPGPUProgram.customUniforms); its value goes to compileAndRun. */
 export type GlUniform = { name: string; type: 'int' | 'float' };
@@ -61,6 +63,7 @@ export const CALL_UNIFORMS: readonly GlUniform[] = [
   { name: 'dropKey', type: 'int' },
   { name: 'dropThreshold', type: 'int' },
   { name: 'keepScale', type: 'float' },
+  { name: 'vLimit', type: 'float' },
 ];
 
 /**
@@ -69,7 +72,8 @@ export const CALL_UNIFORMS: readonly GlUniform[] = [
  */
 export function callUniformValues(d: Dims, attrs: GroupedQueryAttentionAttrs): number[][] {
   const [key, threshold, keepScale] = dropoutUniformValues(attrs);
-  return [[d.s], [attrs.queryOffset], [key], [threshold], [keepScale]];
+  // vLimit: values at least this large are summed scaled (../shared/mask_rule.ts valueLimit).
+  return [[d.s], [attrs.queryOffset], [key], [threshold], [keepScale], [valueLimit(d.s, keepScale)]];
 }
 
 /**

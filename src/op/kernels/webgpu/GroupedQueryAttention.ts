@@ -28,7 +28,6 @@ import { compositeKernelOutputs, warnOnce } from '../shared/composite_fallback.j
 import { combineProgram, unsafeScanProgram, useSplitDecode } from './decode_webgpu.js';
 import { chooseFlashConfig, flashProgram } from './flash_attention_webgpu.js';
 import { deviceStorageOf } from '../shared/device_kv_storage.js';
-import { bandMaySkipKeys } from '../shared/mask_rule.js';
 import { uniformValues, type Dims, type GpuProgram, type Uniform } from './gqa_shader_util_webgpu.js';
 
 export { chooseFlashConfig, type FlashConfig } from './flash_attention_webgpu.js';
@@ -78,19 +77,18 @@ const groupedQueryAttentionWebGPU: KernelFunc = ({ inputs, backend, attrs }) => 
   const uniforms = uniformValues(d, cfg, a, withMask ? mask : null);
   if (useSplitDecode(d, cfg!, a)) {
     // Flash-decoding (decode_webgpu.ts): scan for unsafe inputs, chunk partials, combine.
-    // The scan reads a mask only when it is additive (unused bindings are not allowed).
-    // The values only when the partial pass may skip keys (bandMaySkipKeys).
+    // The scan reads a mask only when it is additive (unused bindings are not allowed), and the
+    // values always (huge values, ../shared/mask_rule.ts valueLimit).
     const scanMask = withMask && a.maskKind === 'additive';
-    const scanValues = bandMaySkipKeys(a);
-    const scanNames = ['Qin', 'Kin', ...(scanValues ? ['Vin'] : []), ...(scanMask ? ['Min'] : [])];
-    const scanIns = [query, key, ...(scanValues ? [value] : []), ...(scanMask ? [mask] : [])];
+    const scanNames = ['Qin', 'Kin', 'Vin', ...(scanMask ? ['Min'] : [])];
+    const scanIns = [query, key, value, ...(scanMask ? [mask] : [])];
     const unsafe = gpu.runWebGPUProgram(unsafeScanProgram(d, a, scanNames), scanIns, 'float32', uniforms);
     const partNames = withMask ? ['Qin', 'Kin', 'Vin', 'Min', 'Unsafe'] : ['Qin', 'Kin', 'Vin', 'Unsafe'];
     const partIns = withMask ? [query, key, value, mask, unsafe] : [query, key, value, unsafe];
     const parts = gpu.runWebGPUProgram(flashProgram('partial', d, cfg!, a, partNames), partIns, 'float32', uniforms);
-    gpu.disposeData(unsafe.dataId);
-    const output = gpu.runWebGPUProgram(combineProgram(d, cfg!), [parts], 'float32', uniforms);
+    const output = gpu.runWebGPUProgram(combineProgram(d, cfg!), [parts, unsafe], 'float32', uniforms);
     gpu.disposeData(parts.dataId);
+    gpu.disposeData(unsafe.dataId);
     return [output];
   }
   const output = gpu.runWebGPUProgram(flashProgram('out', d, cfg!, a, names), ins, 'float32', uniforms);

@@ -4,10 +4,11 @@
  * would give each (batch, key/value head) one workgroup walking all S keys in turn.
  *
  * Three programs:
- *   1. `unsafeScanProgram`, (B·V): one workgroup per (b, g) marks whether any input a logit of the
- *      group reads (its queries, its S keys, an additive mask) is at least SAFE_MAGNITUDE or not
- *      finite (../shared/mask_rule.ts), or (with causal or window) one of its S values is NaN/±Inf:
- *      a flag instead of every chunk rescanning all keys.
+ *   1. `unsafeScanProgram`, (B·V): one workgroup per (b, g) marks (bit 1) whether any input a logit
+ *      of the group reads (its queries, its S keys, an additive mask) is at least SAFE_MAGNITUDE or
+ *      not finite (../shared/mask_rule.ts), or (with causal or window) one of its S values is
+ *      NaN/±Inf, and (bit 2) whether one of its values reaches `valueLimit` (the partials then sum
+ *      the values times 2⁻³², the combine scales back): flags instead of every chunk rescanning all keys.
  *   2. the flash program of flash_attention_webgpu.ts in mode 'partial': the keys are split into
  *      chunks of SPLIT_CHUNK; workgroup (row block, chunk) runs the online softmax over its chunk
  *      only, the G query heads of the group sharing each K/V tile (each K/V row is read once per
@@ -15,13 +16,14 @@
  *      group, chunk 0 takes every key (the non-finite rule needs every logit) and the other chunks
  *      stay empty.
  *   3. `combineProgram`, (B,T,U,H): out = Σ_c e^(m_c − M)·acc_c / Σ_c e^(m_c − M)·l_c with
- *      M = max_c m_c over the non-empty chunks, NaN for rows chunk 0 marked NaN.
+ *      M = max_c m_c over the non-empty chunks (times 2³² for a group the scan found huge values in),
+ *      NaN for rows chunk 0 marked NaN.
  *
  * Same rules and results as the flash program's 'out' mode (sums in another order: agreement to
  * ~1e-6 relative).
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { ROW_NAN, bandMaySkipKeys } from '../shared/mask_rule.js';
+import { LOWEST_FLOAT_BITS, ROW_NAN, VALUE_UNSCALE_LITERAL, bandMaySkipKeys, u32Literal } from '../shared/mask_rule.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
 import { UNIFORMS, attrsKey, flatCoords, maskSnippet, splitCount, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
 
@@ -31,13 +33,14 @@ export function useSplitDecode(d: Dims, cfg: FlashConfig, attrs: GroupedQueryAtt
 }
 
 /**
- * (B·V) flags: 1 where a logit of group (b, g) may be non-finite, or a value at a key the partial
- * pass may skip is. Inputs Qin, Kin (+ Vin with causal or window, + Min with an additive mask).
+ * (B·V) flags: bit 1 where a logit of group (b, g) may be non-finite, or a value at a key the partial
+ * pass may skip is; bit 2 where a value of the group reaches `valueLimit`. Inputs Qin, Kin, Vin (+ Min
+ * with an additive mask).
  */
 export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, variableNames: string[]): GpuProgram {
   const wg = 64;
-  // Only an additive mask is read (a bool mask cannot make a logit non-finite); values only when
-  // the partial pass may skip keys (../shared/mask_rule.ts bandMaySkipKeys).
+  // Only an additive mask is read (a bool mask cannot make a logit non-finite); NaN/±Inf values
+  // only matter when the partial pass may skip keys (../shared/mask_rule.ts bandMaySkipKeys).
   const scanValues = bandMaySkipKeys(attrs);
   const userCode = `
     const WG = ${wg};
@@ -57,17 +60,18 @@ export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, va
       for (var i = tid; i < T * G * H; i += WG) {
         let t = i / (G * H);
         let u = g * G + (i / H) % G;
-        if (unsafeValue(Qin[((b * T + t) * uniforms.U + u) * H + i % H] * uniforms.scale)) { atomicStore(&unsafeA, 1u); }
+        if (unsafeValue(Qin[((b * T + t) * uniforms.U + u) * H + i % H] * uniforms.scale)) { atomicOr(&unsafeA, 1u); }
       }
       for (var i = tid; i < S * H; i += WG) {
         let src = ((b * uniforms.kRows + i / H) * uniforms.V + g) * H + i % H;
-        if (unsafeValue(Kin[src])${scanValues ? ' || nonFinite(Vin[src])' : ''}) { atomicStore(&unsafeA, 1u); }
+        if (unsafeValue(Kin[src])${scanValues ? ' || nonFinite(Vin[src])' : ''}) { atomicOr(&unsafeA, 1u); }
+        if (hugeValue(Vin[src])) { atomicOr(&unsafeA, 2u); }
       }
       ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < T * G * S; i += WG) {
         let t = i / (G * S);
         let u = g * G + (i / S) % G;
-        if (unsafeValue(maskedLogit(0.0, false, b, u, t, i % S))) { atomicStore(&unsafeA, 1u); }
+        if (unsafeValue(maskedLogit(0.0, false, b, u, t, i % S))) { atomicOr(&unsafeA, 1u); }
       }` : ''}
       workgroupBarrier();
       if (tid == 0) { result[wid] = f32(atomicLoad(&unsafeA)); }
@@ -84,7 +88,7 @@ export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, va
   };
 }
 
-/** The output (B,T,U,H) from the chunks' partials (input 'Part'). */
+/** The output (B,T,U,H) from the chunks' partials (inputs 'Part' and the scan's 'Unsafe' flags). */
 export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
   const outputShape = [d.b, d.t, d.u, d.h];
   const size = outputShape.reduce((a, x) => a * x, 1);
@@ -105,7 +109,7 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
       let r = (t - tb * TQ) * GC + (gi - gcIdx * GC);
       let block = ((b * uniforms.V + g) * uniforms.nGc + gcIdx) * uniforms.nTb + tb;
       let stride = H + 3;
-      var mMax = -3.402823e+38f;
+      var mMax = bitcast<f32>(${u32Literal(LOWEST_FLOAT_BITS)});
       for (var c = 0; c < uniforms.nSplit; c++) {
         let o = ((block * uniforms.nSplit + c) * R + r) * stride;
         if (Part[o + 1] > 0.0) { mMax = max(mMax, Part[o]); }
@@ -122,6 +126,8 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
         }
       }
       var y = num / den;
+      // Partials of a group with huge values hold Σ exp(x − m)·v·2^-32 (../shared/mask_rule.ts).
+      if ((u32(Unsafe[b * uniforms.V + g]) & 2u) != 0u) { y *= ${VALUE_UNSCALE_LITERAL}; }
       if (Part[(block * uniforms.nSplit * R + r) * stride + 2] == ${ROW_NAN}.0) { y = nanValue(); }
       setOutputAtIndex(index, y);
     }
@@ -131,7 +137,7 @@ export function combineProgram(d: Dims, cfg: FlashConfig): GpuProgram {
     shaderKey: `gqaDecodeCombine_${cfg.rows}_${cfg.gc}_${cfg.tq}`,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
     dispatch: [Math.ceil(size / wg), 1, 1],
-    variableNames: ['Part'],
+    variableNames: ['Part', 'Unsafe'],
     uniforms: UNIFORMS,
     workgroupSize: [wg, 1, 1],
     size: true,

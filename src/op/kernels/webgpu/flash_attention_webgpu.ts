@@ -43,6 +43,9 @@
  *      Tiles outside every row's causal/window band are skipped (unless a row of the block is fully
  *      masked, which needs all keys). Disallowed keys contribute exactly 0.
  *   4. Output = acc / l, written to (B,T,U,H) (or m, l, flag in 'stats' mode).
+ * Huge values (../shared/mask_rule.ts valueLimit): when a value of head g reaches S·|v|·keepScale ≥
+ * 1e37, the block sums V·2⁻³² and multiplies the output by 2³², so the unnormalised acc cannot
+ * overflow where the composite's normalised P·V stays finite.
  * Additive masks: logit fround(L + a) and a plain softmax over all keys, no special rows.
  * Dropout (mode 'out', `dropoutRate` > 0): each weight exp(x − m) is multiplied by the keep factor of
  * the shared hash (src/engine/dropout_hash.ts, WGSL copy in gqa_shader_util_webgpu.ts) after it
@@ -52,7 +55,9 @@
  * order (online softmax), so results agree with the composite path to ~1e-6 relative.
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { ROW_FULL, ROW_NAN, ROW_NORMAL, bandMaySkipKeys, rowsMayHaveNoAllowedKey } from '../shared/mask_rule.js';
+import {
+  LOWEST_FLOAT_BITS, ROW_FULL, ROW_NAN, ROW_NORMAL, VALUE_SCALE_LITERAL, u32Literal, VALUE_UNSCALE_LITERAL, bandMaySkipKeys, rowsMayHaveNoAllowedKey,
+} from '../shared/mask_rule.js';
 import {
   SPLIT_CHUNK, UNIFORMS, attrsKey, dropoutSnippet, maskSnippet, splitCount, type Dims, type GpuProgram,
 } from './gqa_shader_util_webgpu.js';
@@ -184,6 +189,8 @@ export function flashProgram(
     var<workgroup> rowLive : array<atomic<u32>, ${rows}>;
     var<workgroup> unsafeA : atomic<u32>;
     var<workgroup> wgUnsafe : u32;
+    var<workgroup> hugeA : atomic<u32>;
+    var<workgroup> wgHuge : u32;
     ${maskSnippet(attrs)}
     ${out && dropout ? dropoutSnippet : ''}
 
@@ -199,7 +206,7 @@ export function flashProgram(
         atomicStore(&rowBad[tid], 0u);
         atomicStore(&rowLive[tid], 1u);
       }
-      if (tid == 0) { atomicStore(&unsafeA, 0u); }
+      if (tid == 0) { atomicStore(&unsafeA, 0u); atomicStore(&hugeA, 0u); }
       let wid0 = workgroupUniformLoad(&wgId);
       if (wid0 >= uniforms.numWG * NSPLIT) { return; }
       // Key chunk of this workgroup (flash-decoding) and its row block.
@@ -231,17 +238,24 @@ export function flashProgram(
         qs[i] = x;
       }
       ${partial ? `
-      // 2a. Whether a logit of the group may be non-finite, from the scan of unsafe_scan_webgpu.ts.
-      if (tid == 0 && Unsafe[b * V + g] != 0.0) { atomicStore(&unsafeA, 1u); }` : `
+      // 2a. Whether a logit of the group may be non-finite (bit 1) and whether its values are huge
+      // (bit 2), from the scan of decode_webgpu.ts.
+      if (tid == 0) {
+        let flags = u32(Unsafe[b * V + g]);
+        if ((flags & 1u) != 0u) { atomicStore(&unsafeA, 1u); }
+        if ((flags & 2u) != 0u) { atomicStore(&hugeA, 1u); }
+      }` : `
       // 2a. Could a logit of the block be non-finite? Only if an input it reads is unsafe
       // (../shared/mask_rule.ts): the block's scaled queries, any key of head g${attrs.maskKind === 'additive' ? ', the additive mask' : ''}.
-      // ${scanValues ? 'Also a NaN/±Inf value of head g: then every key is walked (bandMaySkipKeys).' : 'Every key is walked: no value scan needed.'}
+      // ${scanValues ? 'Also a NaN/±Inf value of head g: then every key is walked (bandMaySkipKeys).' : 'Every key is walked: no NaN/±Inf value scan needed.'}
+      // ${out ? 'And huge values of head g (hugeValue): then its values are summed scaled.' : ''}
       for (var i = tid; i < R * H; i += WG) {
         if (unsafeValue(qs[i])) { atomicStore(&unsafeA, 1u); }
       }
       for (var i = tid; i < S * H; i += WG) {
         let src = ((b * uniforms.kRows + i / H) * V + g) * H + i % H;
         if (unsafeValue(Kin[src])${scanValues ? ' || nonFinite(Vin[src])' : ''}) { atomicStore(&unsafeA, 1u); }
+        ${out ? 'if (hugeValue(Vin[src])) { atomicStore(&hugeA, 1u); }' : ''}
       }
       ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < R * S; i += WG) {
@@ -252,8 +266,11 @@ export function flashProgram(
       }` : ''}
 `}
       workgroupBarrier();
-      if (tid == 0) { wgUnsafe = atomicLoad(&unsafeA); }
+      if (tid == 0) { wgUnsafe = atomicLoad(&unsafeA); wgHuge = atomicLoad(&hugeA); }
       let blockUnsafe = workgroupUniformLoad(&wgUnsafe);
+      // Huge values: summed times 2^-32, the output times 2^32 (../shared/mask_rule.ts valueLimit).
+      let vScale = select(1.0, ${VALUE_SCALE_LITERAL}, workgroupUniformLoad(&wgHuge) != 0u);
+      let vUnscale = select(1.0, ${VALUE_UNSCALE_LITERAL}, vScale != 1.0);
       if (blockUnsafe != 0u${partial ? ' && chunk == 0' : ''}) {
         // 2b. The composite path's rule on every logit of every row, masked keys included: a NaN or
         // +Inf logit, or no logit above -Inf, makes the row NaN; no allowed logit above -Inf makes
@@ -321,7 +338,7 @@ export function flashProgram(
       }
 
       // Per-row state, held by invocation r < R.
-      var m = -3.402823e+38f;
+      var m = bitcast<f32>(${u32Literal(LOWEST_FLOAT_BITS)});
       var l = 0.0;
       var rowT = 0;
       var rowU = 0;
@@ -345,7 +362,7 @@ export function flashProgram(
           if (j < S) {
             let src = ((b * uniforms.kRows + j) * V + g) * H + i % H;
             kx = Kin[src];
-            ${out ? 'vx = Vin[src];' : ''}
+            ${out ? 'vx = Vin[src] * vScale;' : ''}
           }
           kt[i] = kx;
           ${out ? 'vt[i] = vx;' : ''}
@@ -429,7 +446,7 @@ export function flashProgram(
           let t = t0 + r / GC;
           let gi = gi0 + r % GC;
           if (t < T && gi < G) {
-            var y = acc${k} / rowL[r];
+            var y = (acc${k} / rowL[r]) * vUnscale;
             if (atomicLoad(&rowBad[r]) != 0u || atomicLoad(&rowLive[r]) == 0u) { y = nanValue(); }
             result[((b * T + t) * U + g * G + gi) * H + i % H] = y;
           }

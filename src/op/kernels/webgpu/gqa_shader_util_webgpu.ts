@@ -11,7 +11,7 @@ import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import { MIX32_STATEMENTS, dropoutUniformValues, hasDropout } from '../shared/dropout_hash_shader.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
 import {
-  NAN_BITS, NEG_INF_BITS, POS_INF_BITS, SAFE_MAGNITUDE_BITS, rowsMayHaveNoAllowedKey, u32Literal,
+  NAN_BITS, NEG_INF_BITS, POS_INF_BITS, SAFE_MAGNITUDE_BITS, rowsMayHaveNoAllowedKey, u32Literal, valueLimit,
 } from '../shared/mask_rule.js';
 
 /** The part of WebGPUProgram (tfjs-backend-webgpu/dist/webgpu_program.d.ts) this file uses. */
@@ -76,6 +76,8 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
     // |x| >= SAFE_MAGNITUDE or not finite: logits of the block may be non-finite.
     fn unsafeValue(x : f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) >= ${u32Literal(SAFE_MAGNITUDE_BITS)}; }
     // NaN or ±Inf (all exponent bits set): a value the composite's P·V turns into NaN even at weight 0.
+    // |v| ≥ vLimit (±Inf included, NaN not): the group's values are summed scaled (../shared/mask_rule.ts).
+    fn hugeValue(x : f32) -> bool { return abs(x) >= uniforms.vLimit; }
     fn nonFinite(x : f32) -> bool { return (bitcast<u32>(x) & ${u32Literal(POS_INF_BITS)}) == ${u32Literal(POS_INF_BITS)}; }
     // From a uniform: WGSL refuses a NaN constant expression.
     fn nanValue() -> f32 { return bitcast<f32>(uniforms.nanBits); }`;
@@ -92,7 +94,7 @@ export function splitCount(s: number): number {
 export const UNIFORMS =
   'T : i32, S : i32, U : i32, V : i32, G : i32, nGc : i32, nTb : i32, numWG : i32, offset : i32, window : i32, ' +
   'scale : f32, ms0 : i32, ms1 : i32, ms2 : i32, ms3 : i32, H : i32, nKc : i32, nAcc : i32, nanBits : i32, ' +
-  'dropKey : i32, dropThreshold : i32, keepScale : f32, kRows : i32, nSplit : i32,';
+  'dropKey : i32, dropThreshold : i32, keepScale : f32, kRows : i32, nSplit : i32, vLimit : f32,';
 
 /**
  * The values of UNIFORMS for one call (cfg null: the flash program is not run). `kRows` is the row
@@ -125,6 +127,8 @@ export function uniformValues(d: Dims, cfg: FlashConfig | null, attrs: GroupedQu
     i(kRows),
     // Key chunks of flash-decoding: a uniform, so that a decode step at a new length compiles nothing.
     i(splitCount(d.s)),
+    // Values at least this large may overflow the unnormalised accumulators (../shared/mask_rule.ts).
+    { type: 'float32', data: [valueLimit(d.s, keepScale)] },
   ];
 }
 
