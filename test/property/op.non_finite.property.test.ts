@@ -16,6 +16,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { groupedQueryAttention, groupedQueryAttentionReference } from '../../src/index.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
 import { rng, uniform } from './random.js';
+import { compareSameClass } from './same_class.js';
 
 const params = fc.record({
   b: fc.integer({ min: 1, max: 2 }),
@@ -36,22 +37,8 @@ const params = fc.record({
   }),
 });
 
-function cls(x: number): string {
-  return Number.isNaN(x) ? 'nan' : x === Infinity ? '+inf' : x === -Infinity ? '-inf' : 'finite';
-}
-
 /** Same class everywhere; finite values within 1e-5 relative to the largest finite value of their row. */
-function compare(got: Float32Array, want: Float32Array, row: number): string | null {
-  for (let r = 0; r < want.length; r += row) {
-    let scale = 1;
-    for (let i = r; i < r + row; i++) if (Number.isFinite(want[i]!)) scale = Math.max(scale, Math.abs(want[i]!));
-    for (let i = r; i < r + row; i++) {
-      if (cls(got[i]!) !== cls(want[i]!)) return `element ${i}: got ${got[i]}, expected ${want[i]}`;
-      if (Number.isFinite(want[i]!) && !(Math.abs(got[i]! - want[i]!) <= 1e-5 * scale)) return `element ${i}: got ${got[i]}, expected ${want[i]}`;
-    }
-  }
-  return null;
-}
+const compare = (got: Float32Array, want: Float32Array, row: number) => compareSameClass(got, want, row, 1e-5);
 
 describe.each(BACKENDS)('groupedQueryAttention with non-finite inputs vs its composite reference on %s', (backend) => {
   beforeAll(() => useBackend(backend));
