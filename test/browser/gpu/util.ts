@@ -5,17 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** A seeded uniform random source on [0, 1) (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The property tests' seeded uniform source on [0, 1) (mulberry32), so Node and browser draw alike. */
+export { rng } from '../../property/random.js';
 
 /** Switches to `name` and raises unless it is really active (tfjs may stay on another backend). */
 export async function useBackend(name: string): Promise<void> {
