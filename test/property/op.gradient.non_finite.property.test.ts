@@ -12,7 +12,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { groupedQueryAttention, groupedQueryAttentionReference, type GroupedQueryAttentionOptions } from '../../src/index.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
 import { rng, uniform } from './random.js';
-import { compareSameClass } from './same_class.js';
+import { compareSameClass, countClasses, injectValues } from './same_class.js';
 
 const position = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true });
 const nonFinite = fc.constantFrom(Number.NaN, Infinity, -Infinity);
@@ -55,11 +55,7 @@ describe.each(BACKENDS)('gradient of groupedQueryAttention with non-finite value
         const maskData = new Float32Array(p.b * p.t * p.s);
         for (let i = 0; i < maskData.length; i++) maskData[i] = next() < 0.7 ? 1 : 0;
         const targets = { query: q, key: k, value: v, gradOutput: dO, mask: maskData };
-        for (const [name, inj] of Object.entries(p.inject)) {
-          if (inj === null) continue;
-          const a = targets[name as keyof typeof targets];
-          a[Math.floor(inj[0] * a.length)] = inj[1];
-        }
+        injectValues(targets, p.inject);
         const what = JSON.stringify(p);
         const before = tf.memory().numTensors;
         tf.tidy(() => {
@@ -77,10 +73,7 @@ describe.each(BACKENDS)('gradient of groupedQueryAttention with non-finite value
           want.forEach((w, i) => {
             const wantData = w.dataSync() as Float32Array;
             expect(compare(got[i]!.dataSync() as Float32Array, wantData, p.h), `${what}: gradient ${i}`).toBeNull();
-            if (wantData.some((x) => !Number.isFinite(x))) {
-              seen.nonFinite++;
-              if (wantData.some(Number.isFinite)) seen.mixed++;
-            }
+            countClasses(seen, wantData);
           });
         });
         expect(tf.memory().numTensors, `${what}: tensors leaked`).toBe(before);

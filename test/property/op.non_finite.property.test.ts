@@ -16,7 +16,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { groupedQueryAttention, groupedQueryAttentionReference } from '../../src/index.js';
 import { BACKENDS, useBackend } from '../helpers/backends.js';
 import { rng, uniform } from './random.js';
-import { compareSameClass } from './same_class.js';
+import { compareSameClass, countClasses, injectValues } from './same_class.js';
 
 const params = fc.record({
   b: fc.integer({ min: 1, max: 2 }),
@@ -80,11 +80,7 @@ describe.each(BACKENDS)('groupedQueryAttention with non-finite inputs vs its com
         const maskData = new Float32Array(p.b * p.t * p.s);
         for (let i = 0; i < maskData.length; i++) maskData[i] = next() < 0.7 ? 1 : 0;
         const targets = { query: q, key: k, value: v, mask: maskData };
-        for (const [name, inj] of Object.entries(p.inject)) {
-          if (inj === null) continue;
-          const a = targets[name as keyof typeof targets];
-          a[Math.floor(inj[0] * a.length)] = inj[1];
-        }
+        injectValues(targets, p.inject);
         const what = JSON.stringify(p);
         const before = tf.memory().numTensors;
         tf.tidy(() => {
@@ -99,10 +95,7 @@ describe.each(BACKENDS)('groupedQueryAttention with non-finite inputs vs its com
           const wantOut = wo!.dataSync() as Float32Array;
           expect(compare(go!.dataSync() as Float32Array, wantOut, p.h), `${what}: output`).toBeNull();
           if (p.scores) expect(compare(gs!.dataSync() as Float32Array, ws!.dataSync() as Float32Array, p.s), `${what}: scores`).toBeNull();
-          if (wantOut.some((x) => !Number.isFinite(x))) {
-            seen.nonFinite++;
-            if (wantOut.some(Number.isFinite)) seen.mixed++;
-          }
+          countClasses(seen, wantOut);
         });
         expect(tf.memory().numTensors, `${what}: tensors leaked`).toBe(before);
       }),

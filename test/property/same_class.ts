@@ -1,7 +1,7 @@
 /**
- * Comparison of results that may hold NaN or ±Inf, shared by the non-finite property tests: the class
- * of every element (NaN, +Inf, -Inf, finite) must match, and finite values agree within `tolerance`
- * relative to the largest finite value of their row of `row` elements (at least 1).
+ * Helpers of the non-finite property tests: injecting values, and comparing results that may hold NaN
+ * or ±Inf (the class of every element, NaN, +Inf, -Inf or finite, must match, and finite values agree
+ * within `tolerance` relative to the largest finite value of their row of `row` elements, at least 1).
  */
 
 /** 'nan' | '+inf' | '-inf' | 'finite'. */
@@ -20,4 +20,24 @@ export function compareSameClass(got: Float32Array, want: Float32Array, row: num
     }
   }
   return null;
+}
+
+/** Writes each injection `[position in [0, 1), value]` into the named array (null: none). */
+export function injectValues<K extends string>(
+  targets: Record<K, Float32Array>,
+  injections: Partial<Record<K, readonly [number, number] | null>>,
+): void {
+  for (const [name, injection] of Object.entries(injections) as [K, readonly [number, number] | null][]) {
+    if (injection == null) continue;
+    const a = targets[name];
+    a[Math.floor(injection[0] * a.length)] = injection[1];
+  }
+}
+
+/** Counts results holding a non-finite value, and those mixing finite and non-finite values. */
+export function countClasses(seen: { nonFinite: number; mixed: number }, values: Float32Array): void {
+  if (values.some((x) => !Number.isFinite(x))) {
+    seen.nonFinite++;
+    if (values.some(Number.isFinite)) seen.mixed++;
+  }
 }
