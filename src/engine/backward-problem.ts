@@ -31,8 +31,7 @@ export function normalizeBackward(
   arrays?: { query: Float32Array; key: Float32Array; value: Float32Array },
 ): { p: NormalizedProblem; saved: SavedForward } {
   const p = normalizeProblem(fn, problem, arrays);
-  const check = (arg: string, n: number, dims: string): Float32Array => {
-    const a = (arg.startsWith('into.') ? (problem.into as unknown as Record<string, unknown>)[arg.slice(5)] : problem[arg as keyof BackwardProblem]) as unknown;
+  const check = (arg: string, a: unknown, n: number, dims: string): Float32Array => {
     if (!(a instanceof Float32Array)) {
       throw new ValueError(`${fn}: argument \`problem.${arg}\` must be a Float32Array; received ${a === null || a === undefined ? String(a) : typeof a}.`);
     }
@@ -41,18 +40,21 @@ export function normalizeBackward(
     }
     return a;
   };
-  const { B, T, U, H } = p;
+  const { B, T, S, U, V, H } = p;
+  const queryShaped = [B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`] as const;
+  const keyShaped = [B * S * V * H, `B*S*V*H (${B}*${S}*${V}*${H})`] as const;
+  const into = problem.into as Partial<Record<keyof BackwardResult, unknown>> | null | undefined;
   const saved = {
-    output: check('output', B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`),
-    ...(problem.logSumExp === undefined ? {} : { logSumExp: check('logSumExp', B * U * T, `B*U*T (${B}*${U}*${T})`) }),
-    gradOutput: check('gradOutput', B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`),
-    ...(problem.into == null
+    output: check('output', problem.output, ...queryShaped),
+    ...(problem.logSumExp === undefined ? {} : { logSumExp: check('logSumExp', problem.logSumExp, B * U * T, `B*U*T (${B}*${U}*${T})`) }),
+    gradOutput: check('gradOutput', problem.gradOutput, ...queryShaped),
+    ...(into == null
       ? {}
       : {
           into: {
-            dQuery: check('into.dQuery', B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`),
-            dKey: check('into.dKey', B * p.S * p.V * H, `B*S*V*H (${B}*${p.S}*${p.V}*${H})`),
-            dValue: check('into.dValue', B * p.S * p.V * H, `B*S*V*H (${B}*${p.S}*${p.V}*${H})`),
+            dQuery: check('into.dQuery', into.dQuery, ...queryShaped),
+            dKey: check('into.dKey', into.dKey, ...keyShaped),
+            dValue: check('into.dValue', into.dValue, ...keyShaped),
           },
         }),
   };

@@ -37,6 +37,8 @@ function decodeBase64(b64: string): Uint8Array {
 
 let kernelCache = new Map<string, WebAssembly.Module>();
 
+const cacheKey = (shared: boolean, build: KernelBuild): string => `${build}/${shared ? 'shared' : 'single'}`;
+
 /** Kernel bytes of the given build for the given memory kind. */
 export function kernelBytes(shared: boolean, build: KernelBuild = 'simd'): Uint8Array {
   if (build === 'relaxed-simd') return decodeBase64(shared ? KERNEL_RELAXED_SHARED_BASE64 : KERNEL_RELAXED_SINGLE_BASE64);
@@ -72,7 +74,7 @@ export function relaxedSimdSupported(): boolean {
 
 /** Compiles (synchronously) and caches the kernel module of `build`. */
 export function compileKernelSync(shared: boolean, build: KernelBuild = 'simd'): WebAssembly.Module {
-  const key = `${build}/${shared ? 'shared' : 'single'}`;
+  const key = cacheKey(shared, build);
   let m = kernelCache.get(key);
   if (!m) {
     m = new WebAssembly.Module(kernelBytes(shared, build) as BufferSource);
@@ -83,7 +85,7 @@ export function compileKernelSync(shared: boolean, build: KernelBuild = 'simd'):
 
 /** Compiles (asynchronously) and caches the kernel module of `build`. */
 export async function compileKernel(shared: boolean, build: KernelBuild = 'simd'): Promise<WebAssembly.Module> {
-  const key = `${build}/${shared ? 'shared' : 'single'}`;
+  const key = cacheKey(shared, build);
   let m = kernelCache.get(key);
   if (!m) {
     m = await WebAssembly.compile(kernelBytes(shared, build) as BufferSource);

@@ -20,8 +20,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { check, formatShape } from '../errors.js';
 
-const size = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
-
 /**
  * `x·kernel + bias`: the last `axes` axes of `x` contract with the first `axes` axes of `kernel`;
  * the result has x's leading axes then the kernel's remaining axes, and `bias` (null for none) has
@@ -50,13 +48,13 @@ export function denseProduct(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | 
   const out = kernel.shape.slice(axes);
   check(
     Number.isInteger(axes) && axes >= 1 && axes < kernel.rank && axes <= x.rank &&
-      formatShape(x.shape.slice(x.rank - axes)) === formatShape(contracted),
+      tf.util.arraysEqual(x.shape.slice(x.rank - axes), contracted),
     'denseProduct',
     () => `the last ${axes} axes of x must equal the first of kernel; received x of shape ${formatShape(x.shape)} and kernel of shape ${formatShape(kernel.shape)}`,
   );
-  check(bias == null || formatShape(bias.shape) === formatShape(out), 'denseProduct', () =>
+  check(bias == null || tf.util.arraysEqual(bias.shape, out), 'denseProduct', () =>
     `bias must have the kernel's output shape ${formatShape(out)}; received ${formatShape(bias!.shape)}`);
-  const [m, k, n] = [size(lead), size(contracted), size(out)];
+  const [m, k, n] = [lead, contracted, out].map((shape) => tf.util.sizeFromShape(shape)) as [number, number, number];
   const product = (xs: tf.Tensor, ws: tf.Tensor, save: tf.GradSaveFunc) => {
     const x2 = tf.reshape(xs, [m, k]); // (...lead, ...contracted) -> (M,K)
     const w2 = tf.reshape(ws, [k, n]); // (...contracted, ...out) -> (K,N)
