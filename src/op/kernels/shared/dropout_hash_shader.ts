@@ -1,15 +1,15 @@
+/**
+ * What the WGSL and GLSL kernels share of the dropout hash (src/engine/dropout_hash.ts): the body of
+ * `mix32`, whether a call applies dropout, and its per-call uniform values.
+ */
 import { dropoutKeepScale, dropoutKey, dropoutThreshold } from '../../../engine/dropout_hash.js';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 
 /**
- * What the WGSL and GLSL kernels share of the dropout hash (src/engine/dropout_hash.ts): whether a
- * call applies dropout, its per-call uniform values, and the body of `mix32`.
- *
- * The body of the shared dropout hash's `mix32` as shader statements on
- * a 32-bit unsigned variable `x`: the same text is valid WGSL and GLSL ES 3.00 (u32 / highp uint
- * arithmetic wraps modulo 2^32, as Math.imul and >>> 0 do). The WGSL and GLSL copies of the hash
- * (gqa_shader_util_webgpu.ts, gqa_shader_util_webgl.ts) both include it; the browser suite tests
- * their keep/drop decisions against the TypeScript definition.
+ * The body of `mix32` as shader statements on a 32-bit unsigned variable `x`: the same text is valid
+ * WGSL and GLSL ES 3.00 (u32 / highp uint arithmetic wraps modulo 2^32, as Math.imul and >>> 0 do).
+ * The WGSL and GLSL copies of the hash (gqa_shader_util_webgpu.ts, gqa_shader_util_webgl.ts) both
+ * include it; the browser suite tests their keep/drop decisions against the TypeScript definition.
  */
 export const MIX32_STATEMENTS = [
   'x ^= x >> 16u;',
