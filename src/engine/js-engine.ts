@@ -1,7 +1,7 @@
 /** The plain-JS engine (no WebAssembly SIMD): single-threaded, same API and results. */
 import { formatValue, ValueError } from '../errors.js';
 import { attentionJs } from './js-path.js';
-import { normalizeProblem } from './problem.js';
+import { normalizeInto, normalizeProblem } from './problem.js';
 import { attentionBackwardJs } from './backward-js.js';
 import { normalizeBackward } from './backward-problem.js';
 import type { AttentionEngine, AttentionResult, BackwardProblem, BackwardResult, EngineBuffer, EngineProblem } from './types.js';
@@ -55,7 +55,7 @@ export class JsEngine implements AttentionEngine {
       key: resolve('key', problem?.key),
       value: resolve('value', problem?.value),
     });
-    return attentionJs(p);
+    return attentionJs(p, normalizeInto('AttentionEngine.attention', problem as never, p));
   }
 
   attentionBackward(problem: BackwardProblem): BackwardResult {

@@ -11,12 +11,13 @@ import { dropoutKey, dropoutKeepScale, dropoutThreshold, mix32 } from './dropout
 import { referenceRow } from './reference.js';
 import type { AttentionResult } from './types.js';
 
-/** Runs a validated problem on the plain-JS path. */
-export function attentionJs(p: NormalizedProblem): AttentionResult {
+/** Runs a validated problem on the plain-JS path, into the caller's arrays when given. */
+export function attentionJs(p: NormalizedProblem, into?: AttentionResult): AttentionResult {
   const { B, T, S, C, U, V, H, G } = p;
-  const output = new Float32Array(B * T * U * H);
-  const probabilities = p.wantProbabilities ? new Float32Array(B * U * T * S) : undefined;
-  const logSumExp = p.wantLogSumExp ? new Float32Array(B * U * T) : undefined;
+  // Arrays given by the caller are cleared: the loops below write only the entries that are not 0.
+  const output = into?.output.fill(0) ?? new Float32Array(B * T * U * H);
+  const probabilities = p.wantProbabilities ? (into?.probabilities?.fill(0) ?? new Float32Array(B * U * T * S)) : undefined;
+  const logSumExp = p.wantLogSumExp ? (into?.logSumExp?.fill(0) ?? new Float32Array(B * U * T)) : undefined;
   const dropping = p.dropoutRate > 0;
   const key = dropoutKey(p.dropoutSeed);
   const threshold = dropoutThreshold(p.dropoutRate);

@@ -3,7 +3,7 @@
  * rule (which keys a row may see, rows with no allowed key) is in mask-rule.ts.
  */
 import { formatValue, ValueError } from '../errors.js';
-import type { AttentionProblem, EngineMask } from './types.js';
+import type { AttentionProblem, AttentionResult, EngineMask } from './types.js';
 
 /** A mask with its broadcast strides, in elements of `data`. */
 export interface NormalizedMask {
@@ -183,4 +183,51 @@ function normalizeMask(fn: string, m: EngineMask, full: readonly [number, number
   const sU = shape[1] === 1 ? 0 : shape[2] * shape[3];
   const sB = shape[0] === 1 ? 0 : shape[1] * shape[2] * shape[3];
   return { kind: m.kind, data: m.data, shape: [shape[0], shape[1], shape[2], shape[3]], strides: [sB, sU, sT, sS] };
+}
+
+/** Whether two views share bytes of one buffer. */
+function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
+/**
+ * Checks a forward problem's `resultInto` (see {@link AttentionProblem.resultInto}) against the validated
+ * problem: the arrays the results go to, or undefined for fresh arrays. `engineMemory` is the
+ * engine's own buffer (its views are refused: the memory may grow during the call).
+ */
+export function normalizeInto(
+  fn: string,
+  problem: AttentionProblem,
+  p: NormalizedProblem,
+  engineMemory?: ArrayBufferLike,
+): AttentionResult | undefined {
+  const into = problem.resultInto as Partial<Record<keyof AttentionResult, unknown>> | null | undefined;
+  if (into === undefined || into === null) return undefined;
+  if (typeof into !== 'object') fail(fn, 'problem.resultInto', 'must be an object { output, probabilities?, logSumExp? }', formatValue(into));
+  const { B, T, S, U, H } = p;
+  const inputs: [string, ArrayBufferView][] = [['query', p.query], ['key', p.key], ['value', p.value]];
+  if (p.mask !== null) inputs.push(['mask.data', p.mask.data]);
+  const check = (name: keyof AttentionResult, wanted: boolean, n: number, dims: string): Float32Array | undefined => {
+    const a = into[name];
+    const arg = `problem.resultInto.${name}`;
+    if (!wanted) {
+      if (a !== undefined) fail(fn, arg, `must be given exactly when ${name === 'probabilities' ? 'returnProbabilities' : 'returnLogSumExp'} is true`, formatValue(a));
+      return undefined;
+    }
+    if (!(a instanceof Float32Array)) fail(fn, arg, 'must be a Float32Array', formatValue(a));
+    if (a.length !== n) fail(fn, arg, `must have length ${dims} = ${n}`, `length ${a.length}`);
+    if (engineMemory !== undefined && a.buffer === engineMemory) fail(fn, arg, "must not be a view of the engine's own memory", 'such a view');
+    for (const [input, view] of inputs) if (overlaps(a, view)) fail(fn, arg, `must not overlap problem.${input}`, 'an overlapping view');
+    return a;
+  };
+  const output = check('output', true, B * T * U * H, `B*T*U*H (${B}*${T}*${U}*${H})`)!;
+  const probabilities = check('probabilities', p.wantProbabilities, B * U * T * S, `B*U*T*S (${B}*${U}*${T}*${S})`);
+  const logSumExp = check('logSumExp', p.wantLogSumExp, B * U * T, `B*U*T (${B}*${U}*${T})`);
+  const all = [output, probabilities, logSumExp].filter((a): a is Float32Array => a !== undefined);
+  for (let i = 0; i < all.length; i++) {
+    for (let j = i + 1; j < all.length; j++) {
+      if (overlaps(all[i]!, all[j]!)) fail(fn, 'problem.resultInto', 'must hold arrays that do not overlap each other', 'overlapping views');
+    }
+  }
+  return { output, ...(probabilities ? { probabilities } : {}), ...(logSumExp ? { logSumExp } : {}) };
 }

@@ -87,10 +87,32 @@ export interface AttentionProblem {
    * Inference calls leave it off and do not pay for it.
    */
   readonly returnLogSumExp?: boolean;
+  /**
+   * Where the engines write the results, so that no fresh arrays are made (e.g. views of a tensor
+   * library's own buffers): `output` (B, T, U, H), and `probabilities` (B, U, T, S) / `logSumExp`
+   * (B, U, T) exactly when they are requested. The result then holds these arrays. They must not
+   * overlap an input and must not be views of the engine's own memory; after a call that throws,
+   * their contents are unspecified. Default: fresh arrays. (The naive `attentionReference` always
+   * returns fresh arrays.)
+   *
+   * @example
+   * ```ts
+   * import { createJsEngine } from 'grouped-query-attention/engine';
+   * const engine = createJsEngine();
+   * const output = new Float32Array(16);
+   * const result = engine.attention({
+   *   batch: 1, queryLength: 2, keyLength: 2, numQueryHeads: 2, numKeyValueHeads: 1, headDim: 4,
+   *   query: new Float32Array(16).fill(0.5), key: new Float32Array(8).fill(0.25),
+   *   value: new Float32Array(8).map((_, i) => i), resultInto: { output },
+   * });
+   * console.log(result.output === output); // true
+   * ```
+   */
+  readonly resultInto?: AttentionResult;
 }
 
 /**
- * The result of one problem: fresh arrays owned by the caller.
+ * The result of one problem: fresh arrays owned by the caller (or the problem's `resultInto`).
  *
  * @example
  * ```ts

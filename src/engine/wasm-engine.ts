@@ -22,7 +22,7 @@ import { dropoutKeepScale, dropoutKey, dropoutThreshold } from './dropout_hash.j
 import { everyRowSeesEveryKey, findExactRows, findNonFiniteOutputRows, scanSegmentsJs } from './exact-rows.js';
 import { writeExactRows } from './js-path.js';
 import { createMemory, type KernelBuild, type KernelExports } from './kernel-module.js';
-import { normalizeProblem, type NormalizedProblem } from './problem.js';
+import { normalizeInto, normalizeProblem, type NormalizedProblem } from './problem.js';
 import { gather, scatter } from './staging.js';
 import type {
   AttentionEngine,
@@ -156,10 +156,11 @@ export class WasmEngine implements AttentionEngine {
       value: this.resolveArray('value', problem?.value),
     };
     const p = normalizeProblem('AttentionEngine.attention', problem as never, arrays);
+    const into = normalizeInto('AttentionEngine.attention', problem as never, p, this.memory.buffer);
     // Where inputs that live in engine memory (EngineBuffers or raw views of it) are, read before
     // the run: growth during the run detaches views of a non-shared memory.
     const places = { query: this.placeOf(p.query), key: this.placeOf(p.key), value: this.placeOf(p.value) };
-    const result = this.run(p);
+    const result = this.run(p, into);
     const fresh: NormalizedProblem = {
       ...p,
       query: this.reviewed(p.query, places.query),
@@ -234,9 +235,10 @@ export class WasmEngine implements AttentionEngine {
   /**
    * Runs the problem as the jobs {@link planJobs} plans. A job covers `groupsPerJob` consecutive
    * groups, a block of query rows and a range of key chunks. Plain-array inputs are staged into
-   * engine memory within the staging budget; EngineBuffers are read in place.
+   * engine memory within the staging budget; EngineBuffers are read in place. Results go to `resultInto`'s
+   * arrays when given (no fresh allocation: first writes to fresh memory cost a page fault each).
    */
-  private run(p: NormalizedProblem): AttentionResult {
+  private run(p: NormalizedProblem, into: AttentionResult | undefined): AttentionResult {
     const { B, T, S, C, U, V, H, G } = p;
     const queryInPlace = this.isInPlace(p.query);
     const keyInPlace = this.isInPlace(p.key);
@@ -266,7 +268,7 @@ export class WasmEngine implements AttentionEngine {
       const valueOffset = sameKeyValue ? keyOffset : valueInPlace ? valueInPlaceOffset : alloc(stagedKeyFloats * 4);
       const queryOffset = queryInPlace ? queryInPlaceOffset : alloc(groupsPerJob * rowsPerJob * headsRow * 4);
       const outputOffset = alloc(groupsPerJob * rowsPerJob * headsRow * 4);
-      const output = new Float32Array(B * T * U * H);
+      const output = into?.output ?? new Float32Array(B * T * U * H);
       const probabilityCount = p.wantProbabilities ? B * U * T * S : 0;
       const probabilitiesOffset = probabilityCount > 0 ? alloc(probabilityCount * 4) : 0;
       const mask = this.stageMask(p, alloc);
@@ -411,10 +413,9 @@ export class WasmEngine implements AttentionEngine {
           }
         }
       }
-      const logSumExp = p.wantLogSumExp ? new Float32Array(this.memory.buffer, logSumExpOffset, B * U * T).slice() : undefined;
+      const logSumExp = p.wantLogSumExp ? copyOut(new Float32Array(this.memory.buffer, logSumExpOffset, B * U * T), into?.logSumExp) : undefined;
       if (probabilityCount > 0) {
-        const probabilities = new Float32Array(probabilityCount);
-        probabilities.set(new Float32Array(this.memory.buffer, probabilitiesOffset, probabilityCount));
+        const probabilities = copyOut(new Float32Array(this.memory.buffer, probabilitiesOffset, probabilityCount), into?.probabilities);
         return { output, probabilities, ...(logSumExp ? { logSumExp } : {}) };
       }
       return { output, ...(logSumExp ? { logSumExp } : {}) };
@@ -480,4 +481,11 @@ export class WasmEngine implements AttentionEngine {
     for (const b of this.buffers) b.freed = true;
     this.buffers.clear();
   }
+}
+
+/** `view` copied into `into` when given, else into a fresh array. */
+function copyOut(view: Float32Array, into: Float32Array | undefined): Float32Array {
+  if (into === undefined) return view.slice();
+  into.set(view);
+  return into;
 }

@@ -2,7 +2,7 @@
  * The fused GroupedQueryAttention kernel for the tfjs `wasm` backend. The inputs are read as views of
  * tfjs's wasm heap and handed to this package's attention engine (its own SIMD module and workers;
  * tfjs-wasm itself is single-threaded in Node and has no fused attention); the results are written
- * into outputs allocated on the heap.
+ * straight into outputs allocated on the heap (the engine's `resultInto`).
  */
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { GroupedQueryAttention } from '../../kernel_names.js';
@@ -47,17 +47,22 @@ function attend(
     },
     a,
   );
-  const result = engineFor(a).attention({ ...problem, returnLogSumExp: logSumExp != null });
-  (heapView(wasm, output) as Float32Array).set(result.output);
+  // The engine writes straight into the outputs' heap memory (no fresh arrays, no second copy).
+  const outputView = heapView(wasm, output) as Float32Array;
+  const scoresView = scores != null ? (heapView(wasm, scores) as Float32Array) : undefined;
+  const logSumExpView = logSumExp != null ? (heapView(wasm, logSumExp) as Float32Array) : undefined;
+  engineFor(a).attention({
+    ...problem,
+    returnLogSumExp: logSumExp != null,
+    resultInto: {
+      output: outputView,
+      ...(scoresView ? { probabilities: scoresView } : {}),
+      ...(logSumExpView ? { logSumExp: logSumExpView } : {}),
+    },
+  });
   const outputs = [output];
-  if (scores != null) {
-    (heapView(wasm, scores) as Float32Array).set(result.probabilities!);
-    outputs.push(scores);
-  }
-  if (logSumExp != null) {
-    (heapView(wasm, logSumExp) as Float32Array).set(result.logSumExp!);
-    outputs.push(logSumExp);
-  }
+  if (scores != null) outputs.push(scores);
+  if (logSumExp != null) outputs.push(logSumExp);
   return outputs;
 }
 
