@@ -1,7 +1,8 @@
 /** `resultInto`: the engines write their results into the caller's arrays, bit for bit what they return fresh. */
 import fc from 'fast-check';
 import { afterAll, describe, expect, test } from 'vitest';
-import { ValueError, type AttentionProblem } from '../../src/engine/index.js';
+import type { AttentionProblem } from '../../src/engine/index.js';
+import { ValueError } from '../../src/errors.js';
 import { buildProblem, makeEngines, problemSpec, randomArray } from './helpers.js';
 
 const engines = makeEngines();
