@@ -127,6 +127,7 @@ export const PARAMS = [
   ['callRowStart', 'i32', 'forward: index within the call of the job\'s first query row (the hash\'s row index, the log-sum-exp row)'],
   ['gradChunks', 'i32', 'backward: key-tile chunks per group (pass 2 tasks per group; dQ partials per group)'],
   ['gradQueryPartials', 'ptr', 'backward: dQ partials, per (chunk, group) (T*G + 4) packed rows of Hp floats'],
+  ['rowQueryMax', 'ptr', 'forward: 0, or where max |query| of each row goes, (B, callRows, U) (the host\'s exact-row bounds, src/engine/exact-rows.ts)'],
 ];
 
 /** Bits of the task counter word that hold the task index (the job generation is above them). */

@@ -1,10 +1,14 @@
 // The tile pipeline of the forward kernel: pack the query tile, logits (Q·Kᵀ) into the key-major
 // tile, online softmax over a key tile, and P·V accumulation.
-import { gG, gH, gKeyStrideRow, gQuery, gQueryStrideB, gQueryStrideGroup, gQueryStrideHead, gQueryStrideRow, gScale, gValueStrideRow } from './generated/params';
+import { gCallRows, gCallRowStart, gG, gH, gKeyStrideRow, gQuery, gQueryStrideB, gQueryStrideGroup, gQueryStrideHead, gQueryStrideRow, gRowQueryMax, gScale, gU, gValueStrideRow } from './generated/params';
 import { gH4, gH8, gHp, sA, sL, sM, sO, sQ, sS } from './job';
 import { expv, hsum4, madd } from './simd';
 
-/** Q tile: Qs = fround(Q * scale), packed [M4][Hp], zero padded. */
+/**
+ * Q tile: Qs = fround(Q * scale), packed [M4][Hp], zero padded. When rowQueryMax is set, also
+ * writes max |Q| of each row (NaN if the row holds a NaN) for the host's exact-row bounds
+ * (src/engine/exact-rows.ts), so the host need not scan the query itself.
+ */
 export function packQuery(b: i32, kvh: i32, gi: i32, t0: i32, nt: i32, m4: i32): void {
   const scale = f32x4.splat(gScale);
   const hp = <usize>gHp;
@@ -14,10 +18,25 @@ export function packQuery(b: i32, kvh: i32, gi: i32, t0: i32, nt: i32, m4: i32):
     const g = r - tl * gG;
     const src = gQuery + ((<usize>b * <usize>gQueryStrideB + <usize>kvh * <usize>gQueryStrideHead + <usize>gi * <usize>gQueryStrideGroup + <usize>(t0 + tl) * <usize>gQueryStrideRow + <usize>g * <usize>gH) << 2);
     const dst = sQ + (<usize>r * hp << 2);
+    // f32x4.max and f32.max propagate NaN, as the host scan's Math.max does.
+    let big = f32x4.splat(0);
     let h = 0;
-    for (; h < gH4; h += 4) v128.store(dst + (<usize>h << 2), f32x4.mul(v128.load(src + (<usize>h << 2)), scale));
-    for (; h < gH; h++) store<f32>(dst + (<usize>h << 2), load<f32>(src + (<usize>h << 2)) * gScale);
+    for (; h < gH4; h += 4) {
+      const x = v128.load(src + (<usize>h << 2));
+      big = f32x4.max(big, f32x4.abs(x));
+      v128.store(dst + (<usize>h << 2), f32x4.mul(x, scale));
+    }
+    let bigTail: f32 = 0;
+    for (; h < gH; h++) {
+      const x = load<f32>(src + (<usize>h << 2));
+      bigTail = max(bigTail, abs(x));
+      store<f32>(dst + (<usize>h << 2), x * gScale);
+    }
     for (; h < gHp; h++) store<f32>(dst + (<usize>h << 2), 0);
+    if (gRowQueryMax != 0) {
+      const m = max(max(max(f32x4.extract_lane(big, 0), f32x4.extract_lane(big, 1)), max(f32x4.extract_lane(big, 2), f32x4.extract_lane(big, 3))), bigTail);
+      store<f32>(gRowQueryMax + (<usize>((b * gCallRows + gCallRowStart + t0 + tl) * gU + kvh * gG + g) << 2), m);
+    }
   }
   for (let r = M; r < m4; r++) memory.fill(sQ + (<usize>r * hp << 2), 0, hp << 2);
 }

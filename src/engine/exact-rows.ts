@@ -73,9 +73,11 @@ function safe(x: number): boolean {
 
 /**
  * Flat indices ((b·U + u)·T + t), ascending, of the rows computed exactly: rows with no allowed key
- * and rows whose result may be non-finite (see the module comment).
+ * and rows whose result may be non-finite (see the module comment). `queryRowMax`, when given, is
+ * max |Q| of each (b, t, u) row (NaN for a row holding a NaN), as a kernel that read the query
+ * measured it; otherwise the query is scanned here.
  */
-export function findExactRows(p: NormalizedProblem, scan: SegmentScan = scanSegmentsJs): number[] {
+export function findExactRows(p: NormalizedProblem, scan: SegmentScan = scanSegmentsJs, queryRowMax?: Float32Array): number[] {
   const { B, T, S, C, U, V, H, G } = p;
   const noAllowed = findRowsWithNoAllowedKey(p);
   const keyRow = V * H;
@@ -101,7 +103,7 @@ export function findExactRows(p: NormalizedProblem, scan: SegmentScan = scanSegm
     }
   }
   // Per query row (b, t, u): max |Q|.
-  const rowQ = scan(p.query, 0, B * T * U, H);
+  const rowQ = queryRowMax ?? scan(p.query, 0, B * T * U, H);
   const m = p.mask !== null && p.mask.kind === 'additive' ? p.mask : null;
   // Per additive-mask row (its own, possibly broadcast, layout): max |mask| over the S keys.
   const maskRowMax = m !== null ? scan(m.data as Float32Array, 0, m.data.length / m.shape[3], m.shape[3]) : null;

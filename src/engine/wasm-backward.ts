@@ -145,6 +145,7 @@ export function runBackwardWasm(host: BackwardHost, p: NormalizedProblem, saved:
     callRowStart: 0,
     gradChunks: chunks,
     gradQueryPartials: partialsOff,
+    rowQueryMax: 0,
   };
   const run = (pass: number, tasks: number): void => {
     // Passes 2 and 3 read the log-sum-exp pass 1 wrote (or the forward's).

@@ -160,18 +160,20 @@ export class WasmEngine implements AttentionEngine {
     // Where inputs that live in engine memory (EngineBuffers or raw views of it) are, read before
     // the run: growth during the run detaches views of a non-shared memory.
     const places = { query: this.placeOf(p.query), key: this.placeOf(p.key), value: this.placeOf(p.value) };
-    const result = this.run(p, into);
+    // Rows computed exactly (exact-rows.ts): no allowed key, or inputs that may make them non-finite.
+    // When every row reads every key, the kernel's own NaN rows say which (no extra pass over K/V);
+    // otherwise the kernel reports each row's max |Q| while it packs the query (no host pass over Q).
+    const everyKey = everyRowSeesEveryKey(p);
+    const { result, rowQueryMax } = this.run(p, into, !everyKey);
     const fresh: NormalizedProblem = {
       ...p,
       query: this.reviewed(p.query, places.query),
       key: this.reviewed(p.key, places.key),
       value: this.reviewed(p.value, places.value),
     };
-    // Rows computed exactly (exact-rows.ts): no allowed key, or inputs that may make them non-finite.
-    // When every row reads every key, the kernel's own NaN rows say which (no extra pass over K/V).
-    const exact = everyRowSeesEveryKey(fresh)
+    const exact = everyKey
       ? findNonFiniteOutputRows(fresh, result.output as Float32Array)
-      : findExactRows(fresh, this.scanSegments);
+      : findExactRows(fresh, this.scanSegments, rowQueryMax);
     if (exact.length > 0) writeExactRows(fresh, exact, result.output as Float32Array, result.probabilities as Float32Array | undefined, result.logSumExp as Float32Array | undefined);
     return result;
   }
@@ -238,7 +240,11 @@ export class WasmEngine implements AttentionEngine {
    * engine memory within the staging budget; EngineBuffers are read in place. Results go to `resultInto`'s
    * arrays when given (no fresh allocation: first writes to fresh memory cost a page fault each).
    */
-  private run(p: NormalizedProblem, into: AttentionResult | undefined): AttentionResult {
+  private run(
+    p: NormalizedProblem,
+    into: AttentionResult | undefined,
+    wantRowQueryMax: boolean,
+  ): { result: AttentionResult; rowQueryMax?: Float32Array } {
     const { B, T, S, C, U, V, H, G } = p;
     const queryInPlace = this.isInPlace(p.query);
     const keyInPlace = this.isInPlace(p.key);
@@ -275,6 +281,7 @@ export class WasmEngine implements AttentionEngine {
       const logSumExpOffset = p.wantLogSumExp ? alloc(B * U * T * 4) : 0;
       const partialsOffset = keyChunks > 1 ? alloc(plan.tasks * plan.partialBytes) : 0;
       const doneOffset = alloc(plan.tasksPerKeyChunk * chunksPerJob * 4);
+      const rowQueryMaxOffset = wantRowQueryMax ? alloc(B * T * U * 4) : 0;
 
       for (let groupStart = 0; groupStart < groups; groupStart += groupsPerJob) {
         const groupCount = Math.min(groupsPerJob, groups - groupStart);
@@ -390,6 +397,7 @@ export class WasmEngine implements AttentionEngine {
               dropoutThreshold: p.dropoutRate > 0 ? dropoutThreshold(p.dropoutRate) : 0,
               dropoutKeepScale: p.dropoutRate > 0 ? dropoutKeepScale(p.dropoutRate) : 1,
               dropoutKey: dropoutKey(p.dropoutSeed),
+              rowQueryMax: rowQueryMaxOffset,
             };
             writeParams(this.memory.buffer, params);
             new Int32Array(this.memory.buffer, doneOffset, tasks).fill(0);
@@ -414,11 +422,12 @@ export class WasmEngine implements AttentionEngine {
         }
       }
       const logSumExp = p.wantLogSumExp ? copyOut(new Float32Array(this.memory.buffer, logSumExpOffset, B * U * T), into?.logSumExp) : undefined;
-      if (probabilityCount > 0) {
-        const probabilities = copyOut(new Float32Array(this.memory.buffer, probabilitiesOffset, probabilityCount), into?.probabilities);
-        return { output, probabilities, ...(logSumExp ? { logSumExp } : {}) };
-      }
-      return { output, ...(logSumExp ? { logSumExp } : {}) };
+      const probabilities = probabilityCount > 0 ? copyOut(new Float32Array(this.memory.buffer, probabilitiesOffset, probabilityCount), into?.probabilities) : undefined;
+      const rowQueryMax = wantRowQueryMax ? new Float32Array(this.memory.buffer, rowQueryMaxOffset, B * T * U).slice() : undefined;
+      return {
+        result: { output, ...(probabilities ? { probabilities } : {}), ...(logSumExp ? { logSumExp } : {}) },
+        ...(rowQueryMax ? { rowQueryMax } : {}),
+      };
     } finally {
       releaseAll();
     }
