@@ -13,6 +13,14 @@ export const TARGET_TILE_HEIGHT = 64;
 export const KEY_TILE = 64;
 /** Default budget of staged query + output bytes per job (plain-array inputs). */
 export const STAGING_BYTES = 4 << 20;
+/**
+ * Plain-array key/value of a multi-row query are staged per group, (S, H) rows contiguous (the
+ * kernel reads key rows H floats apart: rows V·H apart, as in (B, S, V, H), alias in the L1 cache),
+ * as many groups per job as this many staging budgets hold (16 MiB by default). When that is every
+ * group, a job's query and output rows are bulk copies of (B, rows, U, H) blocks instead of one
+ * copy per row and group: the host's copies of a 2048-token prefill shrink while the workers wait.
+ */
+export const WHOLE_KEY_VALUE_BUDGETS = 4;
 /** Tasks per job must stay below this (the task counter keeps the job generation above 20 bits). */
 export const TASK_LIMIT = 1 << 20;
 
@@ -143,10 +151,12 @@ export function planJobs(input: PlanInput): JobPlan {
   }
   const splitKeysAcrossJobs = stageKeyRows && keysPerJob < S;
   // Otherwise groups per job: all of them when key/value are read in place (or probabilities are
-  // requested), else as many groups as the key/value budget holds.
+  // requested), else as many groups as the key/value budget holds (WHOLE_KEY_VALUE_BUDGETS budgets
+  // for a multi-row query, half a budget for one row).
   let groupsPerJob = groups;
   if (!stageKeyRows && !want && stagedKeyValueArrays > 0) {
-    groupsPerJob = Math.max(1, Math.min(groups, Math.floor(keyValueBudget / (stagedKeyValueArrays * S * H * 4))));
+    const groupBudget = T > 1 ? WHOLE_KEY_VALUE_BUDGETS * stagingBytes : keyValueBudget;
+    groupsPerJob = Math.max(1, Math.min(groups, Math.floor(groupBudget / (stagedKeyValueArrays * S * H * 4))));
   }
   // Query rows per job: all of them with probabilities or staged key rows; otherwise blocks of
   // rows whose staged query + output fit the budget.

@@ -1,7 +1,7 @@
 /** planJobs: the pure job planning of the WebAssembly engine, without running a kernel. */
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { KEY_TILE, planJobs, STAGING_BYTES, TASK_LIMIT, type PlanInput } from '../../src/engine/job-plan.js';
+import { KEY_TILE, planJobs, STAGING_BYTES, TASK_LIMIT, WHOLE_KEY_VALUE_BUDGETS, type PlanInput } from '../../src/engine/job-plan.js';
 
 const base: PlanInput = {
   B: 1, T: 1, S: 4096, U: 32, V: 8, H: 128, G: 4, wantProbabilities: false,
@@ -32,12 +32,27 @@ describe('planJobs', () => {
     expect(plan.chunksPerJob * plan.keyChunkLength).toBe(plan.keysPerJob);
   });
 
-  test('long queries over large keys stage per group within half the budget, in blocks of query rows', () => {
-    const plan = planJobs({ ...base, T: 2048, S: 2048 });
+  test('long queries over large keys stage per group within WHOLE_KEY_VALUE_BUDGETS budgets, in blocks of query rows', () => {
+    // 16 kv heads of 64: 2 MiB of key + value per group, 32 MiB in all (beyond the budgets).
+    const plan = planJobs({ ...base, T: 4096, S: 4096, U: 64, V: 16, H: 64 });
     expect(plan.stageKeyRows).toBe(false);
-    expect(plan.groupsPerJob * 2048 * 128 * 4 * 2).toBeLessThanOrEqual(STAGING_BYTES / 2);
-    expect(plan.rowsPerJob).toBeLessThan(2048);
+    expect(plan.groupsPerJob).toBe(8);
+    expect(plan.groupsPerJob * 4096 * 64 * 4 * 2).toBeLessThanOrEqual(WHOLE_KEY_VALUE_BUDGETS * STAGING_BYTES);
+    expect(plan.rowsPerJob).toBeLessThan(4096);
     expect(plan.rowsPerJob % plan.tileRows).toBe(0);
+  });
+
+  test('long queries over key/value within WHOLE_KEY_VALUE_BUDGETS budgets stage every group per job, query rows in bulk blocks', () => {
+    // (1, 2048, 8, 128) key and value: 8 MiB each, 16 MiB in all = 4 budgets.
+    const plan = planJobs({ ...base, T: 2048, S: 2048 });
+    expect(plan).toMatchObject({ stageKeyRows: false, groupsPerJob: 8, keyChunks: 1 });
+    expect(plan.rowsPerJob * 32 * 128 * 8).toBeLessThanOrEqual(STAGING_BYTES);
+    expect(plan.rowsPerJob % plan.tileRows).toBe(0);
+    // One key more than the budgets hold: fewer groups per job.
+    expect(planJobs({ ...base, T: 2048, S: 2049 }).groupsPerJob).toBe(7);
+    // A decode step keeps half a budget of key/value (its key chunks).
+    expect(planJobs({ ...base, T: 1, S: 2048 }).splitKeysAcrossJobs).toBe(true);
+    expect(WHOLE_KEY_VALUE_BUDGETS * STAGING_BYTES).toBe(16 * 2 ** 20);
   });
 
   test('many groups: jobs are cut so each numbers fewer tasks than the counter holds, with or without probabilities', () => {
