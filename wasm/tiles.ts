@@ -4,6 +4,9 @@ import { gCallRows, gCallRowStart, gG, gH, gKeyStrideRow, gQuery, gQueryStrideB,
 import { gH4, gH8, gHp, sA, sL, sM, sO, sQ, sS } from './job';
 import { expv, hsum4, madd } from './simd';
 
+/** Mask of the non-sign bits of a float32 lane. */
+const ABS_BITS = i32x4.splat(0x7fffffff);
+
 /**
  * Q tile: Qs = fround(Q * scale), packed [M4][Hp], zero padded. When rowQueryMax is set, also
  * writes max |Q| of each row (NaN if the row holds a NaN) for the host's exact-row bounds
@@ -18,24 +21,26 @@ export function packQuery(b: i32, kvh: i32, gi: i32, t0: i32, nt: i32, m4: i32):
     const g = r - tl * gG;
     const src = gQuery + ((<usize>b * <usize>gQueryStrideB + <usize>kvh * <usize>gQueryStrideHead + <usize>gi * <usize>gQueryStrideGroup + <usize>(t0 + tl) * <usize>gQueryStrideRow + <usize>g * <usize>gH) << 2);
     const dst = sQ + (<usize>r * hp << 2);
-    // f32x4.max and f32.max propagate NaN, as the host scan's Math.max does.
-    let big = f32x4.splat(0);
+    // max |x| on the bits: |x| clears the sign, and non-negative floats order as their bits do, NaNs
+    // above +Inf, so a row holding a NaN gets a NaN (as the host scan's Math.max gives). Two
+    // one-instruction ops per vector, where f32x4.max with NaN propagation takes several.
+    let big = i32x4.splat(0);
     let h = 0;
     for (; h < gH4; h += 4) {
       const x = v128.load(src + (<usize>h << 2));
-      big = f32x4.max(big, f32x4.abs(x));
+      big = i32x4.max_s(big, v128.and(x, ABS_BITS));
       v128.store(dst + (<usize>h << 2), f32x4.mul(x, scale));
     }
-    let bigTail: f32 = 0;
+    let bigTail: i32 = 0;
     for (; h < gH; h++) {
       const x = load<f32>(src + (<usize>h << 2));
-      bigTail = max(bigTail, abs(x));
+      bigTail = max(bigTail, reinterpret<i32>(x) & 0x7fffffff);
       store<f32>(dst + (<usize>h << 2), x * gScale);
     }
     for (; h < gHp; h++) store<f32>(dst + (<usize>h << 2), 0);
     if (gRowQueryMax != 0) {
-      const m = max(max(max(f32x4.extract_lane(big, 0), f32x4.extract_lane(big, 1)), max(f32x4.extract_lane(big, 2), f32x4.extract_lane(big, 3))), bigTail);
-      store<f32>(gRowQueryMax + (<usize>((b * gCallRows + gCallRowStart + t0 + tl) * gU + kvh * gG + g) << 2), m);
+      const m = max(max(max(i32x4.extract_lane(big, 0), i32x4.extract_lane(big, 1)), max(i32x4.extract_lane(big, 2), i32x4.extract_lane(big, 3))), bigTail);
+      store<f32>(gRowQueryMax + (<usize>((b * gCallRows + gCallRowStart + t0 + tl) * gU + kvh * gG + g) << 2), reinterpret<f32>(m));
     }
   }
   for (let r = M; r < m4; r++) memory.fill(sQ + (<usize>r * hp << 2), 0, hp << 2);
