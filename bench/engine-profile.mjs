@@ -92,7 +92,7 @@ function readModule(buf) {
     p += n;
     const end = p + size;
     if (id === 10) {
-      let [count, m] = leb(buf, p);
+      const [count, m] = leb(buf, p);
       let q = p + m;
       for (let i = 0; i < count; i++) {
         const [bodySize, k] = leb(buf, q);
@@ -108,7 +108,7 @@ function readModule(buf) {
         const [subSize, k] = leb(buf, q);
         q += k;
         if (kind === 1) {
-          let [count, c] = leb(buf, q);
+          const [count, c] = leb(buf, q);
           let r = q + c;
           for (let i = 0; i < count; i++) {
             const [index, a] = leb(buf, r);
