@@ -401,7 +401,13 @@ export class WasmEngine implements AttentionEngine {
             };
             writeParams(this.memory.buffer, params);
             new Int32Array(this.memory.buffer, doneOffset, tasks).fill(0);
-            this.pool.runJob(tasks, doneOffset);
+            // A fresh output array costs a page fault per 4 KiB on its first write: the calling
+            // thread takes them for this job's rows while the workers start on its tasks, so the
+            // copy out below finds the pages in place (the call's arrays are never shared with them).
+            const freshOutput = into === undefined && firstChunk === 0;
+            this.pool.runJob(tasks, doneOffset, freshOutput ? () => {
+              for (let b = 0; b < B; b++) output.fill(0, (b * T + rowStart) * queryRow, (b * T + rowStart + rows) * queryRow);
+            } : undefined);
             if (keyChunks > 1 && firstChunk + chunksPerJob >= keyChunks) {
               // Reduce the partials of every key chunk of the jobs above.
               writeParams(this.memory.buffer, { ...params, tasks: queryTiles * groupCount * keyChunks, firstChunk: 0, chunksInJob: keyChunks });

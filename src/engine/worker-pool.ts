@@ -224,8 +224,11 @@ export class WorkerPool {
   /**
    * Runs the job whose parameters are in the parameter block: `tasks` tasks with done flags at
    * byte offset `doneOffset` (zeroed by the caller). Returns when every task is done.
+   * `whileWorkersStart`, when workers take part, runs on the calling thread after they are woken and
+   * before it claims tasks itself: host work that then overlaps theirs (it must not touch the
+   * parameter block or anything the tasks read or write).
    */
-  runJob(tasks: number, doneOffset: number): void {
+  runJob(tasks: number, doneOffset: number, whileWorkersStart?: () => void): void {
     const buf = this.memory.buffer;
     const ctl = new Int32Array(buf, CONTROL_OFFSET, CONTROL_WORDS);
     const words = new Int32Array(buf);
@@ -239,6 +242,7 @@ export class WorkerPool {
       Atomics.notify(ctl, Control.GENERATION);
     }
     try {
+      if (useWorkers) whileWorkersStart?.();
       this.exports.work(PARAMS_OFFSET, 0, generation);
       if (useWorkers) this.waitForTasks(ctl, words, tasks, doneOffset >> 2);
     } finally {
