@@ -402,9 +402,10 @@ export class WasmEngine implements AttentionEngine {
             writeParams(this.memory.buffer, params);
             new Int32Array(this.memory.buffer, doneOffset, tasks).fill(0);
             // A fresh output array costs a page fault per 4 KiB on its first write: the calling
-            // thread takes them for this job's rows while the workers start on its tasks, so the
-            // copy out below finds the pages in place (the call's arrays are never shared with them).
-            const freshOutput = into === undefined && firstChunk === 0;
+            // thread takes them for this job's rows (every head: so only in the first group block,
+            // before any output is copied out) while the workers start on its tasks, so the copy out
+            // finds the pages in place (the call's arrays are never shared with the workers).
+            const freshOutput = into === undefined && groupStart === 0 && firstChunk === 0;
             this.pool.runJob(tasks, doneOffset, freshOutput ? () => {
               for (let b = 0; b < B; b++) output.fill(0, (b * T + rowStart) * queryRow, (b * T + rowStart + rows) * queryRow);
             } : undefined);
