@@ -2,7 +2,11 @@
 // Micro-benchmark of the attention engine (src/engine), medians over repeats.
 //
 //   node bench/engine-microbench.mjs [--threads 1,2] [--repeats 5] [--cases prefill512,prefill2048,decode2048]
-//                                    [--shape 32,8,128] [--js]
+//                                    [--shape 32,8,128] [--js] [--plain]
+//
+// Cases: prefillN (causal, T = S = N), decodeN[staged] (T = 1), maskedN (non-causal, T = S = N, batch 1
+// keeps S − S/8 keys through a bool key-padding mask, as the bench's masked case). Under
+// `node --experimental-wasm-relaxed-simd` the engine runs the relaxed-SIMD build unless --plain.
 //
 // Bundles src/engine/index.ts with esbuild into bench/results/tmp/ (run `node scripts/build-engine.mjs`
 // first). Useful FLOPs = 4·B·U·T·S·H, halved for causal prefill. Decode reads K/V from engine
@@ -28,6 +32,7 @@ const repeats = Number(opt('repeats', '5'));
 const cases = opt('cases', 'prefill512,prefill2048,decode2048').split(',');
 const [U, V, H] = opt('shape', '32,8,128').split(',').map(Number);
 const useJs = args.includes('--js');
+const plain = args.includes('--plain');
 
 const outDir = join(root, 'bench', 'results', 'tmp');
 await mkdir(outDir, { recursive: true });
@@ -54,7 +59,7 @@ function time(fn, n) {
 const rows = [];
 for (const threads of threadsList) {
   for (const c of cases) {
-    const engine = useJs ? eng.createJsEngine() : eng.createAttentionEngineSync({ threads });
+    const engine = useJs ? eng.createJsEngine() : eng.createAttentionEngineSync({ threads, relaxedSimd: !plain });
     const B = 1;
     let T, S, causal, flops, run, staged = 0;
     if (c.startsWith('prefill')) {
@@ -63,6 +68,16 @@ for (const threads of threadsList) {
       const q = rand(B * T * U * H, 1), k = rand(B * S * V * H, 2), v = rand(B * S * V * H, 3);
       const p = { batch: B, queryLength: T, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key: k, value: v, causal };
       flops = (4 * B * U * T * S * H) / 2;
+      run = () => engine.attention(p);
+    } else if (c.startsWith('masked')) {
+      T = S = Number(c.slice('masked'.length));
+      causal = false;
+      const q = rand(B * T * U * H, 1), k = rand(B * S * V * H, 2), v = rand(B * S * V * H, 3);
+      const keep = S - S / 8;
+      const data = new Uint8Array(B * S).map((_, j) => (j % S < keep ? 1 : 0));
+      const mask = { kind: 'bool', data, shape: [B, 1, 1, S] };
+      const p = { batch: B, queryLength: T, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key: k, value: v, mask };
+      flops = 4 * B * U * T * S * H;
       run = () => engine.attention(p);
     } else if (c.startsWith('decode')) {
       T = 1;
@@ -84,7 +99,7 @@ for (const threads of threadsList) {
     const n = S >= 2048 && T > 1 ? Math.max(3, Math.min(repeats, 5)) : repeats * 10;
     const t = time(run, n);
     rows.push({
-      case: c, threads: engine.threads, kind: engine.kind, shape: `${U}/${V}/${H}`,
+      case: c, threads: engine.threads, kind: engine.kernel ?? engine.kind, shape: `${U}/${V}/${H}`,
       'median ms': +t.median.toFixed(3), 'min ms': +t.min.toFixed(3),
       'GFLOP/s': +(flops / t.median / 1e6).toFixed(1),
       'mem MB': +(grown / 2 ** 20).toFixed(2),
