@@ -137,28 +137,45 @@ export function tailDots(q0: usize, hp4: usize, k: usize): v128 {
  */
 export function softmaxTile(nk: i32, m4: i32, maxInA: bool): void {
   const m4b = <usize>m4 << 2;
-  const ninf = f32x4.splat(-Infinity);
-  const zero = f32x4.splat(0);
+  const tileBytes = <usize>nk * m4b;
   for (let r = 0; r < m4; r += 4) {
     const rb = <usize>r << 2;
     const mOld = v128.load(sM + rb);
-    let mt = ninf;
-    if (maxInA) mt = v128.load(sA + rb);
-    else for (let j = 0; j < nk; j++) mt = f32x4.pmax(mt, v128.load(sS + <usize>j * m4b + rb));
-    const mNew = f32x4.pmax(mOld, mt);
-    const mSafe = v128.bitselect(zero, mNew, f32x4.eq(mNew, ninf));
-    const alpha = expv(f32x4.sub(mOld, mSafe));
-    let sum = zero;
-    for (let j = 0; j < nk; j++) {
-      const p = sS + <usize>j * m4b + rb;
+    const mNew = f32x4.pmax(mOld, tileMax(nk, m4b, rb, maxInA));
+    const mSafe = finiteOrZero(mNew);
+    let sum = f32x4.splat(0);
+    const end = sS + rb + tileBytes;
+    for (let p = sS + rb; p < end; p += m4b) {
       const e = expv(f32x4.sub(v128.load(p), mSafe));
       v128.store(p, e);
       sum = f32x4.add(sum, e);
     }
+    const alpha = expv(f32x4.sub(mOld, mSafe));
     v128.store(sL + rb, f32x4.add(f32x4.mul(v128.load(sL + rb), alpha), sum));
     v128.store(sM + rb, mNew);
     v128.store(sA + rb, alpha);
   }
+}
+
+/** The tile's max of the 4 rows at byte offset rb: from sA (maxInA) or by a pass over the tile. */
+// @ts-ignore: decorator
+@inline
+function tileMax(nk: i32, m4b: usize, rb: usize, maxInA: bool): v128 {
+  if (maxInA) return v128.load(sA + rb);
+  let mt = f32x4.splat(-Infinity);
+  let p = sS + rb;
+  for (let j = 0; j < nk; j++) {
+    mt = f32x4.pmax(mt, v128.load(p));
+    p += m4b;
+  }
+  return mt;
+}
+
+/** m, or 0 where m is -Inf (a row with no allowed key so far: exp(-Inf - 0) = 0, not NaN). */
+// @ts-ignore: decorator
+@inline
+function finiteOrZero(m: v128): v128 {
+  return v128.bitselect(f32x4.splat(0), m, f32x4.eq(m, f32x4.splat(-Infinity)));
 }
 
 /** O[r] = O[r] * alpha[r] + Σ_j P[j][r] V[j] for the key tile. */
