@@ -27,23 +27,27 @@ export function fillNaN(dst: usize, n: i32): void {
 
 // ---- vectorised exp ---------------------------------------------------------------------------
 // exp(x) = 2^n · e^r, n = round(x · log2 e), r = x − n·ln 2 (Cody–Waite: the high part of ln 2 has
-// 9 significant bits, so n·C1 is exact and the first reduction step is exact in both builds),
+// 9 significant bits, so n·C1 is exact and both builds round the first reduction step alike),
 // e^r = 1 + r + r²·P(r) on |r| ≤ ln2/2 with P of degree 4 (relative error of the polynomial about
 // 4e-9, i.e. below 0.1 ulp). Relative error about 1 ulp on [-87.3, 88.3]; exp(x) = 0 below -87.3
-// (including -inf); NaN stays NaN; +inf and x > 88.37 give the largest finite power, 2^127·e^r.
+// (including -inf); NaN stays NaN; +inf and x > 88.37 give exp(88.37) ≈ 2.4e38 (finite).
 //
 // Cheap on purpose (it is the inner loop of every softmax): pmin/pmax instead of min/max (one
 // instruction each, and the NaN of x still flows through: pmax(NaN, lo) = NaN), and n is rounded
-// by adding 1.5·2^23 + 127: the sum's low mantissa bits hold n + 127, so shifting its bits left
-// by 23 gives 2^n directly (no float-to-int conversion, no bias add).
+// by adding 1.5·2^23 + 127: x·log2 e is in [-126, 127.5] after the clamps, so the sum lies in
+// [2^23, 2^24), where floats are the integers (the add rounds to nearest, ties to even, as
+// f32x4.nearest would), and its low mantissa bits hold n + 127: shifting its bits left by 23
+// gives 2^n directly (no float-to-int conversion, no bias add). A fused multiply-add rounds the
+// exact product instead, which may pick the other n at a tie; P is fitted a little beyond ln2/2.
 const EXP_LO: f32 = -87.33654;
 const EXP_HI: f32 = 88.37626;
 const EXP_LOG2E: f32 = 1.44269504088896341;
-/** 1.5·2^23 + 127: float adds of it round to an integer and keep n + 127 in the low bits. */
+/** 1.5·2^23 + 127 (see above). */
 const EXP_SHIFTER: f32 = 12583039.0;
 const EXP_LN2_HI: f32 = 0.693359375;
 const EXP_LN2_LO: f32 = -2.12194440e-4;
-// P(r) ≈ (e^r − 1 − r) / r², a weighted least-squares (near-minimax) fit of relative error in e^r.
+// P(r) ≈ (e^r − 1 − r) / r² on |r| ≤ 1.0001·ln2/2: a weighted least-squares fit (Lawson
+// iterations toward minimax) of the relative error in e^r, coefficients rounded to float32.
 const EXP_P0: f32 = 0.4999999701976776;
 const EXP_P1: f32 = 0.1666652113199234;
 const EXP_P2: f32 = 0.04166722670197487;
