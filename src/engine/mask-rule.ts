@@ -133,12 +133,18 @@ export function findRowsWithNoAllowedKey(p: MaskRuleInput): number[] {
     for (let j = lo; j <= hi; j++) if (data[base + j] !== 0) return true;
     return false;
   };
+  // A mask broadcast over heads answers every head of a (b, t) alike: decided once per (b, t).
+  const perHead = m.strides[1] !== 0;
+  const none = new Uint8Array(T);
   for (let b = 0; b < B; b++) {
     for (let u = 0; u < U; u++) {
-      for (let t = 0; t < T; t++) {
-        const [lo, hi] = ranges[t]!;
-        if (lo > hi || !anyAllowed(maskRowBase(m, b, u, t), lo, hi)) rows.push((b * U + u) * T + t);
+      if (perHead || u === 0) {
+        for (let t = 0; t < T; t++) {
+          const [lo, hi] = ranges[t]!;
+          none[t] = lo > hi || !anyAllowed(maskRowBase(m, b, u, t), lo, hi) ? 1 : 0;
+        }
       }
+      for (let t = 0; t < T; t++) if (none[t] === 1) rows.push((b * U + u) * T + t);
     }
   }
   return rows;
