@@ -174,13 +174,15 @@ export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorI
     bool contributes(bool full, int b, int u, int t, int j) {
       ${rowsMayHaveNoAllowedKey(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
     }
-    float maskedLogit(float score, bool full, int b, int u, int t, int j) {
-      ${attrs.maskKind === 'additive' ? `return score + ${maskAt};` : 'if (full) { return score - 1e9; }\n      return score;'}
-    }
     // The composite path's logit for key j, masked keys included (L - 1e9 for them).
     float compositeLogit(float score, int b, int u, int t, int j) {
       ${attrs.maskKind === 'additive'
         ? `return score + ${maskAt};`
         : rowsMayHaveNoAllowedKey(attrs) ? 'if (allowedKey(b, u, t, j)) { return score; }\n      return score - 1e9;' : 'return score;'}
+    }
+    // Keras's logit for key j: the additive mask added in float32; in a row that walks every key
+    // (no allowed key, or a wide logit spread: ../shared/mask_rule.ts) the composite's logit.
+    float maskedLogit(float score, bool full, int b, int u, int t, int j) {
+      ${attrs.maskKind === 'additive' ? `return score + ${maskAt};` : 'if (full) { return compositeLogit(score, b, u, t, j); }\n      return score;'}
     }${keyBand(attrs)}${rowFlags}`;
 }
