@@ -26,7 +26,7 @@ import {
   TOL_CPU, TOL_SAME, caseData, compare, compareNonFinite, kernelCalls, runCachedOp, runOp, spyKernel,
   type Case, type CaseData, type GpuBackend, type Result,
 } from './op_run.js';
-import { SPREAD_CACHE_CASES, SPREAD_CASES, spreadTest } from './spread_tests.js';
+import { SPREAD_CACHE_CASES, SPREAD_CASES, SPREAD_DROPOUT_CASES, spreadTest } from './spread_tests.js';
 
 // ---------------------------------------------------------------------------------------------
 // Random op cases.
@@ -566,9 +566,12 @@ async function register(): Promise<void> {
         tests.set(`${backend}: huge values, kv cache ${p.name}`, () => hugeTest(backend, p, 8000 + i, true));
       }
     });
-    SPREAD_CASES.forEach((c, i) => tests.set(`${backend}: wide logit spread ${c.name}`, () => spreadTest(backend, c, 8500 + i, false)));
+    SPREAD_CASES.forEach((c, i) => tests.set(`${backend}: wide logit spread ${c.name}`, () => spreadTest(backend, c, 8500 + i)));
     SPREAD_CACHE_CASES.forEach((c, i) =>
-      tests.set(`${backend}: wide logit spread, kv cache ${c.name}`, () => spreadTest(backend, c, 8700 + i, true)),
+      tests.set(`${backend}: wide logit spread, kv cache ${c.name}`, () => spreadTest(backend, c, 8700 + i, { cached: true })),
+    );
+    SPREAD_DROPOUT_CASES.forEach((c, i) =>
+      tests.set(`${backend}: wide logit spread, dropout ${c.name}`, () => spreadTest(backend, c, 8900 + i, { dropout: true })),
     );
     DROPOUT_CASES.forEach((c, i) =>
       tests.set(`${backend}: dropout (shared hash) ${c.name}`, () => dropoutTest(backend, c, 7000 + i)),

@@ -52,6 +52,9 @@ export const SPREAD_CASES: Case[] = [
   },
 ];
 
+/** Cases run with dropout too (the kernels' keep factors at every key of a wide row). */
+export const SPREAD_DROPOUT_CASES: Case[] = SPREAD_CASES.filter((c) => /^(causal T5|bool \(B,U|decode T1 S257)/.test(c.name));
+
 /** Cases run through a KV cache too: the call's T keys after S − T cached ones (queryOffset S − T). */
 export const SPREAD_CACHE_CASES: Case[] = SPREAD_CASES.filter((c) => c.t < c.s && (c.queryOffset ?? 0) === c.s - c.t);
 
@@ -117,11 +120,16 @@ function differingRows(c: Case, keras: Float32Array, dropped: Float32Array): num
 }
 
 /**
- * `trials` random spreads of case c: the fused kernel on `backend` (through a KV cache when `cached`)
- * against the composite on the cpu backend, NaN/±Inf at the same places and finite values within
- * TOL_CPU, outputs and (with returnScores) probabilities.
+ * `trials` random spreads of case c: the fused kernel on `backend` (through a KV cache when `cached`;
+ * with dropout at rate 0.3 when `dropout`) against the composite on the cpu backend, NaN/±Inf at the
+ * same places and finite values within TOL_CPU, outputs and (with returnScores) probabilities.
  */
-export async function spreadTest(backend: GpuBackend, c: Case, seed: number, cached: boolean, trials = 6): Promise<Result> {
+export async function spreadTest(
+  backend: GpuBackend,
+  c: Case,
+  seed: number,
+  { cached = false, dropout = false, trials = 6 }: { cached?: boolean; dropout?: boolean; trials?: number } = {},
+): Promise<Result> {
   const rand = rng(seed);
   let differing = 0;
   for (let trial = 0; trial < trials; trial++) {
@@ -129,15 +137,16 @@ export async function spreadTest(backend: GpuBackend, c: Case, seed: number, cac
     // Every magnitude in turn: long rows see the largest levels among both their allowed and their
     // disallowed keys, so only some magnitudes give disallowed keys weight there.
     const what = spreadData(c, d, MAGNITUDES[trial % MAGNITUDES.length]!, rand);
+    const drop = dropout ? { dropout: 0.3, training: true, seed: seed + trial } : {};
     await useBackend('cpu');
-    const cpu = await runOp(c, d, groupedQueryAttentionReference);
+    const cpu = await runOp(c, d, groupedQueryAttentionReference, drop);
     const plain: Case = { ...c, causal: false, slidingWindow: 0, queryOffset: 0, mask: { kind: 'numeric', shape: [c.b, c.u, c.t, c.s] } };
-    const dropped = await runOp(plain, { ...d, mask: droppingMask(c, d) }, groupedQueryAttentionReference);
+    const dropped = await runOp(plain, { ...d, mask: droppingMask(c, d) }, groupedQueryAttentionReference, drop);
     differing += differingRows(c, cpu.out, dropped.out);
     await useBackend(backend);
     const before = tf.memory().numTensors;
     const calls = kernelCalls[backend] ?? 0;
-    const fused = cached ? await runCachedOp(c, d) : await runOp(c, d, groupedQueryAttention);
+    const fused = cached ? await runCachedOp(c, d) : await runOp(c, d, groupedQueryAttention, drop);
     if ((kernelCalls[backend] ?? 0) !== calls + 1) return { ok: false, msg: 'the fused kernel did not run' };
     if (tf.memory().numTensors !== before) return { ok: false, msg: `leaked ${tf.memory().numTensors - before} tensors` };
     const bad = compareNonFinite(fused.out, cpu.out, TOL_CPU) ??

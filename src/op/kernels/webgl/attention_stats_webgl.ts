@@ -4,8 +4,9 @@
  *
  * What it computes, per query row (b, u, t): column 0 the row max m of the masked logits (the raw
  * scores of attention_scores_webgl.ts + mask rules), column 1 the row flag of ../shared/mask_rule.ts
- * (ROW_NORMAL, ROW_FULL: no allowed key with a logit above −Inf, ROW_NAN: the composite path gives
- * NaN), and (returnScores only) column 2 the row sum l = Σ exp(x − m) (online softmax).
+ * (ROW_NORMAL; ROW_FULL: no allowed key with a logit above −Inf, or a disallowed logit L − 1e9
+ * within MASKED_KEY_GAP of the largest allowed one (a wide spread), so the row walks every key with
+ * the composite's logits; ROW_NAN: the composite path gives NaN), and (returnScores only) column 2 the row sum l = Σ exp(x − m) (online softmax).
  *
  * Layout: one fragment per output value, so each of a row's 2–3 columns walks the row's scores on
  * its own, one texture read per key (WebGL has no shared memory between fragments): one walk over

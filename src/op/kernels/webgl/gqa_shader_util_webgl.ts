@@ -5,8 +5,9 @@
  *
  * Keras 3.6 rules (as in the composite path): Qs = fround(Q·scale); bool masks, causal and window
  * give "allowed" keys; a row with at least one allowed key is a softmax over its allowed keys
- * (the others contribute exactly 0); a row with none gives every key j < S the logit
- * fround(L − 1e9) and a plain softmax (uniform for |L| ≤ 32, a 64-spaced grid otherwise);
+ * (the others contribute exactly 0, unless the row's logits spread widely: ../shared/mask_rule.ts);
+ * a row with none gives every key j < S the logit fround(L − 1e9) and a plain softmax (uniform for
+ * |L| ≤ 32, a 64-spaced grid otherwise); a wide row gives the disallowed keys that logit too;
  * additive masks give fround(L + a) and a plain softmax.
  *
  * What changes from one decode step to the next is not compiled in: the key length S and the query

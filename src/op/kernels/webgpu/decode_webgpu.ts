@@ -7,8 +7,11 @@
  *   1. `unsafeScanProgram`, (B·V): one workgroup per (b, g) marks (bit 1) whether any input a logit
  *      of the group reads (its queries, its S keys, an additive mask) is at least SAFE_MAGNITUDE or
  *      not finite (../shared/mask_rule.ts), or (with causal or window) one of its S values is
- *      NaN/±Inf, and (bit 2) whether one of its values reaches `valueLimit` (the partials then sum
- *      the values times 2⁻³², the combine scales back): flags instead of every chunk rescanning all keys.
+ *      NaN/±Inf, (bit 2) whether one of its values reaches `valueLimit` (the partials then sum
+ *      the values times 2⁻³², the combine scales back), and (bit 4, with a bool mask, causal or
+ *      window) whether the bound H·max|Qs|·max|K| of its logits reaches MASKED_LOGIT_LIMIT (a wide
+ *      spread: the partials walk every key of their chunk with the composite's logits, L − 1e9 at
+ *      disallowed keys): flags instead of every chunk rescanning all keys.
  *   2. the flash program of flash_attention_webgpu.ts in mode 'partial': the keys are split into
  *      chunks of SPLIT_CHUNK; workgroup (row block, chunk) runs the online softmax over its chunk
  *      only, the G query heads of the group sharing each K/V tile (each K/V row is read once per
@@ -38,7 +41,8 @@ export function useSplitDecode(d: Dims, cfg: FlashConfig, attrs: GroupedQueryAtt
 
 /**
  * (B·V) flags: bit 1 where a logit of group (b, g) may be non-finite, or a value at a key the partial
- * pass may skip is; bit 2 where a value of the group reaches `valueLimit`. Inputs Qin, Kin, Vin (+ Min
+ * pass may skip is; bit 2 where a value of the group reaches `valueLimit`; bit 4 where its logits
+ * may spread widely (../shared/mask_rule.ts). Inputs Qin, Kin, Vin (+ Min
  * with an additive mask).
  */
 export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, variableNames: string[]): GpuProgram {

@@ -16,7 +16,7 @@
  * row (the point of grouping: G query heads per K/V head).
  *
  * Workgroup memory (floats): qs R·H (scaled queries), kt and vt KC·H (one key/value tile), sc R·KC
- * (the tile's scores, then weights), rowAlpha / rowL / rowHas / rowBad / rowLive R each, plus four scalars
+ * (the tile's scores, then weights), rowAlpha / rowL / rowHas / rowBad / rowLive R each, plus six scalars
  * (`workgroupFloats`). Tiles are picked from TILE_PREFERENCES (rows, keys) to fit 16 KiB when possible
  * (H=64: 16 rows × 16 keys; H=256: 4 rows × 4 keys): smaller arrays keep more workgroups in flight
  * per core and SwiftShader compiles large workgroup arrays slowly; otherwise the device's whole
@@ -36,6 +36,11 @@
  *      With causal or window, a NaN/±Inf value of head g (first S keys) also marks the block unsafe:
  *      an unsafe block walks every key, weight 0 outside the band, so 0·NaN reaches the rows as in
  *      the composite's P·V.
+ *      Wide logit spreads (bool mask, causal or window only; ../shared/mask_rule.ts): when the bound
+ *      H·max|Qs|·max|K| of the block's logits reaches MASKED_LOGIT_LIMIT, a disallowed key's logit
+ *      fround(L − 1e9) may carry weight, so every row of the block is treated as fully masked: it
+ *      walks every key with the composite's logit (L, or L − 1e9 at a disallowed key). The maxima
+ *      come from the scan above; in mode 'partial' the scan of decode_webgpu.ts gives the flag.
  *   3. Online softmax over key tiles of KC keys: K (and V) tiles into workgroup memory; scores
  *      L = qs·K, one invocation per (row, key); then invocation r < R updates row r's running max m
  *      and sum l and turns the scores into weights; the rows' accumulators (R × H values, held in
