@@ -408,10 +408,12 @@ export function flashProgram(
             var tileMax = m;
             for (var c = 0; c < uniforms.nKc; c++) {
               let j = j0 + c;
-              if (j < S && contributes(rowFull, b, rowU, rowT, j)) {
-                let x = maskedLogit(sc[so + c], rowFull, b, rowU, rowT, j);
-                sc[so + c] = x;
-                tileMax = max(tileMax, x);
+              if (j < S) {
+                let x = keyLogit(sc[so + c], rowFull, b, rowU, rowT, j);
+                if (x.y != 0.0) {
+                  sc[so + c] = x.x;
+                  tileMax = max(tileMax, x.x);
+                }
               }
             }
             let alpha = exp(m - tileMax);

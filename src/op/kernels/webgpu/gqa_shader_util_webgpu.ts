@@ -59,6 +59,13 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
     fn maskedLogit(score : f32, full : bool, b : i32, u : i32, t : i32, j : i32) -> f32 {
       ${attrs.maskKind === 'additive' ? `return score + Min[${maskIndex}];` : 'if (full) { return compositeLogit(score, b, u, t, j); }\n      return score;'}
     }
+    // (maskedLogit, 1) when key j enters row (b, u, t)'s softmax, (0, 0) otherwise, with one mask
+    // evaluation: the flash program's inner loop.
+    fn keyLogit(score : f32, full : bool, b : i32, u : i32, t : i32, j : i32) -> vec2<f32> {
+      ${attrs.maskKind === 'additive' ? `return vec2<f32>(score + Min[${maskIndex}], 1.0);` : special ? `let ok = allowedKey(b, u, t, j);
+      if (!full && !ok) { return vec2<f32>(0.0, 0.0); }
+      return vec2<f32>(select(score - 1e9, score, ok), 1.0);` : 'return vec2<f32>(score, 1.0);'}
+    }
     // Whether key j enters row (b, u, t)'s softmax.
     fn contributes(full : bool, b : i32, u : i32, t : i32, j : i32) -> bool {
       ${special ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
