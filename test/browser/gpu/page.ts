@@ -12,84 +12,24 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgl';
 import '@tensorflow/tfjs-backend-webgpu';
-import {
-  GroupedQueryAttentionKernel,
-  groupedQueryAttention,
-  groupedQueryAttentionReference,
-  hasFusedKernel,
-  type GroupedQueryAttentionOptions,
-} from '../../../src/index.js';
-import { createKVStorage } from '../../../src/op/kv_storage.js';
+import { groupedQueryAttention, groupedQueryAttentionReference, hasFusedKernel } from '../../../src/index.js';
 import '../../../src/webgpu.js';
 import '../../../src/webgl.js';
 import type { GroupedQueryAttentionAttrs } from '../../../src/op/kernel_names.js';
 import { useSplitDecode } from '../../../src/op/kernels/webgpu/decode_webgpu.js';
 import { chooseFlashConfig } from '../../../src/webgpu.js';
 import { applyGoldenCase, goldenLayer, type GoldenCase } from '../../helpers/golden_case.js';
-import { timeCompare, type TimingShape } from './timing.js';
+import { timeCompare } from './timing.js';
 import { rng, useBackend } from './util.js';
 import { CHUNK_CASES, chunkedCacheTest, decodeCacheTimingTest, decodeStepsTest, wrongBackendTest } from './cache_tests.js';
-
-type GpuBackend = 'webgpu' | 'webgl';
-/** `info`: a measurement, printed but counted neither as a pass nor as a failure. */
-type Result = { ok: boolean; msg: string; info?: boolean };
-
-// ---------------------------------------------------------------------------------------------
-// Helpers.
-
-function normal(n: number, rand: () => number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u1 = Math.max(rand(), 1e-12);
-    out[i] = scale * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * rand());
-  }
-  return out;
-}
-
-/** Max of |got − expected| / (atol + rtol·|expected|): ≤ 1 passes. Also the max abs difference. */
-function compare(got: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number) {
-  if (got.length !== expected.length) return { ratio: Infinity, maxAbs: Infinity, worst: -1 };
-  let ratio = 0;
-  let maxAbs = 0;
-  let worst = -1;
-  for (let i = 0; i < got.length; i++) {
-    const d = Math.abs(got[i]! - expected[i]!);
-    const r = d / (atol + rtol * Math.abs(expected[i]!));
-    if (!(r <= ratio)) {
-      ratio = Number.isNaN(r) ? Infinity : r;
-      worst = i;
-    }
-    if (d > maxAbs || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Infinity : d;
-  }
-  return { ratio, maxAbs, worst };
-}
-
-/** Counts calls of the fused kernel on a backend (the registry hands out the config object itself). */
-const kernelCalls: Record<string, number> = {};
-function spyKernel(backend: string): void {
-  const cfg = tf.getKernel(GroupedQueryAttentionKernel, backend);
-  if (cfg == null) throw new Error(`no fused kernel registered for ${backend}`);
-  if ((cfg as { __spied?: boolean }).__spied) return;
-  const orig = cfg.kernelFunc;
-  (cfg as { kernelFunc: tf.KernelFunc }).kernelFunc = (args) => {
-    kernelCalls[backend] = (kernelCalls[backend] ?? 0) + 1;
-    return orig(args);
-  };
-  (cfg as { __spied?: boolean }).__spied = true;
-}
+import {
+  TOL_CPU, TOL_SAME, caseData, compare, compareNonFinite, kernelCalls, runCachedOp, runOp, spyKernel,
+  type Case, type CaseData, type GpuBackend, type Result,
+} from './op_run.js';
+import { SPREAD_CACHE_CASES, SPREAD_CASES, SPREAD_DROPOUT_CASES, spreadTest } from './spread_tests.js';
 
 // ---------------------------------------------------------------------------------------------
 // Random op cases.
-
-interface Case extends TimingShape {
-  name: string;
-  /** 'bool-rows': bool mask of the given shape with some all-false rows; 'numeric': additive quirk values. */
-  mask?: { kind: 'bool' | 'bool-rows' | 'numeric'; shape: number[] };
-  slidingWindow?: number;
-  returnScores?: boolean;
-  /** Multiplies the query: large logits exercise the 64-grid of fully masked rows. */
-  qScale?: number;
-}
 
 const CASES: Case[] = [
   { name: 'mha no mask B2 T5 S7 U4 V4 H8', b: 2, t: 5, s: 7, u: 4, v: 4, h: 8 },
@@ -152,68 +92,6 @@ const CASES: Case[] = [
     queryOffset: 317, mask: { kind: 'bool', shape: [1, 1, 3, 320] },
   },
 ];
-
-interface CaseData {
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  mask: Float32Array | null;
-}
-
-function caseData(c: Case, seed: number): CaseData {
-  const rand = rng(seed);
-  const q = normal(c.b * c.t * c.u * c.h, rand, c.qScale ?? 1);
-  const k = normal(c.b * c.s * c.v * c.h, rand);
-  const v = normal(c.b * c.s * c.v * c.h, rand);
-  let mask: Float32Array | null = null;
-  if (c.mask) {
-    const [mb, mu, mt, ms] = c.mask.shape as [number, number, number, number];
-    mask = new Float32Array(mb * mu * mt * ms);
-    for (let i = 0; i < mask.length; i++) {
-      if (c.mask.kind === 'numeric') mask[i] = [0, 1, 1, 2, 0.5][Math.floor(rand() * 5)]!;
-      else mask[i] = rand() < 0.7 ? 1 : 0;
-    }
-    if (c.mask.kind === 'bool-rows') {
-      // Zero every third row of the mask: fully masked rows (unless broadcasting hides them).
-      for (let r = 0; r < mb * mu * mt; r += 3) mask.fill(0, r * ms, (r + 1) * ms);
-    }
-  }
-  return { q, k, v, mask };
-}
-
-async function runOp(
-  c: Case,
-  d: CaseData,
-  fn: typeof groupedQueryAttention,
-  extra: Partial<GroupedQueryAttentionOptions> = {},
-): Promise<{ out: Float32Array; scores?: Float32Array }> {
-  const q = tf.tensor4d(d.q, [c.b, c.t, c.u, c.h]);
-  const k = tf.tensor4d(d.k, [c.b, c.s, c.v, c.h]);
-  const v = tf.tensor4d(d.v, [c.b, c.s, c.v, c.h]);
-  const mask = d.mask
-    ? c.mask!.kind === 'numeric'
-      ? tf.tensor(d.mask, c.mask!.shape, 'float32')
-      : tf.tensor(Array.from(d.mask), c.mask!.shape, 'bool')
-    : null;
-  const options: GroupedQueryAttentionOptions = {
-    attentionMask: mask,
-    causal: c.causal ?? false,
-    queryOffset: c.queryOffset ?? 0,
-    slidingWindow: c.slidingWindow ?? null,
-    returnScores: c.returnScores ?? false,
-    ...extra,
-  };
-  const res = fn(q, k, v, options) as tf.Tensor | tf.Tensor[];
-  const [o, p] = Array.isArray(res) ? res : [res];
-  const out = (await o!.data()) as Float32Array;
-  const scores = p ? ((await p.data()) as Float32Array) : undefined;
-  tf.dispose([q, k, v, ...(mask ? [mask] : []), o!, ...(p ? [p] : [])]);
-  return scores ? { out, scores } : { out };
-}
-
-/** Tolerances: same backend 1e-5 abs + 1e-5 rel; against cpu 1e-4 abs + 1e-4 rel (GPU exp/ordering). */
-const TOL_SAME = { atol: 1e-5, rtol: 1e-5 };
-const TOL_CPU = { atol: 1e-4, rtol: 1e-4 };
 
 async function caseTest(backend: GpuBackend, c: Case, seed: number): Promise<Result> {
   const d = caseData(c, seed);
@@ -400,7 +278,7 @@ async function gradientTest(backend: GpuBackend): Promise<Result> {
 async function splitPathTest(): Promise<Result> {
   await useBackend('webgpu');
   const limits = (tf.backend() as unknown as { device: GPUDevice }).device.limits;
-  const decode = [...CASES, ...NONFINITE_CASES, ...DROPOUT_CASES].filter((c) => c.name.startsWith('decode'));
+  const decode = [...CASES, ...NONFINITE_CASES, ...DROPOUT_CASES, ...SPREAD_CASES].filter((c) => c.name.startsWith('decode'));
   const attrs = { returnScores: false } as GroupedQueryAttentionAttrs;
   const missed = decode.filter((c) => {
     const cfg = chooseFlashConfig(c.h, c.u / c.v, c.t, limits);
@@ -500,67 +378,6 @@ function injectNonFinite(c: Case, d: CaseData, rand: () => number): string[] {
   return done;
 }
 
-/** Same NaN positions, same infinities, finite values within tol. */
-function compareNonFinite(got: Float32Array, want: Float32Array, tol: typeof TOL_CPU): string | null {
-  if (got.length !== want.length) return `length ${got.length} vs ${want.length}`;
-  for (let i = 0; i < got.length; i++) {
-    const g = got[i]!;
-    const w = want[i]!;
-    if (Number.isNaN(w) !== Number.isNaN(g)) return `at ${i}: got ${g}, composite ${w}`;
-    if (Number.isNaN(w)) continue;
-    if (!Number.isFinite(w) || !Number.isFinite(g)) {
-      if (g !== w) return `at ${i}: got ${g}, composite ${w}`;
-      continue;
-    }
-    if (!(Math.abs(g - w) <= tol.atol + tol.rtol * Math.abs(w))) return `at ${i}: got ${g}, composite ${w}`;
-  }
-  return null;
-}
-
-/**
- * The op through a KV cache on the active backend: keys/values 0..S-T-1 written to the storage
- * first, then the call with the last T (queryOffset S−T, the cache's length). Same outputs as
- * runOp over all S keys.
- */
-async function runCachedOp(c: Case, d: CaseData): Promise<{ out: Float32Array; scores?: Float32Array }> {
-  const p = c.s - c.t;
-  const rowsOf = (a: Float32Array, r0: number, r1: number) => {
-    const w = c.v * c.h;
-    const out = new Float32Array(c.b * (r1 - r0) * w);
-    for (let b = 0; b < c.b; b++) out.set(a.subarray((b * c.s + r0) * w, (b * c.s + r1) * w), b * (r1 - r0) * w);
-    return tf.tensor4d(out, [c.b, r1 - r0, c.v, c.h]);
-  };
-  const storage = createKVStorage({ batchSize: c.b, capacity: c.s + 3, numKeyValueHeads: c.v, headDim: c.h });
-  const kp = rowsOf(d.k, 0, p);
-  const vp = rowsOf(d.v, 0, p);
-  storage.write(kp, vp, 0);
-  const q = tf.tensor4d(d.q, [c.b, c.t, c.u, c.h]);
-  const k = rowsOf(d.k, p, c.s);
-  const v = rowsOf(d.v, p, c.s);
-  const mask = d.mask
-    ? c.mask!.kind === 'numeric'
-      ? tf.tensor(d.mask, c.mask!.shape, 'float32')
-      : tf.tensor(Array.from(d.mask), c.mask!.shape, 'bool')
-    : null;
-  try {
-    const res = groupedQueryAttention(q, k, v, {
-      attentionMask: mask,
-      causal: c.causal ?? false,
-      slidingWindow: c.slidingWindow ?? null,
-      returnScores: c.returnScores ?? false,
-      cache: { storage, length: p },
-    }) as tf.Tensor | tf.Tensor[];
-    const [o, sc] = Array.isArray(res) ? res : [res];
-    const out = (await o!.data()) as Float32Array;
-    const scores = sc ? ((await sc.data()) as Float32Array) : undefined;
-    tf.dispose([o!, ...(sc ? [sc] : [])]);
-    return scores ? { out, scores } : { out };
-  } finally {
-    tf.dispose([kp, vp, q, k, v, ...(mask ? [mask] : [])]);
-    storage.dispose();
-  }
-}
-
 async function nonFiniteTest(backend: GpuBackend, c: Case, seed: number, cached = false, trials = 4): Promise<Result> {
   const rand = rng(seed);
   let nanRows = 0;
@@ -599,12 +416,6 @@ interface HugeProbe {
   c: Case;
   /** Changes the case's random data in place. */
   set: (d: CaseData, c: Case) => void;
-  /**
-   * Compare the class of every result only: with causal/bool masks and logits this large, Keras
-   * gives a disallowed key the logit fround(s − 1e9) = s, which the kernels drop (a known value
-   * difference, not a class difference; the engine computes such rows exactly).
-   */
-  classOnly?: boolean;
 }
 
 const HUGE_PROBES: HugeProbe[] = (() => {
@@ -626,7 +437,7 @@ const HUGE_PROBES: HugeProbe[] = (() => {
       name: `V = ±3e38 at alternate keys, ${c.name}`, c,
       set: (d) => { for (let i = 0; i < d.v.length; i++) d.v[i] = (Math.floor(i / (c.v * c.h)) % 2 === 0 ? 3e38 : -3e38); },
     });
-    probes.push({ name: `K with logits near 3e38 (q·k ≈ 1e19·1e19), ${c.name}`, c, classOnly: c.causal === true, set: (d) => { d.q.fill(0); d.k.fill(0); for (let i = 0; i < d.q.length; i += c.h) d.q[i] = 1e19 * Math.sqrt(c.h); for (let i = 0; i < d.k.length; i += c.h) d.k[i] = (i / c.h) % 3 === 0 ? 3e19 : 1e19; } });
+    probes.push({ name: `K with logits near 3e38 (q·k ≈ 1e19·1e19), ${c.name}`, c, set: (d) => { d.q.fill(0); d.k.fill(0); for (let i = 0; i < d.q.length; i += c.h) d.q[i] = 1e19 * Math.sqrt(c.h); for (let i = 0; i < d.k.length; i += c.h) d.k[i] = (i / c.h) % 3 === 0 ? 3e19 : 1e19; } });
   }
   const add = shapes[3]!;
   // A numeric mask m adds (1 − m)·(−1e9): m = −1e29 adds ≈ −1e38, m = 1e21 adds ≈ 1e30.
@@ -653,9 +464,9 @@ async function hugeTest(backend: GpuBackend, probe: HugeProbe, seed: number, cac
   // Finite outputs within 1e-4 of max|V| as well as of themselves: sums of ±3e38 values cancel, and
   // float32 rounding of the order of 1e-7·max|V| differs between summation orders.
   const vMax = d.v.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
-  const tol = probe.classOnly ? { atol: Infinity, rtol: 0 } : { atol: TOL_CPU.atol * Math.max(1, vMax), rtol: TOL_CPU.rtol };
+  const tol = { atol: TOL_CPU.atol * Math.max(1, vMax), rtol: TOL_CPU.rtol };
   const bad = compareNonFinite(fused.out, cpu.out, tol) ??
-    (c.returnScores ? compareNonFinite(fused.scores!, cpu.scores!, probe.classOnly ? tol : TOL_CPU) : null);
+    (c.returnScores ? compareNonFinite(fused.scores!, cpu.scores!, TOL_CPU) : null);
   if (bad != null) return { ok: false, msg: bad };
   const classes = new Set(Array.from(cpu.out, (x) => (Number.isNaN(x) ? 'NaN' : Number.isFinite(x) ? 'finite' : 'Inf')));
   return { ok: true, msg: `same class as the composite (${[...classes].join(', ')})` };
@@ -755,6 +566,13 @@ async function register(): Promise<void> {
         tests.set(`${backend}: huge values, kv cache ${p.name}`, () => hugeTest(backend, p, 8000 + i, true));
       }
     });
+    SPREAD_CASES.forEach((c, i) => tests.set(`${backend}: wide logit spread ${c.name}`, () => spreadTest(backend, c, 8500 + i)));
+    SPREAD_CACHE_CASES.forEach((c, i) =>
+      tests.set(`${backend}: wide logit spread, kv cache ${c.name}`, () => spreadTest(backend, c, 8700 + i, { cached: true })),
+    );
+    SPREAD_DROPOUT_CASES.forEach((c, i) =>
+      tests.set(`${backend}: wide logit spread, dropout ${c.name}`, () => spreadTest(backend, c, 8900 + i, { dropout: true })),
+    );
     DROPOUT_CASES.forEach((c, i) =>
       tests.set(`${backend}: dropout (shared hash) ${c.name}`, () => dropoutTest(backend, c, 7000 + i)),
     );

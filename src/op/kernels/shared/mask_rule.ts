@@ -19,7 +19,7 @@
 /** Which calls can have rows with no allowed key: the op's rule, re-exported for the shader hosts. */
 export { rowsMayHaveNoAllowedKey } from '../../mask_rule.js';
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { SAFE_MAGNITUDE as OUTPUT_SAFE_MAGNITUDE } from '../../../engine/exact-rows.js';
+import { MASKED_LOGIT_LIMIT, SAFE_MAGNITUDE as OUTPUT_SAFE_MAGNITUDE } from '../../../engine/exact-rows.js';
 
 /**
  * Whether the kernels may skip keys outside the rows' causal/window bands. The composite multiplies
@@ -31,6 +31,29 @@ import { SAFE_MAGNITUDE as OUTPUT_SAFE_MAGNITUDE } from '../../../engine/exact-r
 export function bandMaySkipKeys(attrs: GroupedQueryAttentionAttrs): boolean {
   return attrs.causal || attrs.slidingWindow > 0;
 }
+
+/**
+ * Wide logit spreads. Keras gives a disallowed key (bool mask, causal, window) the logit
+ * fround(s − 1e9), not −∞; the kernels drop such a key (weight 0, or a skipped key tile), which is
+ * the same only while exp(fround(s − 1e9) − m) is 0 in float32, i.e. while every disallowed logit
+ * lies more than ~104 below the row's max (float32's exp underflows to 0 below −103.98). Rows
+ * where that may fail are walked over every key with the composite's logit (`compositeLogit`: L for
+ * allowed keys, L − 1e9 for the others) and a plain softmax: exactly what the kernels already do for
+ * a row with no allowed key, so such rows are flagged ROW_FULL ("walk every key").
+ *   - webgpu (per row block, before the walk): the bound H·max|Qs|·max|K| of every |logit| of the
+ *     block reaches {@link MASKED_LOGIT_LIMIT} (the engine's limit, src/engine/exact-rows.ts: below
+ *     it the gap between any allowed and any disallowed logit exceeds 104), or an input is unsafe;
+ *   - webgl (per row, in the stats pass, which reads every score anyway): the row's largest
+ *     disallowed logit lies within {@link MASKED_KEY_GAP} of its largest allowed one.
+ * Normal inputs (|logit| ≪ 1e8) meet neither test: same work and bits as without it.
+ */
+export { MASKED_LOGIT_LIMIT };
+
+/**
+ * A disallowed logit this far below the row's max has weight exp(x − m) = 0 in float32 (it
+ * underflows below −103.98; the margin covers any exp approximation of a GPU).
+ */
+export const MASKED_KEY_GAP = 128;
 
 /**
  * Inputs below this magnitude give finite logits: |q·scale|, |k| < 1e15 bound each of H products

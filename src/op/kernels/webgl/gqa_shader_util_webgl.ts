@@ -5,8 +5,9 @@
  *
  * Keras 3.6 rules (as in the composite path): Qs = fround(Q·scale); bool masks, causal and window
  * give "allowed" keys; a row with at least one allowed key is a softmax over its allowed keys
- * (the others contribute exactly 0); a row with none gives every key j < S the logit
- * fround(L − 1e9) and a plain softmax (uniform for |L| ≤ 32, a 64-spaced grid otherwise);
+ * (the others contribute exactly 0, unless the row's logits spread widely: ../shared/mask_rule.ts);
+ * a row with none gives every key j < S the logit fround(L − 1e9) and a plain softmax (uniform for
+ * |L| ≤ 32, a 64-spaced grid otherwise); a wide row gives the disallowed keys that logit too;
  * additive masks give fround(L + a) and a plain softmax.
  *
  * What changes from one decode step to the next is not compiled in: the key length S and the query
@@ -174,13 +175,15 @@ export function common(d: Dims, attrs: GroupedQueryAttentionAttrs, mask: TensorI
     bool contributes(bool full, int b, int u, int t, int j) {
       ${rowsMayHaveNoAllowedKey(attrs) ? 'return full || allowedKey(b, u, t, j);' : 'return true;'}
     }
-    float maskedLogit(float score, bool full, int b, int u, int t, int j) {
-      ${attrs.maskKind === 'additive' ? `return score + ${maskAt};` : 'if (full) { return score - 1e9; }\n      return score;'}
-    }
     // The composite path's logit for key j, masked keys included (L - 1e9 for them).
     float compositeLogit(float score, int b, int u, int t, int j) {
       ${attrs.maskKind === 'additive'
         ? `return score + ${maskAt};`
         : rowsMayHaveNoAllowedKey(attrs) ? 'if (allowedKey(b, u, t, j)) { return score; }\n      return score - 1e9;' : 'return score;'}
+    }
+    // Keras's logit for key j: the additive mask added in float32; in a row that walks every key
+    // (no allowed key, or a wide logit spread: ../shared/mask_rule.ts) the composite's logit.
+    float maskedLogit(float score, bool full, int b, int u, int t, int j) {
+      ${attrs.maskKind === 'additive' ? `return score + ${maskAt};` : 'if (full) { return compositeLogit(score, b, u, t, j); }\n      return score;'}
     }${keyBand(attrs)}${rowFlags}`;
 }

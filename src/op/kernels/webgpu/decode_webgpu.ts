@@ -7,8 +7,11 @@
  *   1. `unsafeScanProgram`, (B·V): one workgroup per (b, g) marks (bit 1) whether any input a logit
  *      of the group reads (its queries, its S keys, an additive mask) is at least SAFE_MAGNITUDE or
  *      not finite (../shared/mask_rule.ts), or (with causal or window) one of its S values is
- *      NaN/±Inf, and (bit 2) whether one of its values reaches `valueLimit` (the partials then sum
- *      the values times 2⁻³², the combine scales back): flags instead of every chunk rescanning all keys.
+ *      NaN/±Inf, (bit 2) whether one of its values reaches `valueLimit` (the partials then sum
+ *      the values times 2⁻³², the combine scales back), and (bit 4, with a bool mask, causal or
+ *      window) whether the bound H·max|Qs|·max|K| of its logits reaches MASKED_LOGIT_LIMIT (a wide
+ *      spread: the partials walk every key of their chunk with the composite's logits, L − 1e9 at
+ *      disallowed keys): flags instead of every chunk rescanning all keys.
  *   2. the flash program of flash_attention_webgpu.ts in mode 'partial': the keys are split into
  *      chunks of SPLIT_CHUNK; workgroup (row block, chunk) runs the online softmax over its chunk
  *      only, the G query heads of the group sharing each K/V tile (each K/V row is read once per
@@ -23,9 +26,13 @@
  * ~1e-6 relative).
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
-import { LOWEST_FLOAT_BITS, ROW_NAN, VALUE_UNSCALE_LITERAL, bandMaySkipKeys, u32Literal } from '../shared/mask_rule.js';
+import {
+  LOWEST_FLOAT_BITS, MASKED_LOGIT_LIMIT, ROW_NAN, VALUE_UNSCALE_LITERAL, bandMaySkipKeys, rowsMayHaveNoAllowedKey, u32Literal,
+} from '../shared/mask_rule.js';
 import type { FlashConfig } from './flash_attention_webgpu.js';
-import { UNIFORMS, attrsKey, flatCoords, maskSnippet, splitCount, type Dims, type GpuProgram } from './gqa_shader_util_webgpu.js';
+import {
+  UNIFORMS, attrsKey, flatCoords, maskSnippet, splitCount, wgslFloat, type Dims, type GpuProgram,
+} from './gqa_shader_util_webgpu.js';
 
 /** Whether a call takes the flash-decoding path: one row block along T, and many keys. */
 export function useSplitDecode(d: Dims, cfg: FlashConfig, attrs: GroupedQueryAttentionAttrs): boolean {
@@ -34,7 +41,8 @@ export function useSplitDecode(d: Dims, cfg: FlashConfig, attrs: GroupedQueryAtt
 
 /**
  * (B·V) flags: bit 1 where a logit of group (b, g) may be non-finite, or a value at a key the partial
- * pass may skip is; bit 2 where a value of the group reaches `valueLimit`. Inputs Qin, Kin, Vin (+ Min
+ * pass may skip is; bit 2 where a value of the group reaches `valueLimit`; bit 4 where its logits
+ * may spread widely (../shared/mask_rule.ts). Inputs Qin, Kin, Vin (+ Min
  * with an additive mask).
  */
 export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, variableNames: string[]): GpuProgram {
@@ -42,13 +50,21 @@ export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, va
   // Only an additive mask is read (a bool mask cannot make a logit non-finite); NaN/±Inf values
   // only matter when the partial pass may skip keys (../shared/mask_rule.ts bandMaySkipKeys).
   const scanValues = bandMaySkipKeys(attrs);
+  // With disallowed keys: the maxima of the wide-spread bound (../shared/mask_rule.ts).
+  const special = rowsMayHaveNoAllowedKey(attrs);
   const userCode = `
     const WG = ${wg};
-    var<workgroup> unsafeA : atomic<u32>;
+    var<workgroup> unsafeA : atomic<u32>;${special ? `
+    var<workgroup> qMaxA : atomic<u32>;
+    var<workgroup> kMaxA : atomic<u32>;` : ''}
     ${maskSnippet(attrs.maskKind === 'additive' ? attrs : { ...attrs, maskKind: 'none' })}
     fn main(index : i32) {
       let tid = i32(localIndex);
-      if (tid == 0) { atomicStore(&unsafeA, 0u); }
+      if (tid == 0) {
+        atomicStore(&unsafeA, 0u);${special ? `
+        atomicStore(&qMaxA, 0u);
+        atomicStore(&kMaxA, 0u);` : ''}
+      }
       workgroupBarrier();
       let wid = i32(workgroupId.x);
       let b = wid / uniforms.V;
@@ -57,16 +73,23 @@ export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, va
       let S = uniforms.S;
       let G = uniforms.G;
       let H = uniforms.H;
+      ${special ? 'var qMax = 0.0;' : ''}
       for (var i = tid; i < T * G * H; i += WG) {
         let t = i / (G * H);
         let u = g * G + (i / H) % G;
-        if (unsafeValue(Qin[((b * T + t) * uniforms.U + u) * H + i % H] * uniforms.scale)) { atomicOr(&unsafeA, 1u); }
+        let qs = Qin[((b * T + t) * uniforms.U + u) * H + i % H] * uniforms.scale;
+        if (unsafeValue(qs)) { atomicOr(&unsafeA, 1u); }
+        ${special ? 'qMax = max(qMax, abs(qs));' : ''}
       }
+      ${special ? 'var kMax = 0.0;' : ''}
       for (var i = tid; i < S * H; i += WG) {
         let src = ((b * uniforms.kRows + i / H) * uniforms.V + g) * H + i % H;
         if (unsafeValue(Kin[src])${scanValues ? ' || nonFinite(Vin[src])' : ''}) { atomicOr(&unsafeA, 1u); }
         if (hugeValue(Vin[src])) { atomicOr(&unsafeA, 2u); }
-      }
+        ${special ? 'kMax = max(kMax, abs(Kin[src]));' : ''}
+      }${special ? `
+      atomicMax(&qMaxA, bitcast<u32>(qMax));
+      atomicMax(&kMaxA, bitcast<u32>(kMax));` : ''}
       ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < T * G * S; i += WG) {
         let t = i / (G * S);
@@ -74,7 +97,14 @@ export function unsafeScanProgram(d: Dims, attrs: GroupedQueryAttentionAttrs, va
         if (unsafeValue(maskedLogit(0.0, false, b, u, t, i % S))) { atomicOr(&unsafeA, 1u); }
       }` : ''}
       workgroupBarrier();
-      if (tid == 0) { result[wid] = f32(atomicLoad(&unsafeA)); }
+      if (tid == 0) {
+        var f = atomicLoad(&unsafeA);${special ? `
+        // Wide spread (bit 4): H·max|Qs|·max|K| bounds every |logit| of the group; an overflow to
+        // +Inf (or a NaN) counts as wide.
+        let bound = f32(H) * bitcast<f32>(atomicLoad(&qMaxA)) * bitcast<f32>(atomicLoad(&kMaxA));
+        if (!(bound < ${wgslFloat(MASKED_LOGIT_LIMIT)})) { f = f | 4u; }` : ''}
+        result[wid] = f32(f);
+      }
     }`;
   return {
     outputShape: [d.b * d.v],

@@ -16,7 +16,7 @@
  * row (the point of grouping: G query heads per K/V head).
  *
  * Workgroup memory (floats): qs R·H (scaled queries), kt and vt KC·H (one key/value tile), sc R·KC
- * (the tile's scores, then weights), rowAlpha / rowL / rowHas / rowBad / rowLive R each, plus four scalars
+ * (the tile's scores, then weights), rowAlpha / rowL / rowHas / rowBad / rowLive R each, plus six scalars
  * (`workgroupFloats`). Tiles are picked from TILE_PREFERENCES (rows, keys) to fit 16 KiB when possible
  * (H=64: 16 rows × 16 keys; H=256: 4 rows × 4 keys): smaller arrays keep more workgroups in flight
  * per core and SwiftShader compiles large workgroup arrays slowly; otherwise the device's whole
@@ -36,6 +36,11 @@
  *      With causal or window, a NaN/±Inf value of head g (first S keys) also marks the block unsafe:
  *      an unsafe block walks every key, weight 0 outside the band, so 0·NaN reaches the rows as in
  *      the composite's P·V.
+ *      Wide logit spreads (bool mask, causal or window only; ../shared/mask_rule.ts): when the bound
+ *      H·max|Qs|·max|K| of the block's logits reaches MASKED_LOGIT_LIMIT, a disallowed key's logit
+ *      fround(L − 1e9) may carry weight, so every row of the block is treated as fully masked: it
+ *      walks every key with the composite's logit (L, or L − 1e9 at a disallowed key). The maxima
+ *      come from the scan above; in mode 'partial' the scan of decode_webgpu.ts gives the flag.
  *   3. Online softmax over key tiles of KC keys: K (and V) tiles into workgroup memory; scores
  *      L = qs·K, one invocation per (row, key); then invocation r < R updates row r's running max m
  *      and sum l and turns the scores into weights; the rows' accumulators (R × H values, held in
@@ -56,10 +61,10 @@
  */
 import type { GroupedQueryAttentionAttrs } from '../../kernel_names.js';
 import {
-  LOWEST_FLOAT_BITS, ROW_FULL, ROW_NAN, ROW_NORMAL, VALUE_SCALE_LITERAL, u32Literal, VALUE_UNSCALE_LITERAL, bandMaySkipKeys, rowsMayHaveNoAllowedKey,
+  LOWEST_FLOAT_BITS, MASKED_LOGIT_LIMIT, ROW_FULL, ROW_NAN, ROW_NORMAL, VALUE_SCALE_LITERAL, u32Literal, VALUE_UNSCALE_LITERAL, bandMaySkipKeys, rowsMayHaveNoAllowedKey,
 } from '../shared/mask_rule.js';
 import {
-  SPLIT_CHUNK, UNIFORMS, attrsKey, dropoutSnippet, maskSnippet, splitCount, type Dims, type GpuProgram,
+  SPLIT_CHUNK, UNIFORMS, attrsKey, dropoutSnippet, maskSnippet, splitCount, wgslFloat, type Dims, type GpuProgram,
 } from './gqa_shader_util_webgpu.js';
 import { hasDropout } from '../shared/dropout_hash_shader.js';
 
@@ -187,10 +192,13 @@ export function flashProgram(
     var<workgroup> wgAnyFull : u32;
     var<workgroup> rowBad : array<atomic<u32>, ${rows}>;
     var<workgroup> rowLive : array<atomic<u32>, ${rows}>;
-    var<workgroup> unsafeA : atomic<u32>;
-    var<workgroup> wgUnsafe : u32;
-    var<workgroup> hugeA : atomic<u32>;
-    var<workgroup> wgHuge : u32;
+    // Block flags (bit 1 unsafe, bit 2 huge values, bit 4 wide logit spread), gathered, then broadcast.
+    var<workgroup> flagsA : atomic<u32>;
+    var<workgroup> wgFlags : u32;${special && !partial ? `
+    // Bits of max |Qs| over the block's rows and max |K| over head g's keys (magnitudes order like
+    // their bits): the wide-spread bound (../shared/mask_rule.ts MASKED_LOGIT_LIMIT).
+    var<workgroup> qMaxA : atomic<u32>;
+    var<workgroup> kMaxA : atomic<u32>;` : ''}
     ${maskSnippet(attrs)}
     ${out && dropout ? dropoutSnippet : ''}
 
@@ -206,7 +214,11 @@ export function flashProgram(
         atomicStore(&rowBad[tid], 0u);
         atomicStore(&rowLive[tid], 1u);
       }
-      if (tid == 0) { atomicStore(&unsafeA, 0u); atomicStore(&hugeA, 0u); }
+      if (tid == 0) {
+        atomicStore(&flagsA, 0u);${special && !partial ? `
+        atomicStore(&qMaxA, 0u);
+        atomicStore(&kMaxA, 0u);` : ''}
+      }
       let wid0 = workgroupUniformLoad(&wgId);
       if (wid0 >= uniforms.numWG * NSPLIT) { return; }
       // Key chunk of this workgroup (flash-decoding) and its row block.
@@ -238,38 +250,52 @@ export function flashProgram(
         qs[i] = x;
       }
       ${partial ? `
-      // 2a. Whether a logit of the group may be non-finite (bit 1) and whether its values are huge
-      // (bit 2), from the scan of decode_webgpu.ts.
-      if (tid == 0) {
-        let flags = u32(Unsafe[b * V + g]);
-        if ((flags & 1u) != 0u) { atomicStore(&unsafeA, 1u); }
-        if ((flags & 2u) != 0u) { atomicStore(&hugeA, 1u); }
-      }` : `
+      // 2a. Whether a logit of the group may be non-finite (bit 1), whether its values are huge
+      // (bit 2) and whether its logits may spread widely (bit 4), from the scan of decode_webgpu.ts.
+      if (tid == 0) { atomicStore(&flagsA, u32(Unsafe[b * V + g])); }` : `
       // 2a. Could a logit of the block be non-finite? Only if an input it reads is unsafe
       // (../shared/mask_rule.ts): the block's scaled queries, any key of head g${attrs.maskKind === 'additive' ? ', the additive mask' : ''}.
       // ${scanValues ? 'Also a NaN/±Inf value of head g: then every key is walked (bandMaySkipKeys).' : 'Every key is walked: no NaN/±Inf value scan needed.'}
       // ${out ? 'And huge values of head g (hugeValue): then its values are summed scaled.' : ''}
+      // ${special ? 'And the maxima of the wide-spread bound (../shared/mask_rule.ts).' : 'No disallowed keys: no wide-spread bound needed.'}
+      ${special ? 'var qMax = 0.0;' : ''}
       for (var i = tid; i < R * H; i += WG) {
-        if (unsafeValue(qs[i])) { atomicStore(&unsafeA, 1u); }
+        if (unsafeValue(qs[i])) { atomicOr(&flagsA, 1u); }
+        ${special ? 'qMax = max(qMax, abs(qs[i]));' : ''}
       }
+      ${special ? 'var kMax = 0.0;' : ''}
       for (var i = tid; i < S * H; i += WG) {
         let src = ((b * uniforms.kRows + i / H) * V + g) * H + i % H;
-        if (unsafeValue(Kin[src])${scanValues ? ' || nonFinite(Vin[src])' : ''}) { atomicStore(&unsafeA, 1u); }
-        ${out ? 'if (hugeValue(Vin[src])) { atomicStore(&hugeA, 1u); }' : ''}
-      }
+        if (unsafeValue(Kin[src])${scanValues ? ' || nonFinite(Vin[src])' : ''}) { atomicOr(&flagsA, 1u); }
+        ${out ? 'if (hugeValue(Vin[src])) { atomicOr(&flagsA, 2u); }' : ''}
+        ${special ? 'kMax = max(kMax, abs(Kin[src]));' : ''}
+      }${special ? `
+      atomicMax(&qMaxA, bitcast<u32>(qMax));
+      atomicMax(&kMaxA, bitcast<u32>(kMax));` : ''}
       ${attrs.maskKind === 'additive' ? `
       for (var i = tid; i < R * S; i += WG) {
         let r = i / S;
         let t = t0 + r / GC;
         let gi = gi0 + r % GC;
-        if (t < T && gi < G && unsafeValue(maskedLogit(0.0, false, b, g * G + gi, t, i % S))) { atomicStore(&unsafeA, 1u); }
+        if (t < T && gi < G && unsafeValue(maskedLogit(0.0, false, b, g * G + gi, t, i % S))) { atomicOr(&flagsA, 1u); }
       }` : ''}
 `}
       workgroupBarrier();
-      if (tid == 0) { wgUnsafe = atomicLoad(&unsafeA); wgHuge = atomicLoad(&hugeA); }
-      let blockUnsafe = workgroupUniformLoad(&wgUnsafe);
+      if (tid == 0) {
+        var f = atomicLoad(&flagsA);${special && !partial ? `
+        // Wide spread (bit 4): H·max|Qs|·max|K| bounds every |logit| of the block; an overflow to
+        // +Inf (or a NaN) counts as wide.
+        let bound = f32(uniforms.H) * bitcast<f32>(atomicLoad(&qMaxA)) * bitcast<f32>(atomicLoad(&kMaxA));
+        if (!(bound < ${wgslFloat(MASKED_LOGIT_LIMIT)})) { f = f | 4u; }` : ''}
+        wgFlags = f;
+      }
+      let blockFlags = workgroupUniformLoad(&wgFlags);
+      let blockUnsafe = blockFlags & 1u;
+      // A wide logit spread (bit 4, ../shared/mask_rule.ts): every row walks every key with the
+      // composite's logits, as a row with no allowed key does.
+      let blockWide = ${special ? '(blockFlags & 4u) != 0u' : 'false'};
       // Huge values: summed times 2^-32, the output times 2^32 (../shared/mask_rule.ts valueLimit).
-      let vScale = select(1.0, ${VALUE_SCALE_LITERAL}, workgroupUniformLoad(&wgHuge) != 0u);
+      let vScale = select(1.0, ${VALUE_SCALE_LITERAL}, (blockFlags & 2u) != 0u);
       let vUnscale = select(1.0, ${VALUE_UNSCALE_LITERAL}, vScale != 1.0);
       if (blockUnsafe != 0u${partial ? ' && chunk == 0' : ''}) {
         // 2b. The composite path's rule on every logit of every row, masked keys included: a NaN or
@@ -304,7 +330,7 @@ export function flashProgram(
       }
       workgroupBarrier();
       if (tid == 0) {
-        var anyFull = 0u;
+        var anyFull = select(0u, 1u, blockWide);
         for (var r = 0; r < R; r++) {
           let t = t0 + r / GC;
           let gi = gi0 + r % GC;
@@ -349,7 +375,7 @@ export function flashProgram(
         let gi = gi0 + tid % GC;
         rowU = g * G + gi;
         rowValid = rowT < T && gi < G;
-        rowFull = atomicLoad(&rowHas[tid]) == 0u;
+        rowFull = blockWide || atomicLoad(&rowHas[tid]) == 0u;
       }
       ${unroll(acc, (k) => `var acc${k} = 0.0;`)}
 
@@ -382,10 +408,12 @@ export function flashProgram(
             var tileMax = m;
             for (var c = 0; c < uniforms.nKc; c++) {
               let j = j0 + c;
-              if (j < S && contributes(rowFull, b, rowU, rowT, j)) {
-                let x = maskedLogit(sc[so + c], rowFull, b, rowU, rowT, j);
-                sc[so + c] = x;
-                tileMax = max(tileMax, x);
+              if (j < S) {
+                let x = keyLogit(sc[so + c], rowFull, b, rowU, rowT, j);
+                if (x.y != 0.0) {
+                  sc[so + c] = x.x;
+                  tileMax = max(tileMax, x.x);
+                }
               }
             }
             let alpha = exp(m - tileMax);

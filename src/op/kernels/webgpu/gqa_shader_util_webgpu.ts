@@ -53,9 +53,18 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
       ${attrs.maskKind === 'bool' ? `ok = ok && (Min[${maskIndex}] != 0);` : ''}
       return ok;
     }
-    // Keras's logit for key j: the additive mask added in float32, or the -1e9 of a fully masked row.
+    // Keras's logit for key j: the additive mask added in float32; in a row that walks every key
+    // (no allowed key, or a wide logit spread: ../shared/mask_rule.ts) the composite's logit, L - 1e9
+    // at the disallowed keys.
     fn maskedLogit(score : f32, full : bool, b : i32, u : i32, t : i32, j : i32) -> f32 {
-      ${attrs.maskKind === 'additive' ? `return score + Min[${maskIndex}];` : 'if (full) { return score - 1e9; }\n      return score;'}
+      ${attrs.maskKind === 'additive' ? `return score + Min[${maskIndex}];` : 'if (full) { return compositeLogit(score, b, u, t, j); }\n      return score;'}
+    }
+    // (maskedLogit, 1) when key j enters row (b, u, t)'s softmax, (0, 0) otherwise, with one mask
+    // evaluation: the flash program's inner loop.
+    fn keyLogit(score : f32, full : bool, b : i32, u : i32, t : i32, j : i32) -> vec2<f32> {
+      ${attrs.maskKind === 'additive' ? `return vec2<f32>(score + Min[${maskIndex}], 1.0);` : special ? `let ok = allowedKey(b, u, t, j);
+      if (!full && !ok) { return vec2<f32>(0.0, 0.0); }
+      return vec2<f32>(select(score - 1e9, score, ok), 1.0);` : 'return vec2<f32>(score, 1.0);'}
     }
     // Whether key j enters row (b, u, t)'s softmax.
     fn contributes(full : bool, b : i32, u : i32, t : i32, j : i32) -> bool {
@@ -81,6 +90,12 @@ export function maskSnippet(attrs: GroupedQueryAttentionAttrs): string {
     fn nonFinite(x : f32) -> bool { return (bitcast<u32>(x) & ${u32Literal(POS_INF_BITS)}) == ${u32Literal(POS_INF_BITS)}; }
     // From a uniform: WGSL refuses a NaN constant expression.
     fn nanValue() -> f32 { return bitcast<f32>(uniforms.nanBits); }`;
+}
+
+/** A WGSL f32 literal denoting exactly the float32 value x (x must be a float32 value). */
+export function wgslFloat(x: number): string {
+  const s = String(x);
+  return /[.eE]/.test(s) ? s : `${s}.0`;
 }
 
 /** Keys per chunk of the flash-decoding split (a multiple of every tile size KC). */
