@@ -7,6 +7,8 @@
 // Cases: prefillN (causal, T = S = N), decodeN[staged] (T = 1), maskedN (non-causal, T = S = N, batch 1
 // keeps S − S/8 keys through a bool key-padding mask, as the bench's masked case). Under
 // `node --experimental-wasm-relaxed-simd` the engine runs the relaxed-SIMD build unless --plain.
+// "CPU ms" = process CPU time (all threads) per call over the timed runs: steadier than wall time
+// on a shared host, where other processes take the cores in turns.
 //
 // Bundles src/engine/index.ts with esbuild into bench/results/tmp/ (run `node scripts/build-engine.mjs`
 // first). Useful FLOPs = 4·B·U·T·S·H, halved for causal prefill. Decode reads K/V from engine
@@ -48,12 +50,14 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 function time(fn, n) {
   fn(); // warm
   const ts = [];
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     fn();
     ts.push(performance.now() - t0);
   }
-  return { median: median(ts), min: Math.min(...ts), max: Math.max(...ts) };
+  const cpu = process.cpuUsage(cpu0);
+  return { median: median(ts), min: Math.min(...ts), max: Math.max(...ts), cpu: (cpu.user + cpu.system) / 1000 / n };
 }
 
 const rows = [];
@@ -104,6 +108,7 @@ for (const threads of threadsList) {
       'GFLOP/s': +(flops / t.median / 1e6).toFixed(1),
       'mem MB': +(grown / 2 ** 20).toFixed(2),
       'extra MB': +(Math.max(0, grown - staged) / 2 ** 20).toFixed(2), runs: n,
+      'CPU ms': +t.cpu.toFixed(3),
     });
     engine.dispose();
   }

@@ -67,8 +67,9 @@ export function runTask(task: i32, tid: i32): void {
     touchRows(vBase, gValueStrideRow, kt, nk);
     computeLogits(kBase, kt, nk, m4);
     const needBounds = hasBounds && (kt < rowLoMax || kt + nk - 1 > rowHiMin);
-    if (needBounds || withMask) applyMasks(kt, nk, m4, needBounds, withMask);
-    softmaxTile(nk, m4);
+    const changed = needBounds || withMask;
+    if (changed) applyMasks(kt, nk, m4, needBounds, withMask);
+    softmaxTile(nk, m4, !changed);
     if (gDropoutThreshold != 0) dropTile(b, kvh, t0, kt, nk, m4);
     accumulatePV(vBase, kt, nk, m4);
     atomic.add<i32>(progress, 1);

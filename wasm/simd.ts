@@ -25,28 +25,60 @@ export function fillNaN(dst: usize, n: i32): void {
   for (let h = 0; h < n; h++) store<f32>(dst + (<usize>h << 2), NaN);
 }
 
-// ---- vectorised exp (Cephes expf: range reduction by ln 2, degree-6 polynomial) -------------
-// Relative error about 1-2 ulp on [-87.3, 88.3]; exp(x) = 0 below -87.3 (including -inf).
+// ---- vectorised exp ---------------------------------------------------------------------------
+// exp(x) = 2^n · e^r, n = round(x · log2 e), r = x − n·ln 2 (Cody–Waite: the high part of ln 2 has
+// 9 significant bits, so n·C1 is exact and both builds round the first reduction step alike),
+// e^r = 1 + r + r²·P(r) on |r| ≤ ln2/2 with P of degree 4 (relative error of the polynomial about
+// 4e-9, i.e. below 0.1 ulp). Relative error about 1 ulp on [-87.3, 88.3]; exp(x) = 0 below -87.3
+// (including -inf); NaN stays NaN; +inf and x > 88.37 give exp(88.37) ≈ 2.4e38 (finite).
+//
+// Cheap on purpose (it is the inner loop of every softmax): pmin/pmax instead of min/max (one
+// instruction each, and the NaN of x still flows through: pmax(NaN, lo) = NaN), and n is rounded
+// by adding 1.5·2^23 + 127: x·log2 e is in [-126, 127.5] after the clamps, so the sum lies in
+// [2^23, 2^24), where floats are the integers (the add rounds to nearest, ties to even, as
+// f32x4.nearest would), and its low mantissa bits hold n + 127: shifting its bits left by 23
+// gives 2^n directly (no float-to-int conversion, no bias add). A fused multiply-add rounds the
+// exact product instead, which may pick the other n at a tie; P is fitted a little beyond ln2/2.
+const EXP_LO: f32 = -87.33654;
+const EXP_HI: f32 = 88.37626;
+const EXP_LOG2E: f32 = 1.44269504088896341;
+/** 1.5·2^23 + 127 (see above). */
+const EXP_SHIFTER: f32 = 12583039.0;
+const EXP_LN2_HI: f32 = 0.693359375;
+const EXP_LN2_LO: f32 = -2.12194440e-4;
+// P(r) ≈ (e^r − 1 − r) / r² on |r| ≤ 1.0001·ln2/2: a weighted least-squares fit (Lawson
+// iterations toward minimax) of the relative error in e^r, coefficients rounded to float32.
+const EXP_P0: f32 = 0.4999999701976776;
+const EXP_P1: f32 = 0.1666652113199234;
+const EXP_P2: f32 = 0.04166722670197487;
+const EXP_P3: f32 = 0.008368701674044132;
+const EXP_P4: f32 = 0.0013879680773243308;
+
 // @ts-ignore: decorator
 @inline
 export function expv(x: v128): v128 {
-  const lo = f32x4.splat(-87.33654);
-  const under = f32x4.lt(x, lo);
-  let v = f32x4.min(f32x4.max(x, lo), f32x4.splat(88.37626));
-  const fx = f32x4.nearest(f32x4.mul(v, f32x4.splat(1.44269504088896341)));
-  v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(0.693359375)));
-  v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
-  let y = f32x4.splat(1.9875691500e-4);
-  y = madd(y, v, f32x4.splat(1.3981999507e-3));
-  y = madd(y, v, f32x4.splat(8.3334519073e-3));
-  y = madd(y, v, f32x4.splat(4.1665795894e-2));
-  y = madd(y, v, f32x4.splat(1.6666665459e-1));
-  y = madd(y, v, f32x4.splat(5.0000001201e-1));
-  y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(y, v), v), v), f32x4.splat(1.0));
-  const n = i32x4.trunc_sat_f32x4_s(fx);
-  const pow2n = i32x4.shl(i32x4.add(n, i32x4.splat(127)), 23);
-  const r = f32x4.mul(y, pow2n);
-  return v128.andnot(r, under);
+  const lo = f32x4.splat(EXP_LO);
+  const v = f32x4.pmin(f32x4.pmax(x, lo), f32x4.splat(EXP_HI));
+  const shifter = f32x4.splat(EXP_SHIFTER);
+  const t = madd(v, f32x4.splat(EXP_LOG2E), shifter);
+  const n = f32x4.sub(t, shifter);
+  let r = madd(n, f32x4.splat(-EXP_LN2_HI), v);
+  r = madd(n, f32x4.splat(-EXP_LN2_LO), r);
+  let y = madd(f32x4.splat(EXP_P4), r, f32x4.splat(EXP_P3));
+  y = madd(y, r, f32x4.splat(EXP_P2));
+  y = madd(y, r, f32x4.splat(EXP_P1));
+  y = madd(y, r, f32x4.splat(EXP_P0));
+  const one = f32x4.splat(1.0);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // fused: 1 + r·(1 + r·P), two roundings
+    y = madd(y, r, one);
+    y = madd(y, r, one);
+  } else {
+    // unfused: 1 + (r + r²·P) keeps the small terms together before the last rounding
+    y = f32x4.add(madd(y, f32x4.mul(r, r), r), one);
+  }
+  const pow2n = i32x4.shl(t, 23);
+  return v128.andnot(f32x4.mul(y, pow2n), f32x4.lt(x, lo));
 }
 
 /** Scalar exp with the same polynomial (exported for tests). */

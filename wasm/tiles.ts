@@ -46,7 +46,11 @@ export function packQuery(b: i32, kvh: i32, gi: i32, t0: i32, nt: i32, m4: i32):
   for (let r = M; r < m4; r++) memory.fill(sQ + (<usize>r * hp << 2), 0, hp << 2);
 }
 
-/** Logits for keys kt..kt+nk-1 into sS[j][r] (transposed), rows 0..m4-1. */
+/**
+ * Logits for keys kt..kt+nk-1 into sS[j][r] (transposed), rows 0..m4-1, and each row's max over
+ * them into sA (taken while the logits are in registers, in the order softmaxTile's own max pass
+ * would take it; valid for softmaxTile only while nothing changes the logits in between).
+ */
 export function computeLogits(kBase: usize, kt: i32, nk: i32, m4: i32): void {
   const kStride = <usize>gKeyStrideRow << 2;
   const hp4 = <usize>gHp << 2;
@@ -58,6 +62,7 @@ export function computeLogits(kBase: usize, kt: i32, nk: i32, m4: i32): void {
     const q1 = q0 + hp4;
     const q2 = q1 + hp4;
     const q3 = q2 + hp4;
+    let mt = f32x4.splat(-Infinity);
     let j = 0;
     for (; j + 1 < nk; j += 2) {
       const k0 = kBase + <usize>(kt + j) * kStride;
@@ -91,6 +96,7 @@ export function computeLogits(kBase: usize, kt: i32, nk: i32, m4: i32): void {
       const d = sS + <usize>j * m4b + (<usize>r << 2);
       v128.store(d, s0);
       v128.store(d + m4b, s1);
+      mt = f32x4.pmax(f32x4.pmax(mt, s0), s1);
     }
     if (j < nk) {
       const k0 = kBase + <usize>(kt + j) * kStride;
@@ -105,7 +111,9 @@ export function computeLogits(kBase: usize, kt: i32, nk: i32, m4: i32): void {
       let s0 = hsum4(a0, a1, a2, a3);
       if (tail) s0 = f32x4.add(s0, tailDots(q0, hp4, k0));
       v128.store(sS + <usize>j * m4b + (<usize>r << 2), s0);
+      mt = f32x4.pmax(mt, s0);
     }
+    v128.store(sA + (<usize>r << 2), mt);
   }
 }
 
@@ -146,30 +154,52 @@ export function tailDots(q0: usize, hp4: usize, k: usize): v128 {
 }
 
 
-/** Online softmax over one key tile, 4 rows per vector: updates m, l, alpha; sS becomes P. */
-export function softmaxTile(nk: i32, m4: i32): void {
+/**
+ * Online softmax over one key tile, 4 rows per vector: updates m, l, alpha; sS becomes P.
+ * `maxInA`: sA holds each row's max over the tile's logits (computeLogits', when no mask or bound
+ * changed them since), so the max pass is skipped.
+ */
+export function softmaxTile(nk: i32, m4: i32, maxInA: bool): void {
   const m4b = <usize>m4 << 2;
-  const ninf = f32x4.splat(-Infinity);
-  const zero = f32x4.splat(0);
+  const tileBytes = <usize>nk * m4b;
   for (let r = 0; r < m4; r += 4) {
     const rb = <usize>r << 2;
     const mOld = v128.load(sM + rb);
-    let mt = ninf;
-    for (let j = 0; j < nk; j++) mt = f32x4.pmax(mt, v128.load(sS + <usize>j * m4b + rb));
-    const mNew = f32x4.pmax(mOld, mt);
-    const mSafe = v128.bitselect(zero, mNew, f32x4.eq(mNew, ninf));
-    const alpha = expv(f32x4.sub(mOld, mSafe));
-    let sum = zero;
-    for (let j = 0; j < nk; j++) {
-      const p = sS + <usize>j * m4b + rb;
+    const mNew = f32x4.pmax(mOld, tileMax(nk, m4b, rb, maxInA));
+    const mSafe = finiteOrZero(mNew);
+    let sum = f32x4.splat(0);
+    const end = sS + rb + tileBytes;
+    for (let p = sS + rb; p < end; p += m4b) {
       const e = expv(f32x4.sub(v128.load(p), mSafe));
       v128.store(p, e);
       sum = f32x4.add(sum, e);
     }
+    const alpha = expv(f32x4.sub(mOld, mSafe));
     v128.store(sL + rb, f32x4.add(f32x4.mul(v128.load(sL + rb), alpha), sum));
     v128.store(sM + rb, mNew);
     v128.store(sA + rb, alpha);
   }
+}
+
+/** The tile's max of the 4 rows at byte offset rb: from sA (maxInA) or by a pass over the tile. */
+// @ts-ignore: decorator
+@inline
+function tileMax(nk: i32, m4b: usize, rb: usize, maxInA: bool): v128 {
+  if (maxInA) return v128.load(sA + rb);
+  let mt = f32x4.splat(-Infinity);
+  let p = sS + rb;
+  for (let j = 0; j < nk; j++) {
+    mt = f32x4.pmax(mt, v128.load(p));
+    p += m4b;
+  }
+  return mt;
+}
+
+/** m, or 0 where m is -Inf (a row with no allowed key so far: exp(-Inf - 0) = 0, not NaN). */
+// @ts-ignore: decorator
+@inline
+function finiteOrZero(m: v128): v128 {
+  return v128.bitselect(f32x4.splat(0), m, f32x4.eq(m, f32x4.splat(-Infinity)));
 }
 
 /** O[r] = O[r] * alpha[r] + Σ_j P[j][r] V[j] for the key tile. */
