@@ -21,14 +21,11 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
-import { rand } from './lib/cases.mjs';
+import { engineCase, options } from './lib/engine-cases.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
+const opt = options(args);
 const threadsList = opt('threads', '1,2').split(',').map(Number);
 const repeats = Number(opt('repeats', '5'));
 const cases = opt('cases', 'prefill512,prefill2048,decode2048').split(',');
@@ -64,39 +61,8 @@ const rows = [];
 for (const threads of threadsList) {
   for (const c of cases) {
     const engine = useJs ? eng.createJsEngine() : eng.createAttentionEngineSync({ threads, relaxedSimd: !plain });
-    const B = 1;
-    let T, S, causal, flops, run, staged = 0;
-    if (c.startsWith('prefill')) {
-      T = S = Number(c.slice('prefill'.length));
-      causal = true;
-      const q = rand(B * T * U * H, 1), k = rand(B * S * V * H, 2), v = rand(B * S * V * H, 3);
-      const p = { batch: B, queryLength: T, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key: k, value: v, causal };
-      flops = (4 * B * U * T * S * H) / 2;
-      run = () => engine.attention(p);
-    } else if (c.startsWith('masked')) {
-      T = S = Number(c.slice('masked'.length));
-      causal = false;
-      const q = rand(B * T * U * H, 1), k = rand(B * S * V * H, 2), v = rand(B * S * V * H, 3);
-      const keep = S - S / 8;
-      const data = new Uint8Array(B * S).map((_, j) => (j % S < keep ? 1 : 0));
-      const mask = { kind: 'bool', data, shape: [B, 1, 1, S] };
-      const p = { batch: B, queryLength: T, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key: k, value: v, mask };
-      flops = 4 * B * U * T * S * H;
-      run = () => engine.attention(p);
-    } else if (c.startsWith('decode')) {
-      T = 1;
-      S = Number(c.slice('decode'.length).replace('staged', ''));
-      causal = false;
-      const stagedInputs = c.endsWith('staged');
-      const kb = engine.allocate(B * S * V * H), vb = engine.allocate(B * S * V * H);
-      kb.view().set(rand(B * S * V * H, 2));
-      vb.view().set(rand(B * S * V * H, 3));
-      const q = rand(B * T * U * H, 1);
-      const key = stagedInputs ? kb.view().slice() : kb, value = stagedInputs ? vb.view().slice() : vb;
-      const p = { batch: B, queryLength: 1, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H, query: q, key, value, queryOffset: S - 1 };
-      flops = 4 * B * U * T * S * H;
-      run = () => engine.attention(p);
-    } else throw new Error(`unknown case ${c}`);
+    const { problem, T, S, flops } = engineCase(engine, c, U, V, H);
+    const run = () => engine.attention(problem);
     const before = engine.memoryBytes();
     run();
     const grown = engine.memoryBytes() - before;
@@ -107,7 +73,7 @@ for (const threads of threadsList) {
       'median ms': +t.median.toFixed(3), 'min ms': +t.min.toFixed(3),
       'GFLOP/s': +(flops / t.median / 1e6).toFixed(1),
       'mem MB': +(grown / 2 ** 20).toFixed(2),
-      'extra MB': +(Math.max(0, grown - staged) / 2 ** 20).toFixed(2), runs: n,
+      'extra MB': +(Math.max(0, grown) / 2 ** 20).toFixed(2), runs: n,
       'CPU ms': +t.cpu.toFixed(3),
     });
     engine.dispose();

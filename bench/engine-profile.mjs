@@ -16,14 +16,11 @@ import { Session } from 'node:inspector';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { compileAssemblyScript, RELAXED_SIMD_FLAGS } from '../scripts/lib/asc-compile.mjs';
-import { rand } from './lib/cases.mjs';
+import { engineCase, options } from './lib/engine-cases.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
+const opt = options(args);
 const which = opt('case', 'masked512');
 const [U, V, H] = opt('shape', '14,2,64').split(',').map(Number);
 const calls = Number(opt('calls', '40'));
@@ -34,32 +31,7 @@ const kernels = await import(pathToFileURL(join(root, 'dist', 'engine', 'wasm', 
 const engine = eng.createAttentionEngineSync({ threads: 1, relaxedSimd: !plain });
 const relaxed = engine.kernel === 'wasm-relaxed-simd';
 
-// ---- the problem ------------------------------------------------------------------------------
-const B = 1;
-const N = Number(which.replace(/^[a-z]+/, ''));
-let problem;
-if (which.startsWith('prefill') || which.startsWith('masked')) {
-  const T = N;
-  const S = N;
-  problem = {
-    batch: B, queryLength: T, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H,
-    query: rand(B * T * U * H, 1), key: rand(B * S * V * H, 2), value: rand(B * S * V * H, 3),
-  };
-  if (which.startsWith('prefill')) problem.causal = true;
-  else problem.mask = { kind: 'bool', data: new Uint8Array(B * S).map((_, j) => (j % S < S - S / 8 ? 1 : 0)), shape: [B, 1, 1, S] };
-} else if (which.startsWith('decode')) {
-  const S = N;
-  const kb = engine.allocate(B * S * V * H);
-  const vb = engine.allocate(B * S * V * H);
-  kb.view().set(rand(B * S * V * H, 2));
-  vb.view().set(rand(B * S * V * H, 3));
-  problem = {
-    batch: B, queryLength: 1, keyLength: S, numQueryHeads: U, numKeyValueHeads: V, headDim: H,
-    query: rand(B * U * H, 1), key: kb, value: vb, queryOffset: S - 1,
-  };
-} else {
-  throw new Error(`unknown case ${which} (prefillN, maskedN, decodeN)`);
-}
+const { problem } = engineCase(engine, which, U, V, H);
 
 // ---- function names from a --debug build of the same source ------------------------------------
 const flags = [
