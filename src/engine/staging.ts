@@ -1,4 +1,4 @@
-/** Row copies between plain arrays and the engine's staging areas (strided gathers and scatters). */
+/** Copies between plain arrays and engine memory: strided row gathers and scatters into and out of the staging areas, and results out. */
 
 /** Copies `rows` rows of `len` floats, `srcStride` apart in `src` from `srcOff`, to consecutive rows of `dst`. */
 export function gather(dst: Float32Array, dstOff: number, src: Float32Array, srcOff: number, rows: number, len: number, srcStride: number): void {
@@ -20,4 +20,11 @@ export function scatter(dst: Float32Array, dstOff: number, dstStride: number, sr
   } else {
     for (let r = 0; r < rows; r++, dstOff += dstStride - len) for (let i = 0; i < len; i++) dst[dstOff++] = src[srcOff++]!;
   }
+}
+
+/** `view` (of engine memory) copied into `into` when the caller gave one, else into a fresh array. */
+export function copyOut(view: Float32Array, into: Float32Array | undefined): Float32Array {
+  if (into === undefined) return view.slice();
+  into.set(view);
+  return into;
 }

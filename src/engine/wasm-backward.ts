@@ -19,6 +19,7 @@ import { backwardCounters, type SavedForward } from './backward-problem.js';
 import { dropoutKeepScale, dropoutKey, dropoutThreshold } from './dropout_hash.js';
 import { findRowsWithNoAllowedKey } from './mask-rule.js';
 import type { NormalizedProblem } from './problem.js';
+import { copyOut } from './staging.js';
 import type { BackwardResult } from './types.js';
 import { PROGRESS_OFFSET, TASK_COUNTER_OFFSET, writeParams, type KernelParams } from './wasm/generated/interface.js';
 
@@ -162,15 +163,9 @@ export function runBackwardWasm(host: BackwardHost, p: NormalizedProblem, saved:
 
   buf = host.memory.buffer;
   // Out of engine memory: into the caller's arrays when given (no fresh allocation), else copies.
-  const out = (offset: number, n: number, into: Float32Array | undefined): Float32Array => {
-    const view = new Float32Array(buf, offset, n);
-    if (into === undefined) return view.slice();
-    into.set(view);
-    return into;
-  };
-  const dQuery = out(dQOff, rowsQ, saved.into?.dQuery);
-  const dKey = out(dKOff, rowsK, saved.into?.dKey);
-  const dValue = out(dVOff, rowsK, saved.into?.dValue);
+  const dQuery = copyOut(new Float32Array(buf, dQOff, rowsQ), saved.into?.dQuery);
+  const dKey = copyOut(new Float32Array(buf, dKOff, rowsK), saved.into?.dKey);
+  const dValue = copyOut(new Float32Array(buf, dVOff, rowsK), saved.into?.dValue);
   if (exact.length > 0) {
     const rowSaved: SavedForward = { output: saved.output, gradOutput: saved.gradOutput };
     const scratchRow = rowScratch(p);

@@ -23,7 +23,7 @@ import { everyRowSeesEveryKey, findExactRows, findNonFiniteOutputRows, scanSegme
 import { writeExactRows } from './js-path.js';
 import { createMemory, type KernelBuild, type KernelExports } from './kernel-module.js';
 import { normalizeInto, normalizeProblem, type NormalizedProblem } from './problem.js';
-import { gather, scatter } from './staging.js';
+import { copyOut, gather, scatter } from './staging.js';
 import type {
   AttentionEngine,
   AttentionEngineOptions,
@@ -497,11 +497,4 @@ export class WasmEngine implements AttentionEngine {
     for (const b of this.buffers) b.freed = true;
     this.buffers.clear();
   }
-}
-
-/** `view` copied into `into` when given, else into a fresh array. */
-function copyOut(view: Float32Array, into: Float32Array | undefined): Float32Array {
-  if (into === undefined) return view.slice();
-  into.set(view);
-  return into;
 }

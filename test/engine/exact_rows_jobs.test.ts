@@ -8,7 +8,7 @@ import { describe, expect, test } from 'vitest';
 import type { AttentionProblem } from '../../src/engine/index.js';
 import { findExactRows } from '../../src/engine/exact-rows.js';
 import { normalizeProblem } from '../../src/engine/problem.js';
-import { attentionReference, disposedAfterAll, randomArray } from './helpers.js';
+import { attentionReference, disposedAfterAll, expectSameClassAndClose, randomArray } from './helpers.js';
 
 const engine = disposedAfterAll();
 const engines = [
@@ -17,21 +17,6 @@ const engines = [
   engine({ sharedMemory: false, testing: { stagingBytes: 64 } }),
   engine({ threads: 2 }),
 ];
-
-/** Same NaN positions as the reference, finite values within 1e-5 (relative to the row's largest). */
-function expectSameAsReference(got: Float32Array, want: Float32Array, H: number, what: string): void {
-  for (let r = 0; r < want.length; r += H) {
-    let scale = 1;
-    for (let i = r; i < r + H; i++) if (Number.isFinite(want[i]!)) scale = Math.max(scale, Math.abs(want[i]!));
-    for (let i = r; i < r + H; i++) {
-      const g = got[i]!;
-      const w = want[i]!;
-      if (Number.isNaN(w) !== Number.isNaN(g) || (Number.isFinite(w) && !(Math.abs(g - w) <= 1e-5 * scale))) {
-        throw new Error(`${what}: element ${i} (row ${r / H}): got ${g}, expected ${w}`);
-      }
-    }
-  }
-}
 
 describe('exact rows from the kernel-measured query magnitudes', () => {
   const [B, T, S, U, V, H] = [2, 37, 41, 6, 2, 12];
@@ -61,7 +46,7 @@ describe('exact rows from the kernel-measured query magnitudes', () => {
         const exact = findExactRows(normalizeProblem('test', problem));
         expect(exact).toContain((b * U + u) * T + t);
         const ref = attentionReference(problem);
-        for (const e of engines) expectSameAsReference(e.attention(problem).output, ref.output, H, `${JSON.stringify(Object.keys(extra))} ${e.threads} thread(s)`);
+        for (const e of engines) expectSameClassAndClose(e.attention(problem).output, ref.output, H, `${JSON.stringify(Object.keys(extra))} ${e.threads} thread(s)`);
       }
     });
   }

@@ -1,6 +1,6 @@
 /** Shared helpers of the engine tests: problem generators, an independent float64 oracle, engines. */
 import fc from 'fast-check';
-import { afterAll } from 'vitest';
+import { afterAll, expect } from 'vitest';
 import { expectClose } from '../helpers/close.js';
 import {
   attentionReference,
@@ -209,6 +209,36 @@ export function expectMatchesReference(got: AttentionResult, ref: AttentionResul
   if (ref.probabilities) {
     if (!got.probabilities) throw new Error(`${what}: probabilities missing`);
     expectClose(got.probabilities, ref.probabilities, `${what}: probabilities`, tol, tol);
+  }
+}
+
+/** 'nan' | '+inf' | '-inf' | 'finite'. */
+function numberClass(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (x === Infinity) return '+inf';
+  if (x === -Infinity) return '-inf';
+  return 'finite';
+}
+
+/**
+ * Same non-finite class at every index; finite values within 1e-5 of the reference, relative to the
+ * largest finite magnitude of their row of `rowLength` values (huge values may share a row).
+ */
+export function expectSameClassAndClose(got: ArrayLike<number>, want: ArrayLike<number>, rowLength: number, what: string, tol = 1e-5): void {
+  expect(got.length, what).toBe(want.length);
+  for (let r = 0; r < want.length; r += rowLength) {
+    let scale = 1;
+    for (let i = r; i < r + rowLength; i++) if (Number.isFinite(want[i]!)) scale = Math.max(scale, Math.abs(want[i]!));
+    for (let i = r; i < r + rowLength; i++) {
+      const g = got[i]!;
+      const w = want[i]!;
+      if (numberClass(g) !== numberClass(w)) {
+        throw new Error(`${what}: element ${i}: got ${g}, expected ${w} (class ${numberClass(w)})`);
+      }
+      if (Number.isFinite(w) && !(Math.abs(g - w) <= tol * scale)) {
+        throw new Error(`${what}: element ${i}: got ${g}, expected ${w} (tolerance ${tol * scale})`);
+      }
+    }
   }
 }
 

@@ -12,42 +12,12 @@ import { afterAll, describe, expect, test } from 'vitest';
 import type { AttentionProblem, AttentionResult } from '../../src/engine/index.js';
 import { findExactRows, SAFE_MAGNITUDE } from '../../src/engine/exact-rows.js';
 import { normalizeProblem } from '../../src/engine/problem.js';
-import { attentionReference, buildProblem, float64Attention, makeEngines, problemSpec, randomArray } from './helpers.js';
+import { attentionReference, buildProblem, expectSameClassAndClose, float64Attention, makeEngines, problemSpec, randomArray } from './helpers.js';
 
 const engines = makeEngines();
 afterAll(() => {
   for (const { engine } of engines) engine.dispose();
 });
-
-/** 'nan' | '+inf' | '-inf' | 'finite'. */
-function numberClass(x: number): string {
-  if (Number.isNaN(x)) return 'nan';
-  if (x === Infinity) return '+inf';
-  if (x === -Infinity) return '-inf';
-  return 'finite';
-}
-
-/**
- * Same non-finite class at every index; finite values within 1e-5 of the reference, relative to the
- * largest finite magnitude of their row of `rowLength` values (huge values may share a row).
- */
-function expectSameClassAndClose(got: ArrayLike<number>, want: ArrayLike<number>, rowLength: number, what: string, tol = 1e-5): void {
-  expect(got.length, what).toBe(want.length);
-  for (let r = 0; r < want.length; r += rowLength) {
-    let scale = 1;
-    for (let i = r; i < r + rowLength; i++) if (Number.isFinite(want[i]!)) scale = Math.max(scale, Math.abs(want[i]!));
-    for (let i = r; i < r + rowLength; i++) {
-      const g = got[i]!;
-      const w = want[i]!;
-      if (numberClass(g) !== numberClass(w)) {
-        throw new Error(`${what}: element ${i}: got ${g}, expected ${w} (class ${numberClass(w)})`);
-      }
-      if (Number.isFinite(w) && !(Math.abs(g - w) <= tol * scale)) {
-        throw new Error(`${what}: element ${i}: got ${g}, expected ${w} (tolerance ${tol * scale})`);
-      }
-    }
-  }
-}
 
 function expectEnginesMatchReference(p: AttentionProblem, what: string): AttentionResult {
   const ref = attentionReference(p);
