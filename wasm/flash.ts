@@ -16,8 +16,8 @@
 // Files: generated/params.ts (the parameter block, generated from interface.mjs), job.ts (derived
 // sizes, scratch), simd.ts (exp, sums), masks.ts (bands and masks), tiles.ts (logits, softmax,
 // P·V), forward.ts (one task), reduce.ts (key-chunk partials), scan.ts (input magnitudes for the
-// host's exact rows), backward.ts (the backward passes, selected by the `pass` parameter). This file
-// holds the entry points.
+// host's exact rows), stage.ts (row gathers of the host's staging), backward.ts (the backward
+// passes, selected by the `pass` parameter). This file holds the entry points.
 import { TASK_BITS, gDone, gPass, gTaskCounter, gTasks } from './generated/params';
 import { runBackwardTask } from './backward';
 
@@ -30,6 +30,7 @@ import { runTask } from './forward';
 import { reducePartials } from './reduce';
 import { expf as expScalar } from './simd';
 import { maxAbsSegments as maxAbsScan } from './scan';
+import { gatherRows as gatherRowsImpl } from './stage';
 
 const TASK_MASK: i32 = (1 << TASK_BITS) - 1;
 
@@ -75,6 +76,11 @@ export function reduce(params: usize): void {
 /** out[s] = max |src[s·len + i]| over i < len (NaN if any is NaN), for the host's exact-row checks. */
 export function maxAbsSegments(src: usize, segments: i32, len: i32, out: usize): void {
   maxAbsScan(src, segments, len, out);
+}
+
+/** Copies `rows` rows of `len` floats, `srcStride` floats apart, to rows `dstStride` floats apart (the host's key/value staging per kv head). */
+export function gatherRows(src: usize, srcStride: i32, rows: i32, len: i32, dst: usize, dstStride: i32): void {
+  gatherRowsImpl(src, srcStride, rows, len, dst, dstStride);
 }
 
 /** Scalar exp with the kernel's polynomial (exported for tests). */

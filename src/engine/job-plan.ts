@@ -21,6 +21,13 @@ export const STAGING_BYTES = 4 << 20;
  * copy per row and group: the host's copies of a 2048-token prefill shrink while the workers wait.
  */
 export const WHOLE_KEY_VALUE_BUDGETS = 4;
+/**
+ * Key/value already in engine memory (EngineBuffers, e.g. a KV cache) are staged per group too when
+ * the query has at least this many query tiles: each key row is then read once per query tile, from
+ * consecutive rows of H floats instead of rows V·H floats apart (which alias in the L1 cache). A
+ * decode step (one query tile) reads them in place.
+ */
+export const STAGE_IN_PLACE_QUERY_TILES = 4;
 /** Tasks per job must stay below this (the task counter keeps the job generation above 20 bits). */
 export const TASK_LIMIT = 1 << 20;
 
@@ -84,6 +91,15 @@ export interface JobPlan {
   readonly partialBytes: number;
   /** Bytes of scratch per thread. */
   readonly scratchStride: number;
+  /** The kernel reads `key` / `value` where they are (in engine memory); otherwise they are staged. */
+  readonly readKeyInPlace: boolean;
+  readonly readValueInPlace: boolean;
+  /**
+   * Query rows go in more than one block, each block one job: two staging areas alternate, so that
+   * the host copies the next block's query in and the previous block's output out while the workers
+   * run the current block.
+   */
+  readonly pipelineRows: boolean;
 }
 
 const roundUp4 = (n: number): number => (n + 3) & ~3;
@@ -96,9 +112,12 @@ const roundUp4 = (n: number): number => (n + 3) & ~3;
  * Plain-array key/value are staged within half the staging budget: whole when they fit (or
  * probabilities are requested); else, for short queries whose query, output and per-chunk
  * partials fit the budget, key rows of every head in chunks (one job per chunk range, partials
- * reduced at the end); else per group, as many groups per job as fit. Query rows go in blocks
- * whose staged query + output fit the budget. With spare threads and long keys, the keys are
- * split into chunks so that every thread has work (flash-decoding).
+ * reduced at the end); else per group, as many groups per job as fit. Key/value already in engine
+ * memory are read in place, except by a query of STAGE_IN_PLACE_QUERY_TILES query tiles or more,
+ * which stages them per group as well. Query rows go in blocks whose staged query + output fit the
+ * budget; more than one block are pipelined, two in flight, each within half the budget. With
+ * spare threads and long keys, the keys are split into chunks so that every thread has work
+ * (flash-decoding).
  *
  * @example
  * ```ts
@@ -119,7 +138,12 @@ export function planJobs(input: PlanInput): JobPlan {
   const paddedHeadSize = roundUp4(H);
   const keyTile = KEY_TILE;
   const groups = B * V;
-  const stagedKeyValueArrays = (input.keyInPlace ? 0 : 1) + (input.valueInPlace || input.sameKeyValue ? 0 : 1);
+  const queryTilesAll = Math.ceil(T / tileRows);
+  // EngineBuffer key/value of a long query are staged per group (STAGE_IN_PLACE_QUERY_TILES).
+  const stageInPlace = !want && queryTilesAll >= STAGE_IN_PLACE_QUERY_TILES;
+  const readKeyInPlace = input.keyInPlace && !stageInPlace;
+  const readValueInPlace = input.sameKeyValue ? readKeyInPlace : input.valueInPlace && !stageInPlace;
+  const stagedKeyValueArrays = (readKeyInPlace ? 0 : 1) + (readValueInPlace || input.sameKeyValue ? 0 : 1);
   const partialBytes = maxTileHeight * (2 + paddedHeadSize) * 4;
   const keyValueBudget = stagingBytes / 2;
   const bytesPerQueryElement = input.queryInPlace ? 4 : 8; // staged query (unless in place) + output
@@ -128,8 +152,7 @@ export function planJobs(input: PlanInput): JobPlan {
   let keysPerJob = S;
   let keyChunkLength = 0;
   let keyChunks = 1;
-  if (stagedKeyValueArrays > 0) {
-    const queryTilesAll = Math.ceil(T / tileRows);
+  if (stagedKeyValueArrays > 0 && !(stageInPlace && (input.keyInPlace || input.valueInPlace))) {
     const queryOutputBytes = bytesPerQueryElement * B * T * U * H;
     const keyValueBytes = stagedKeyValueArrays * B * S * V * H * 4;
     if (want || (keyValueBytes <= keyValueBudget && queryOutputBytes <= stagingBytes)) {
@@ -161,9 +184,10 @@ export function planJobs(input: PlanInput): JobPlan {
   // Query rows per job: all of them with probabilities or staged key rows; otherwise blocks of
   // rows whose staged query + output fit the budget.
   const bytesPerRow = bytesPerQueryElement * groupsPerJob * G * H;
+  // More than one block: two blocks in flight (pipelineRows), each within half the budget.
   let rowsPerJob = T;
   if (!want && !stageKeyRows && bytesPerRow * T > stagingBytes) {
-    rowsPerJob = Math.min(T, Math.max(tileRows, Math.floor(stagingBytes / bytesPerRow / tileRows) * tileRows));
+    rowsPerJob = Math.min(T, Math.max(tileRows, Math.floor(stagingBytes / 2 / bytesPerRow / tileRows) * tileRows));
   }
   let tasksPerKeyChunk = groupsPerJob * Math.ceil(rowsPerJob / tileRows);
   if (!splitKeysAcrossJobs) {
@@ -189,9 +213,11 @@ export function planJobs(input: PlanInput): JobPlan {
     );
   }
   const scratchStride = Math.ceil(((2 * maxTileHeight * paddedHeadSize + keyTile * maxTileHeight + 6 * maxTileHeight) * 4) / 64) * 64;
+  // Row blocks pipelined: more than one block, each one job (its key chunks all in it).
+  const pipelineRows = rowsPerJob < T && !splitKeysAcrossJobs;
   return {
     tileRows, maxTileHeight, paddedHeadSize, keyTile, stageKeyRows, keysPerJob, splitKeysAcrossJobs,
     keyChunkLength, keyChunks, chunksPerJob, groupsPerJob, rowsPerJob, tasksPerKeyChunk, tasks,
-    partialBytes, scratchStride,
+    partialBytes, scratchStride, readKeyInPlace, readValueInPlace, pipelineRows,
   };
 }

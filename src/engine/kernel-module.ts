@@ -19,6 +19,8 @@ export interface KernelExports {
   /** The kernels' copy of the dropout hash (tested against src/engine/dropout_hash.ts). */
   dropoutHash(key: number, b: number, u: number, i: number, j: number): number;
   maxAbsSegments(src: number, segments: number, len: number, out: number): void;
+  /** Copies `rows` rows of `len` floats, `srcStride` floats apart from byte offset `src`, to rows `dstStride` floats apart from `dst`. */
+  gatherRows(src: number, srcStride: number, rows: number, len: number, dst: number, dstStride: number): void;
 }
 
 /**

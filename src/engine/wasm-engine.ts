@@ -38,6 +38,8 @@ import { WorkerPool } from './worker-pool.js';
 
 /** Floats per block of the SIMD input scan (and of its outputs). */
 const SCAN_FLOATS = 1 << 16;
+/** Bytes of the pass area through which plain-array key/value rows are staged per group. */
+const PASS_BYTES = 256 << 10;
 
 class WasmBuffer implements EngineBuffer {
   freed = false;
@@ -247,17 +249,20 @@ export class WasmEngine implements AttentionEngine {
   ): { result: AttentionResult; rowQueryMax?: Float32Array } {
     const { B, T, S, C, U, V, H, G } = p;
     const queryInPlace = this.isInPlace(p.query);
-    const keyInPlace = this.isInPlace(p.key);
+    const keyInEngine = this.isInPlace(p.key);
     const sameKeyValue = p.value === p.key;
-    const valueInPlace = sameKeyValue ? keyInPlace : this.isInPlace(p.value);
+    const valueInEngine = sameKeyValue ? keyInEngine : this.isInPlace(p.value);
     // Offsets of in-place inputs, read before any allocation (growth detaches non-shared views).
     const queryInPlaceOffset = p.query.byteOffset;
     const keyInPlaceOffset = p.key.byteOffset;
     const valueInPlaceOffset = p.value.byteOffset;
     const plan = planJobs({
-      B, T, S, U, V, H, G, wantProbabilities: p.wantProbabilities, queryInPlace, keyInPlace, valueInPlace,
-      sameKeyValue, threads: this.threads, stagingBytes: this.stagingBytes,
+      B, T, S, U, V, H, G, wantProbabilities: p.wantProbabilities, queryInPlace, keyInPlace: keyInEngine,
+      valueInPlace: valueInEngine, sameKeyValue, threads: this.threads, stagingBytes: this.stagingBytes,
     });
+    // Key / value read where they are, or staged (plain arrays; EngineBuffers of a long query).
+    const keyInPlace = plan.readKeyInPlace;
+    const valueInPlace = plan.readValueInPlace;
     const { tileRows, stageKeyRows, keysPerJob, keyChunks, chunksPerJob, groupsPerJob, rowsPerJob } = plan;
     const groups = B * V;
     const headsRow = G * H; // floats of one query row of one kv head's G query heads
@@ -272,8 +277,14 @@ export class WasmEngine implements AttentionEngine {
       const stagedKeyFloats = stageKeyRows ? B * keysPerJob * keyRow : groupsPerJob * S * H;
       const keyOffset = keyInPlace ? keyInPlaceOffset : alloc(stagedKeyFloats * 4);
       const valueOffset = sameKeyValue ? keyOffset : valueInPlace ? valueInPlaceOffset : alloc(stagedKeyFloats * 4);
-      const queryOffset = queryInPlace ? queryInPlaceOffset : alloc(groupsPerJob * rowsPerJob * headsRow * 4);
-      const outputOffset = alloc(groupsPerJob * rowsPerJob * headsRow * 4);
+      // One query/output staging area per row block in flight: two when blocks are pipelined.
+      const blockFloats = groupsPerJob * rowsPerJob * headsRow;
+      const slots = plan.pipelineRows ? 2 : 1;
+      const queryOffsets = Array.from({ length: slots }, () => (queryInPlace ? queryInPlaceOffset : alloc(blockFloats * 4)));
+      const outputOffsets = Array.from({ length: slots }, () => alloc(blockFloats * 4));
+      // Plain-array key/value staged per group pass through whole (C, V, H) rows of engine memory.
+      const passRows = Math.max(1, Math.min(S, Math.floor(PASS_BYTES / (keyRow * 4))));
+      const passOffset = !stageKeyRows && ((!keyInPlace && !keyInEngine) || (!valueInPlace && !valueInEngine)) ? alloc(passRows * keyRow * 4) : 0;
       const output = into?.output ?? new Float32Array(B * T * U * H);
       const probabilityCount = p.wantProbabilities ? B * U * T * S : 0;
       const probabilitiesOffset = probabilityCount > 0 ? alloc(probabilityCount * 4) : 0;
@@ -287,29 +298,59 @@ export class WasmEngine implements AttentionEngine {
         const groupCount = Math.min(groupsPerJob, groups - groupStart);
         if (!stageKeyRows && (!keyInPlace || !valueInPlace)) {
           // The S × H rows of each group's kv head, one after the other.
-          const memory = this.memory.buffer;
+          if (!keyInPlace) this.stageGroups(keyOffset, keyInEngine ? keyInPlaceOffset : p.key, passOffset, passRows, groupStart, groupCount, p);
+          if (!valueInPlace && !sameKeyValue) this.stageGroups(valueOffset, valueInEngine ? valueInPlaceOffset : p.value, passOffset, passRows, groupStart, groupCount, p);
+        }
+        /** Stages the query rows of block `block` into slot `slot` (not in place). */
+        const stageQuery = (block: number, slot: number): void => {
+          const rowStart = block * rowsPerJob;
+          const rows = Math.min(rowsPerJob, T - rowStart);
+          if (wholeBatches) {
+            // Rows [rowStart, rowStart + rows) of every batch: contiguous in (B, T, U, H), one bulk copy per batch.
+            const staged = new Float32Array(this.memory.buffer, queryOffsets[slot]!, B * rows * queryRow);
+            for (let b = 0; b < B; b++) staged.set(p.query.subarray((b * T + rowStart) * queryRow, (b * T + rowStart + rows) * queryRow), b * rows * queryRow);
+            return;
+          }
+          const staged = new Float32Array(this.memory.buffer, queryOffsets[slot]!, groupCount * rows * headsRow);
           for (let gi = 0; gi < groupCount; gi++) {
             const b = Math.floor((groupStart + gi) / V);
-            const from = (b * C * V + ((groupStart + gi) % V)) * H;
-            if (!keyInPlace) gather(new Float32Array(memory, keyOffset, groupCount * S * H), gi * S * H, p.key, from, S, H, keyRow);
-            if (!valueInPlace && !sameKeyValue) gather(new Float32Array(memory, valueOffset, groupCount * S * H), gi * S * H, p.value, from, S, H, keyRow);
+            const from = (b * T + rowStart) * queryRow + ((groupStart + gi) % V) * headsRow;
+            gather(staged, gi * rows * headsRow, p.query, from, rows, headsRow, queryRow);
           }
-        }
-        for (let rowStart = 0; rowStart < T; rowStart += rowsPerJob) {
+        };
+        /** Copies the output rows of block `block` out of slot `slot`. */
+        const copyOutput = (block: number, slot: number): void => {
+          const rowStart = block * rowsPerJob;
+          const rows = Math.min(rowsPerJob, T - rowStart);
+          if (wholeBatches) {
+            const staged = new Float32Array(this.memory.buffer, outputOffsets[slot]!, B * rows * queryRow);
+            for (let b = 0; b < B; b++) output.set(staged.subarray(b * rows * queryRow, (b + 1) * rows * queryRow), (b * T + rowStart) * queryRow);
+            return;
+          }
+          const staged = new Float32Array(this.memory.buffer, outputOffsets[slot]!, groupCount * rows * headsRow);
+          for (let gi = 0; gi < groupCount; gi++) {
+            const b = Math.floor((groupStart + gi) / V);
+            const to = (b * T + rowStart) * queryRow + ((groupStart + gi) % V) * headsRow;
+            scatter(output, to, queryRow, staged, gi * rows * headsRow, rows, headsRow);
+          }
+        };
+        const blocks = Math.ceil(T / rowsPerJob);
+        if (!queryInPlace) stageQuery(0, 0);
+        for (let block = 0; block < blocks; block++) {
+          const rowStart = block * rowsPerJob;
           const rows = Math.min(rowsPerJob, T - rowStart);
           const queryTiles = Math.ceil(rows / tileRows);
-          if (!queryInPlace && wholeBatches) {
-            // Rows [rowStart, rowStart + rows) of every batch: contiguous in (B, T, U, H), one bulk copy per batch.
-            const staged = new Float32Array(this.memory.buffer, queryOffset, B * rows * queryRow);
-            for (let b = 0; b < B; b++) staged.set(p.query.subarray((b * T + rowStart) * queryRow, (b * T + rowStart + rows) * queryRow), b * rows * queryRow);
-          } else if (!queryInPlace) {
-            const staged = new Float32Array(this.memory.buffer, queryOffset, groupCount * rows * headsRow);
-            for (let gi = 0; gi < groupCount; gi++) {
-              const b = Math.floor((groupStart + gi) / V);
-              const from = (b * T + rowStart) * queryRow + ((groupStart + gi) % V) * headsRow;
-              gather(staged, gi * rows * headsRow, p.query, from, rows, headsRow, queryRow);
-            }
-          }
+          const slot = block % slots;
+          if (!queryInPlace && slot === 0 && block > 0 && slots === 1) stageQuery(block, 0);
+          // Host work of other blocks, done while the workers run this block's first job (pipelined
+          // blocks): the next block's query in, the previous block's output out.
+          let overlapDone = slots === 1;
+          const overlap = (): void => {
+            if (overlapDone) return;
+            overlapDone = true;
+            if (block + 1 < blocks && !queryInPlace) stageQuery(block + 1, 1 - slot);
+            if (block > 0) copyOutput(block - 1, 1 - slot);
+          };
           for (let firstChunk = 0; firstChunk < keyChunks; firstChunk += chunksPerJob) {
             const firstKey = firstChunk * plan.keyChunkLength;
             const chunksInJob = Math.min(chunksPerJob, keyChunks - firstChunk);
@@ -342,10 +383,10 @@ export class WasmEngine implements AttentionEngine {
             const queryStrides = queryInPlace ? { b: T * queryRow, head: headsRow, group: 0, row: queryRow } : stagedRowStrides;
             const params: KernelParams = {
               B, T: rows, S, C, U, V, H, G,
-              query: queryInPlace ? queryOffset + rowStart * queryRow * 4 : queryOffset,
+              query: queryInPlace ? queryInPlaceOffset + rowStart * queryRow * 4 : queryOffsets[slot]!,
               key: keyInPlace ? keyOffset : keyOffset - stagedKeyShift,
               value: valueInPlace ? valueOffset : valueOffset - stagedKeyShift,
-              output: outputOffset,
+              output: outputOffsets[slot]!,
               scale: p.scale,
               causal: p.causal ? 1 : 0,
               window: p.window,
@@ -406,8 +447,9 @@ export class WasmEngine implements AttentionEngine {
             // before any output is copied out) while the workers start on its tasks, so the copy out
             // finds the pages in place (the call's arrays are never shared with the workers).
             const freshOutput = into === undefined && groupStart === 0 && firstChunk === 0;
-            this.pool.runJob(tasks, doneOffset, freshOutput ? () => {
-              for (let b = 0; b < B; b++) output.fill(0, (b * T + rowStart) * queryRow, (b * T + rowStart + rows) * queryRow);
+            this.pool.runJob(tasks, doneOffset, freshOutput || !overlapDone ? () => {
+              if (freshOutput) for (let b = 0; b < B; b++) output.fill(0, (b * T + rowStart) * queryRow, (b * T + rowStart + rows) * queryRow);
+              overlap();
             } : undefined);
             if (keyChunks > 1 && firstChunk + chunksPerJob >= keyChunks) {
               // Reduce the partials of every key chunk of the jobs above.
@@ -415,18 +457,11 @@ export class WasmEngine implements AttentionEngine {
               this.exports.reduce(PARAMS_OFFSET);
             }
           }
-          if (wholeBatches) {
-            const staged = new Float32Array(this.memory.buffer, outputOffset, B * rows * queryRow);
-            for (let b = 0; b < B; b++) output.set(staged.subarray(b * rows * queryRow, (b + 1) * rows * queryRow), (b * T + rowStart) * queryRow);
-            continue;
-          }
-          const staged = new Float32Array(this.memory.buffer, outputOffset, groupCount * rows * headsRow);
-          for (let gi = 0; gi < groupCount; gi++) {
-            const b = Math.floor((groupStart + gi) / V);
-            const to = (b * T + rowStart) * queryRow + ((groupStart + gi) % V) * headsRow;
-            scatter(output, to, queryRow, staged, gi * rows * headsRow, rows, headsRow);
-          }
+          // Without workers (or pipelining) the other blocks' host work runs here.
+          overlap();
+          if (slots === 1) copyOutput(block, 0);
         }
+        if (slots === 2) copyOutput(blocks - 1, (blocks - 1) % 2);
       }
       const logSumExp = p.wantLogSumExp ? copyOut(new Float32Array(this.memory.buffer, logSumExpOffset, B * U * T), into?.logSumExp) : undefined;
       const probabilities = probabilityCount > 0 ? copyOut(new Float32Array(this.memory.buffer, probabilitiesOffset, probabilityCount), into?.probabilities) : undefined;
@@ -437,6 +472,37 @@ export class WasmEngine implements AttentionEngine {
       };
     } finally {
       releaseAll();
+    }
+  }
+
+  /**
+   * Stages the key (or value) rows of groups [groupStart, groupStart + groupCount) to `to`, laid out
+   * (groupCount, S, H). `from` is the byte offset of an array in engine memory, or a plain array,
+   * which passes through the pass area `passRows` whole (V, H) rows at a time (one bulk copy); the
+   * kernel's gatherRows then lays out each kv head's rows.
+   */
+  private stageGroups(to: number, from: number | Float32Array, passOffset: number, passRows: number, groupStart: number, groupCount: number, p: NormalizedProblem): void {
+    const { S, C, V, H } = p;
+    const keyRow = V * H;
+    for (let gi = 0; gi < groupCount; gi++) {
+      const group = groupStart + gi;
+      const b = Math.floor(group / V);
+      const kvh = group % V;
+      const dst = to + gi * S * H * 4;
+      if (typeof from === 'number') {
+        this.exports.gatherRows(from + (b * C * keyRow + kvh * H) * 4, keyRow, S, H, dst, H);
+        continue;
+      }
+      // Plain array: whole rows of batch b through the pass area, once for all its kv heads.
+      if (gi > 0 && kvh !== 0) continue;
+      const lastGroup = Math.min(groupStart + groupCount, (b + 1) * V);
+      for (let s0 = 0; s0 < S; s0 += passRows) {
+        const n = Math.min(passRows, S - s0);
+        new Float32Array(this.memory.buffer, passOffset, n * keyRow).set(from.subarray((b * C + s0) * keyRow, (b * C + s0 + n) * keyRow));
+        for (let g = group; g < lastGroup; g++) {
+          this.exports.gatherRows(passOffset + (g % V) * H * 4, keyRow, n, H, to + ((g - groupStart) * S + s0) * H * 4, H);
+        }
+      }
     }
   }
 

@@ -1,7 +1,7 @@
 /** planJobs: the pure job planning of the WebAssembly engine, without running a kernel. */
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { KEY_TILE, planJobs, STAGING_BYTES, TASK_LIMIT, WHOLE_KEY_VALUE_BUDGETS, type PlanInput } from '../../src/engine/job-plan.js';
+import { KEY_TILE, planJobs, STAGE_IN_PLACE_QUERY_TILES, STAGING_BYTES, TASK_LIMIT, WHOLE_KEY_VALUE_BUDGETS, type PlanInput } from '../../src/engine/job-plan.js';
 
 const base: PlanInput = {
   B: 1, T: 1, S: 4096, U: 32, V: 8, H: 128, G: 4, wantProbabilities: false,
@@ -53,6 +53,33 @@ describe('planJobs', () => {
     // A decode step keeps half a budget of key/value (its key chunks).
     expect(planJobs({ ...base, T: 1, S: 2048 }).splitKeysAcrossJobs).toBe(true);
     expect(WHOLE_KEY_VALUE_BUDGETS * STAGING_BYTES).toBe(16 * 2 ** 20);
+  });
+
+  test('in-place key/value are read in place by a short query and staged per group for a long one', () => {
+    const inPlace = { ...base, keyInPlace: true, valueInPlace: true };
+    const decode = planJobs(inPlace);
+    expect([decode.readKeyInPlace, decode.readValueInPlace]).toEqual([true, true]);
+    // G = 4: 16 query rows per tile; STAGE_IN_PLACE_QUERY_TILES tiles and more are staged.
+    const shortest = 16 * (STAGE_IN_PLACE_QUERY_TILES - 1) + 1;
+    const short = planJobs({ ...inPlace, T: shortest - 1, S: 2048 });
+    expect([short.readKeyInPlace, short.readValueInPlace, short.stageKeyRows]).toEqual([true, true, false]);
+    const long = planJobs({ ...inPlace, T: shortest, S: 2048 });
+    expect([long.readKeyInPlace, long.readValueInPlace, long.stageKeyRows]).toEqual([false, false, false]);
+    expect(long.groupsPerJob * 2048 * 128 * 4 * 2).toBeLessThanOrEqual(WHOLE_KEY_VALUE_BUDGETS * STAGING_BYTES);
+    // Only the array that lives in engine memory changes; the same array for key and value stays one.
+    expect(planJobs({ ...base, keyInPlace: true, T: 2048, S: 2048 })).toMatchObject({ readKeyInPlace: false, readValueInPlace: false });
+    expect(planJobs({ ...inPlace, sameKeyValue: true, T: 2048, S: 2048 })).toMatchObject({ readKeyInPlace: false, readValueInPlace: false });
+    // Probabilities stage key rows whole; in-place arrays stay in place.
+    expect(planJobs({ ...inPlace, T: 300, S: 700, wantProbabilities: true })).toMatchObject({ readKeyInPlace: true, readValueInPlace: true });
+  });
+
+  test('query rows in more than one block are pipelined, two blocks within one budget', () => {
+    const plan = planJobs({ ...base, T: 2048, S: 2048 });
+    expect(plan.pipelineRows).toBe(true);
+    expect(2 * plan.rowsPerJob * 32 * 128 * 8).toBeLessThanOrEqual(STAGING_BYTES);
+    expect(planJobs({ ...base, T: 64, S: 64 }).pipelineRows).toBe(false);
+    // Keys split across jobs (several jobs per block): not pipelined.
+    expect(planJobs({ ...base, T: 2, S: 8192 }).pipelineRows).toBe(false);
   });
 
   test('many groups: jobs are cut so each numbers fewer tasks than the counter holds, with or without probabilities', () => {

@@ -81,6 +81,30 @@ describe('key/value staged per group (bounded staging)', () => {
     }
   });
 
+  test('EngineBuffer key/value of a long query (a KV cache being prefilled) are staged per group: the same floats as plain arrays', () => {
+    // G = 4: 16 query rows per tile, so T = 100 has 7 query tiles (staged); T = 40 has 3 (read in place).
+    for (const [T, sameKeyValue] of [[100, false], [100, true], [40, false]] as const) {
+      const p = buildProblem({
+        B: 2, T, S: 150, V: 3, G: 4, H: 20, extraCapacity: 10, causal: true, offset: 50, window: 0,
+        maskKind: 'bool', maskDims: [true, false, true, true], density: 0.8, magnitude: 1, probs: false, seed: T,
+      });
+      const problem = sameKeyValue ? { ...p, value: p.key } : p;
+      for (const e of [...small, engine({ threads: 2 })]) {
+        const plain = e.attention(problem).output;
+        const kb = toBuffer(e, problem.key);
+        const vb = sameKeyValue ? kb : toBuffer(e, problem.value);
+        const before = e.memoryBytes();
+        const cached = e.attention({ ...problem, key: kb, value: vb }).output;
+        expect(Array.from(cached), `T=${T} same=${sameKeyValue}`).toEqual(Array.from(plain));
+        // The buffers are untouched (staging copies them; the kernel never writes them).
+        expect(Array.from(kb.view())).toEqual(Array.from(problem.key));
+        expect(e.memoryBytes() - before).toBeLessThanOrEqual(2 * 2 ** 20);
+        kb.free();
+        if (!sameKeyValue) vb.free();
+      }
+    }
+  });
+
   // Groups of key/value within 16 MiB (WHOLE_KEY_VALUE_BUDGETS: all 8 at S = 2048, 2 at S = 8192)
   // plus a 4 MiB query/output block.
   test.each([
