@@ -233,7 +233,9 @@ export interface EngineBuffer {
 
 /**
  * An {@link AttentionProblem} whose query, key and value may also be {@link EngineBuffer}s of the
- * engine that runs it (read in place). Every AttentionProblem is an EngineProblem.
+ * engine that runs it: read in place, except key/value of a query with many rows (a prefill into a
+ * KV cache), which the engine stages per kv head within its own memory for contiguous reads. Every
+ * AttentionProblem is an EngineProblem.
  *
  * @example
  * ```ts
