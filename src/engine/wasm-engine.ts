@@ -341,7 +341,7 @@ export class WasmEngine implements AttentionEngine {
           const rows = Math.min(rowsPerJob, T - rowStart);
           const queryTiles = Math.ceil(rows / tileRows);
           const slot = block % slots;
-          if (!queryInPlace && slot === 0 && block > 0 && slots === 1) stageQuery(block, 0);
+          if (!queryInPlace && slots === 1 && block > 0) stageQuery(block, 0);
           // Host work of other blocks, done while the workers run this block's first job (pipelined
           // blocks): the next block's query in, the previous block's output out.
           let overlapDone = slots === 1;
@@ -484,25 +484,27 @@ export class WasmEngine implements AttentionEngine {
   private stageGroups(to: number, from: number | Float32Array, passOffset: number, passRows: number, groupStart: number, groupCount: number, p: NormalizedProblem): void {
     const { S, C, V, H } = p;
     const keyRow = V * H;
-    for (let gi = 0; gi < groupCount; gi++) {
-      const group = groupStart + gi;
-      const b = Math.floor(group / V);
-      const kvh = group % V;
-      const dst = to + gi * S * H * 4;
-      if (typeof from === 'number') {
-        this.exports.gatherRows(from + (b * C * keyRow + kvh * H) * 4, keyRow, S, H, dst, H);
-        continue;
-      }
-      // Plain array: whole rows of batch b through the pass area, once for all its kv heads.
-      if (gi > 0 && kvh !== 0) continue;
-      const lastGroup = Math.min(groupStart + groupCount, (b + 1) * V);
-      for (let s0 = 0; s0 < S; s0 += passRows) {
-        const n = Math.min(passRows, S - s0);
-        new Float32Array(this.memory.buffer, passOffset, n * keyRow).set(from.subarray((b * C + s0) * keyRow, (b * C + s0 + n) * keyRow));
-        for (let g = group; g < lastGroup; g++) {
-          this.exports.gatherRows(passOffset + (g % V) * H * 4, keyRow, n, H, to + ((g - groupStart) * S + s0) * H * 4, H);
+    const inEngine = typeof from === 'number';
+    const chunk = inEngine ? S : passRows;
+    const lastGroup = groupStart + groupCount;
+    for (let first = groupStart; first < lastGroup; ) {
+      // The range's groups of batch b share its (C, V, H) rows: each chunk of rows is read once for all.
+      const b = Math.floor(first / V);
+      const end = Math.min(lastGroup, (b + 1) * V);
+      for (let s0 = 0; s0 < S; s0 += chunk) {
+        const n = Math.min(chunk, S - s0);
+        let rows: number;
+        if (inEngine) {
+          rows = from + (b * C + s0) * keyRow * 4;
+        } else {
+          new Float32Array(this.memory.buffer, passOffset, n * keyRow).set(from.subarray((b * C + s0) * keyRow, (b * C + s0 + n) * keyRow));
+          rows = passOffset;
+        }
+        for (let g = first; g < end; g++) {
+          this.exports.gatherRows(rows + (g % V) * H * 4, keyRow, n, H, to + ((g - groupStart) * S + s0) * H * 4, H);
         }
       }
+      first = end;
     }
   }
 

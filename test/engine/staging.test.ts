@@ -83,11 +83,17 @@ describe('key/value staged per group (bounded staging)', () => {
 
   test('EngineBuffer key/value of a long query (a KV cache being prefilled) are staged per group: the same floats as plain arrays', () => {
     // G = 4: 16 query rows per tile, so T = 100 has 7 query tiles (staged); T = 40 has 3 (read in place).
-    for (const [T, sameKeyValue] of [[100, false], [100, true], [40, false]] as const) {
+    // The last case puts a NaN in one key row and an Inf in one value row: the rows they reach are
+    // recomputed from the buffers themselves (exact rows), so they must still agree.
+    for (const [T, sameKeyValue, nonFinite] of [[100, false, false], [100, true, false], [40, false, false], [100, false, true]] as const) {
       const p = buildProblem({
         B: 2, T, S: 150, V: 3, G: 4, H: 20, extraCapacity: 10, causal: true, offset: 50, window: 0,
         maskKind: 'bool', maskDims: [true, false, true, true], density: 0.8, magnitude: 1, probs: false, seed: T,
       });
+      if (nonFinite) {
+        p.key[(1 * 160 + 70) * 3 * 20 + 1 * 20 + 5] = Number.NaN;
+        p.value[(0 * 160 + 120) * 3 * 20 + 2 * 20] = Number.POSITIVE_INFINITY;
+      }
       const problem = sameKeyValue ? { ...p, value: p.key } : p;
       for (const e of [...small, engine({ threads: 2 })]) {
         const plain = e.attention(problem).output;
@@ -95,7 +101,8 @@ describe('key/value staged per group (bounded staging)', () => {
         const vb = sameKeyValue ? kb : toBuffer(e, problem.value);
         const before = e.memoryBytes();
         const cached = e.attention({ ...problem, key: kb, value: vb }).output;
-        expect(Array.from(cached), `T=${T} same=${sameKeyValue}`).toEqual(Array.from(plain));
+        expect(Array.from(cached), `T=${T} same=${sameKeyValue} nonFinite=${nonFinite}`).toEqual(Array.from(plain));
+        if (nonFinite) expect(cached.some(Number.isNaN)).toBe(true);
         // The buffers are untouched (staging copies them; the kernel never writes them).
         expect(Array.from(kb.view())).toEqual(Array.from(problem.key));
         expect(e.memoryBytes() - before).toBeLessThanOrEqual(2 * 2 ** 20);
